@@ -1,0 +1,90 @@
+// swift-tools-version:6.1
+// Capstan: a container orchestrator whose every moving part is a plugin.
+//
+// Table of contents
+//   Sources/CapstanSDK      nested packages: libCapstanSDK.so and (CapstanCore/) libCapstanCore.so, what plugins link
+//   Sources/PluginHost      dlopen loader, handshake checks, registry, operator config, C-ABI door
+//   Sources/CFFI            libffi, for plugins written in C
+//   Sources/capstan         the one binary (CLI verbs)
+//   Sources/CapstanBench    benchmarks (run in release, numbers in docs/performance.md)
+//   Plugins/*               the in-tree plugins, one `.dynamic` product (one .so) each
+//   Tests/*                 Swift Testing suites; they reach plugins only through the built .so files
+//
+// SwiftPM reserves a folder named `Plugins/` for *package* plugins; ours are Capstan plugins, so every
+// plugin target names its `path:` explicitly (see docs/plugin-authoring.md).
+import PackageDescription
+
+/// The in-tree Capstan plugins: (product and target name, folder under Plugins/).
+let capstanPlugins: [(name: String, folder: String)] = [
+    ("CapstanBinpack", "Binpack"),
+    ("CapstanSpread", "Spread"),
+    ("CapstanHostPath", "HostPath"),
+    ("CapstanHostNetwork", "HostNetwork"),
+    ("CapstanRoundRobin", "RoundRobin"),
+    ("CapstanLeastConn", "LeastConn"),
+    ("CapstanProcessRuntime", "ProcessRuntime"),
+]
+
+let sdk = Target.Dependency.product(name: "CapstanSDK", package: "CapstanSDK")
+let core = Target.Dependency.product(name: "CapstanCore", package: "CapstanCore")
+
+let package = Package(
+    name: "Capstan",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "capstan", targets: ["capstan"]),
+        .executable(name: "capstan-bench", targets: ["CapstanBench"]),
+    ] + capstanPlugins.map { .library(name: $0.name, type: .dynamic, targets: [$0.name]) },
+    dependencies: [
+        .package(path: "Sources/CapstanSDK"),
+        .package(path: "Sources/CapstanSDK/CapstanCore"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        // libffi through pkg-config, with static inline accessors for its globals (Swift 6 mode).
+        .systemLibrary(
+            name: "CFFI",
+            path: "Sources/CFFI",
+            pkgConfig: "libffi",
+            providers: [.apt(["libffi-dev"])]
+        ),
+        // Loads, verifies and registers plugins; reads capstan.yaml.
+        .target(
+            name: "PluginHost",
+            dependencies: [
+                core, sdk, "CFFI",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Sources/PluginHost"
+        ),
+        .testTarget(name: "PluginHostTests", dependencies: ["PluginHost", core, sdk], path: "Tests/PluginHostTests"),
+        .testTarget(name: "CapstanCoreTests", dependencies: [core], path: "Tests/CapstanCoreTests"),
+
+        // The capstan binary. Links the Swift runtime dynamically (DESIGN.md rule 8) and finds
+        // libCapstan*.so beside itself or in ../lib (rule 9).
+        .executableTarget(
+            name: "capstan",
+            dependencies: [
+                "PluginHost", core, sdk,
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/capstan",
+            linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath=$ORIGIN", "-Xlinker", "-rpath=$ORIGIN/../lib"])]
+        ),
+        .testTarget(name: "CapstanCLITests", dependencies: [core], path: "Tests/CapstanCLITests"),
+
+        // Benchmarks: `swift run -c release capstan-bench`. Links Binpack statically to compare a
+        // direct call with the same code reached through the loaded .so.
+        .executableTarget(
+            name: "CapstanBench",
+            dependencies: ["PluginHost", core, sdk, "CapstanBinpack"],
+            path: "Sources/CapstanBench",
+            linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath=$ORIGIN"])]
+        ),
+    ] + capstanPlugins.map {
+        .target(name: $0.name, dependencies: [sdk, core], path: "Plugins/\($0.folder)")
+    }
+)

@@ -1,0 +1,33 @@
+import CapstanSDK
+import Foundation
+
+/// What the runtime keeps on disk per instance, in `<root>/instances/<id>/instance.json`.
+/// Together with the shim's `pid` and `exit` files it is all `list()` needs after a restart.
+struct InstanceRecord: Codable, Equatable {
+    var id: String
+    var command: [String]
+    var env: [String: String]
+    var workingDir: String?
+    var labels: [String: String]
+    /// The shim's pid (and process group); nil before the first start.
+    var shimPID: Int32?
+    var shimStartTicks: UInt64?
+    var startedAt: Double?
+    var finishedAt: Double?
+    /// Set when the runtime killed it with SIGKILL after the grace period.
+    var forcedKill: Bool
+
+    init(_ request: CreateInstanceRequest) {
+        id = request.id
+        command = request.command
+        env = request.env
+        workingDir = request.workingDir
+        labels = request.labels
+        forcedKill = false
+    }
+
+    /// True when `request` describes the same instance (for idempotent create).
+    func matches(_ request: CreateInstanceRequest) -> Bool {
+        command == request.command && env == request.env && workingDir == request.workingDir && labels == request.labels
+    }
+}

@@ -1,0 +1,97 @@
+import CapstanSDK
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts an instance's process under a small `/bin/sh` supervisor ("shim") in a new session.
+///
+/// The shim runs the command as its child, forwards polite signals to it, and when it exits
+/// writes its exit status to a file. Because the shim is in its own session and the status is on
+/// disk, an instance outlives the agent that started it and its exit code is known even to an
+/// agent that re-adopted it after a restart.
+enum ProcessSpawner {
+    /// The supervisor script. `$1` is the instance folder; the rest is the command.
+    static let shim = #"""
+    dir="$1"; shift
+    rm -f "$dir/exit"
+    cd "${CAPSTAN_WORKDIR:-$dir}" || { echo "capstan: cannot enter working directory $CAPSTAN_WORKDIR" >&2; echo 126 > "$dir/exit"; exit 126; }
+    unset CAPSTAN_WORKDIR
+    for s in TERM INT HUP QUIT USR1 USR2; do trap "kill -$s \"\$child\" 2>/dev/null" "$s"; done
+    "$@" &
+    child=$!
+    echo "$child" > "$dir/pid.tmp" && mv "$dir/pid.tmp" "$dir/pid"
+    while :; do
+      wait "$child"; status=$?
+      kill -0 "$child" 2>/dev/null || break
+    done
+    echo "$status" > "$dir/exit.tmp" && mv "$dir/exit.tmp" "$dir/exit"
+    exit "$status"
+    """#
+
+    /// glibc's POSIX_SPAWN_SETSID (spawn.h, since 2.26), which Swift does not import.
+    static let posixSpawnSetSID: Int32 = 0x80
+
+    /// Exit statuses of shims this process spawned and reaped, by pid.
+    static let reaped = Mutex<[Int32: Int32]>([:])
+
+    /// Spawns the shim for an instance; returns its pid (also the process group id).
+    static func spawn(command: [String], environment: [String: String], workingDir: String?, folder: URL) throws -> Int32 {
+        var env = environment
+        if env["PATH"] == nil { env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" }
+        if let workingDir { env["CAPSTAN_WORKDIR"] = workingDir }
+        let arguments = ["/bin/sh", "-c", shim, "capstan-shim", folder.path] + command
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = env.sorted(by: { $0.key < $1.key }).map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, folder.appendingPathComponent("stdout.log").path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, folder.appendingPathComponent("stderr.log").path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // A new session: no signal aimed at the agent's group reaches the instance.
+        // Default signal handling and an empty mask: the agent may ignore SIGPIPE, the child must not.
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setflags(&attributes, Int16(posixSpawnSetSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+        var pid: pid_t = 0
+        let status = posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, envp)
+        guard status == 0 else {
+            throw PluginError(.internal, "cannot start /bin/sh for the instance: \(String(cString: strerror(status)))")
+        }
+        reap(pid, folder: folder)
+        return pid
+    }
+
+    /// Waits for the shim on a thread of its own, so it never lingers as a zombie, and records
+    /// its status (including death by SIGKILL, which the shim cannot write itself).
+    static func reap(_ pid: Int32, folder: URL) {
+        let thread = Thread {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            let exitFile = folder.appendingPathComponent("exit")
+            if !FileManager.default.fileExists(atPath: exitFile.path) {
+                try? "\(code)\n".write(to: exitFile, atomically: true, encoding: .utf8)
+            }
+            reaped.withLock { $0[pid] = code }
+        }
+        thread.name = "capstan-reaper-\(pid)"
+        thread.start()
+    }
+}

@@ -1,0 +1,26 @@
+import CapstanSDK
+
+/// Spreads instances onto the emptiest nodes that fit them ("least allocated"), balancing load
+/// and limiting what one node failure takes down. Honours cpu, memory and extended resources.
+struct Spread: SchedulerPlugin {
+    let configuration: ResourceWeightsConfiguration
+
+    func filter(_ request: FilterRequest) -> [FilterVerdict] {
+        ResourceFit.filter(request)
+    }
+
+    func score(_ request: ScoreRequest) -> [Int64] {
+        request.nodes.map { node in
+            Int64(((1 - ResourceFit.utilization(after: request.unit, on: node, weights: configuration.resources)) * Double(SchedulerAPI.maxNodeScore)).rounded())
+        }
+    }
+}
+
+@_cdecl("capstan_plugin_v1")
+public func capstanPluginV1() -> UnsafeRawPointer {
+    PluginExport.handshake(name: "spread", version: "1.0.0", kinds: [.scheduler]) { registrar in
+        try registrar.register(scheduler: "spread", configuration: ResourceWeightsConfiguration.self) { configuration, _ in
+            Spread(configuration: configuration)
+        }
+    }
+}

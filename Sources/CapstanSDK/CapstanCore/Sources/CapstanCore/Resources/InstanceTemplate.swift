@@ -1,0 +1,122 @@
+/// What to run: the part of an instance a workload stamps out. One process or container.
+public struct InstanceTemplate: Codable, Sendable, Hashable {
+    public var labels: [String: String]
+    /// For container runtimes: an OCI image layout or rootfs directory.
+    public var image: String?
+    /// The executable and its arguments.
+    public var command: [String]
+    public var env: [String: String]
+    public var workingDir: String?
+    public var resources: ResourceRequirements
+    public var ports: [PortSpec]
+    public var volumeMounts: [VolumeMount]
+    /// The runtime plugin to run it with; the configured default when nil.
+    public var runtime: String?
+    /// The scheduler profile or plugin to place it with; the configured default when nil.
+    public var scheduler: String?
+    /// Acceptable GPU models (any when empty).
+    public var gpuModels: [String]
+
+    public init(command: [String], labels: [String: String] = [:], image: String? = nil, env: [String: String] = [:], workingDir: String? = nil, resources: ResourceRequirements = ResourceRequirements(), ports: [PortSpec] = [], volumeMounts: [VolumeMount] = [], runtime: String? = nil, scheduler: String? = nil, gpuModels: [String] = []) {
+        self.labels = labels
+        self.image = image
+        self.command = command
+        self.env = env
+        self.workingDir = workingDir
+        self.resources = resources
+        self.ports = ports
+        self.volumeMounts = volumeMounts
+        self.runtime = runtime
+        self.scheduler = scheduler
+        self.gpuModels = gpuModels
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case labels, image, command, env, workingDir, resources, ports, volumeMounts, runtime, scheduler, gpuModels
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        labels = try container.decodeIfPresent([String: String].self, forKey: .labels) ?? [:]
+        image = try container.decodeIfPresent(String.self, forKey: .image)
+        command = try container.decodeIfPresent([String].self, forKey: .command) ?? []
+        env = try container.decodeIfPresent([String: String].self, forKey: .env) ?? [:]
+        workingDir = try container.decodeIfPresent(String.self, forKey: .workingDir)
+        resources = try container.decodeIfPresent(ResourceRequirements.self, forKey: .resources) ?? ResourceRequirements()
+        ports = try container.decodeIfPresent([PortSpec].self, forKey: .ports) ?? []
+        volumeMounts = try container.decodeIfPresent([VolumeMount].self, forKey: .volumeMounts) ?? []
+        runtime = try container.decodeIfPresent(String.self, forKey: .runtime)
+        scheduler = try container.decodeIfPresent(String.self, forKey: .scheduler)
+        gpuModels = try container.decodeIfPresent([String].self, forKey: .gpuModels) ?? []
+    }
+
+    func validate(at path: String) -> [ValidationProblem] {
+        var problems: [ValidationProblem] = []
+        if command.isEmpty && image == nil {
+            problems.append(ValidationProblem(path: "\(path).command", message: "is empty; give the program to run (or an image)"))
+        }
+        problems += resources.requests.validate(at: "\(path).resources.requests")
+        problems += resources.limits.validate(at: "\(path).resources.limits")
+        for (index, port) in ports.enumerated() {
+            if !(1...65535).contains(port.containerPort) {
+                problems.append(ValidationProblem(path: "\(path).ports[\(index)].containerPort", message: "\(port.containerPort) is not a port (1-65535)"))
+            }
+            if let hostPort = port.hostPort, !(0...65535).contains(hostPort) {
+                problems.append(ValidationProblem(path: "\(path).ports[\(index)].hostPort", message: "\(hostPort) is not a port (0-65535; 0 picks a free one)"))
+            }
+        }
+        for (index, mount) in volumeMounts.enumerated() where !mount.mountPath.hasPrefix("/") {
+            problems.append(ValidationProblem(path: "\(path).volumeMounts[\(index)].mountPath", message: "\"\(mount.mountPath)\" is not an absolute path"))
+        }
+        return problems
+    }
+}
+
+/// What an instance asks for (scheduling) and may not exceed (runtime).
+public struct ResourceRequirements: Codable, Sendable, Hashable {
+    public var requests: ResourceList
+    public var limits: ResourceList
+
+    public init(requests: ResourceList = [:], limits: ResourceList = [:]) {
+        self.requests = requests
+        self.limits = limits
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        requests = try container.decodeIfPresent(ResourceList.self, forKey: .requests) ?? [:]
+        limits = try container.decodeIfPresent(ResourceList.self, forKey: .limits) ?? [:]
+    }
+}
+
+/// A port an instance listens on, and the host port to expose it on.
+public struct PortSpec: Codable, Sendable, Hashable {
+    public var name: String?
+    public var containerPort: Int
+    /// 0 or nil: none requested (a network plugin may allocate one).
+    public var hostPort: Int?
+    /// `tcp` or `udp`.
+    public var `protocol`: String?
+
+    public init(name: String? = nil, containerPort: Int, hostPort: Int? = nil, protocol: String? = nil) {
+        self.name = name
+        self.containerPort = containerPort
+        self.hostPort = hostPort
+        self.protocol = `protocol`
+    }
+}
+
+/// Where a claimed volume appears inside an instance.
+public struct VolumeMount: Codable, Sendable, Hashable {
+    /// The VolumeClaim's name.
+    public var claim: String
+    public var mountPath: String
+    public var readOnly: Bool?
+
+    public init(claim: String, mountPath: String, readOnly: Bool? = nil) {
+        self.claim = claim
+        self.mountPath = mountPath
+        self.readOnly = readOnly
+    }
+}

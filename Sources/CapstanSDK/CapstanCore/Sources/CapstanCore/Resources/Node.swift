@@ -1,0 +1,58 @@
+
+
+/// A machine that runs instances. Registered by its agent.
+public typealias Node = Resource<NodeSpec>
+
+public struct NodeSpec: ResourceSpec {
+    public static let kind = "Node"
+    /// When true the scheduler places nothing new here (cordon).
+    public var unschedulable: Bool
+    /// The agent's API address, for logs and exec.
+    public var agentAddress: String?
+
+    public init(unschedulable: Bool = false, agentAddress: String? = nil) {
+        self.unschedulable = unschedulable
+        self.agentAddress = agentAddress
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        unschedulable = try container.decodeIfPresent(Bool.self, forKey: .unschedulable) ?? false
+        agentAddress = try container.decodeIfPresent(String.self, forKey: .agentAddress)
+    }
+
+    public static var initialStatus: NodeStatus { NodeStatus() }
+}
+
+/// One GPU of a node, as agents report and schedulers account it.
+public struct GPUDevice: Codable, Sendable, Hashable {
+    /// The device's index on its node (0-based).
+    public var index: Int
+    /// The model name (`V100M16`, `A100`…), matched against a pod's acceptable models.
+    public var model: String
+
+    public init(index: Int, model: String) {
+        self.index = index
+        self.model = model
+    }
+}
+
+public struct NodeStatus: Codable, Sendable, Hashable {
+    /// Everything the machine has.
+    public var capacity: ResourceList
+    /// What instances may use (capacity less what the system reserves).
+    public var allocatable: ResourceList
+    public var gpus: [GPUDevice]
+    public var addresses: [String]
+    public var ready: Bool
+    public var lastHeartbeat: Timestamp?
+
+    public init(capacity: ResourceList = [:], allocatable: ResourceList = [:], gpus: [GPUDevice] = [], addresses: [String] = [], ready: Bool = false, lastHeartbeat: Timestamp? = nil) {
+        self.capacity = capacity
+        self.allocatable = allocatable
+        self.gpus = gpus
+        self.addresses = addresses
+        self.ready = ready
+        self.lastHeartbeat = lastHeartbeat
+    }
+}

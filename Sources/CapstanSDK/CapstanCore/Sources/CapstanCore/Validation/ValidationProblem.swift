@@ -1,0 +1,88 @@
+/// One thing wrong with a manifest or a config, with the path of the field it is about.
+public struct ValidationProblem: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// The field, dotted from the document root: `spec.template.resources.cpu`, `plugins[2].sha256`.
+    public var path: String
+    /// What is wrong and, where it helps, what to write instead.
+    public var message: String
+
+    public init(path: String, message: String) {
+        self.path = path
+        self.message = message
+    }
+
+    public var description: String { path.isEmpty ? message : "\(path): \(message)" }
+}
+
+/// A value that can list every problem it has.
+public protocol Validatable {
+    /// Every problem found, each with its field path; empty when valid.
+    func validate() -> [ValidationProblem]
+}
+
+/// Thrown when a document has one or more problems; lists them all.
+public struct ValidationError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What the document is, for the first line of the message (a file name, `Workload "web"`).
+    public var subject: String
+    public var problems: [ValidationProblem]
+
+    public init(subject: String, problems: [ValidationProblem]) {
+        self.subject = subject
+        self.problems = problems
+    }
+
+    public var description: String {
+        (["\(subject) is invalid:"] + problems.map { "  \($0)" }).joined(separator: "\n")
+    }
+}
+
+extension DecodingError {
+    /// The field path and message of a decoding failure, in the same form as validation problems.
+    public var problem: ValidationProblem {
+        func path(_ codingPath: [any CodingKey]) -> String {
+            var text = ""
+            for key in codingPath {
+                if let index = key.intValue { text += "[\(index)]" } else { text += text.isEmpty ? key.stringValue : ".\(key.stringValue)" }
+            }
+            return text
+        }
+        switch self {
+        case .typeMismatch(let type, let context):
+            return ValidationProblem(path: path(context.codingPath), message: "expected \(Self.typeName(type)); \(context.debugDescription)")
+        case .valueNotFound(let type, let context):
+            return ValidationProblem(path: path(context.codingPath), message: "expected \(Self.typeName(type)), found nothing")
+        case .keyNotFound(let key, let context):
+            return ValidationProblem(path: path(context.codingPath + [key]), message: "is required")
+        case .dataCorrupted(let context):
+            return ValidationProblem(path: path(context.codingPath), message: context.debugDescription)
+        @unknown default:
+            return ValidationProblem(path: "", message: "\(self)")
+        }
+    }
+
+    private static func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: return "a string"
+        case is Int.Type, is Int64.Type, is Int32.Type, is UInt64.Type, is UInt32.Type, is UInt16.Type: return "an integer"
+        case is Double.Type: return "a number"
+        case is Bool.Type: return "true or false"
+        default:
+            let name = String(describing: type)
+            if name.hasPrefix("Array") { return "a list" }
+            if name.hasPrefix("Dictionary") { return "a map" }
+            return name
+        }
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// Throws a decoding error naming the first key not in `known`: strict documents refuse typos.
+    public func rejectUnknownKeys(_ known: some Sequence<String>, in decoder: any Decoder) throws {
+        let all = try decoder.container(keyedBy: AnyCodingKey.self)
+        let knownSet = Set(known)
+        for key in all.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) where !knownSet.contains(key.stringValue) {
+            throw DecodingError.dataCorrupted(DecodingError.Context(
+                codingPath: codingPath + [key],
+                debugDescription: "unknown key; expected one of: \(knownSet.sorted().joined(separator: ", "))"))
+        }
+    }
+}

@@ -1,0 +1,156 @@
+import CapstanCore
+
+/// Creates, runs, stops and reports on instances on one node (like CRI or a Nomad task driver).
+///
+/// Conforming plugins must:
+/// - keep instances running when the calling process exits (an agent restart must not stop
+///   them), and find them again through ``list()`` so the agent can re-adopt them;
+/// - make ``stop(_:)`` send a polite signal, wait up to the grace period, then force; it must
+///   finish even when the calling task is cancelled;
+/// - report exit codes; make ``remove(_:)`` succeed for unknown instances;
+/// - throw ``PluginError/Code/notFound`` for unknown instances on calls that need one.
+public protocol RuntimePlugin: Sendable {
+    var capabilities: RuntimeCapabilities { get }
+    /// Prepares an instance without starting it. Creating an existing ID with the same request
+    /// returns its status.
+    func create(_ request: CreateInstanceRequest) async throws -> RuntimeInstanceStatus
+    /// Starts a created instance (or restarts an exited one).
+    func start(_ id: String) async throws -> RuntimeInstanceStatus
+    /// Stops politely, then by force after the grace period.
+    func stop(_ request: StopInstanceRequest) async throws -> RuntimeInstanceStatus
+    /// Sends a signal.
+    func kill(_ request: KillInstanceRequest) async throws
+    /// The instance's current state.
+    func status(_ id: String) async throws -> RuntimeInstanceStatus
+    /// Every instance this runtime knows on this node, running or not.
+    func list() async throws -> [RuntimeInstanceStatus]
+    /// Reads output from an offset.
+    func logs(_ request: LogsRequest) async throws -> LogChunk
+    /// Forgets a stopped instance and its files. Stops it first if it still runs.
+    func remove(_ id: String) async throws
+}
+
+public struct RuntimeCapabilities: Sendable, Hashable {
+    /// cpu and memory limits are enforced (cgroups), not just recorded.
+    public var enforcesResourceLimits: Bool
+    /// `image` is honoured (a rootfs or OCI layout).
+    public var runsImages: Bool
+    /// Instances have their own network namespace.
+    public var isolatedNetwork: Bool
+    public init(enforcesResourceLimits: Bool, runsImages: Bool, isolatedNetwork: Bool) {
+        self.enforcesResourceLimits = enforcesResourceLimits
+        self.runsImages = runsImages
+        self.isolatedNetwork = isolatedNetwork
+    }
+}
+
+public struct CreateInstanceRequest: Sendable, Hashable {
+    /// Unique on the node; the instance's name.
+    public var id: String
+    public var command: [String]
+    public var env: [String: String]
+    public var workingDir: String?
+    public var image: String?
+    public var limits: ResourceVector
+    public var mounts: [RuntimeMount]
+    public var hostname: String?
+    /// Kept with the instance and returned by ``RuntimePlugin/list()``: who owns it.
+    public var labels: [String: String]
+
+    public init(id: String, command: [String], env: [String: String] = [:], workingDir: String? = nil, image: String? = nil, limits: ResourceVector = ResourceVector(), mounts: [RuntimeMount] = [], hostname: String? = nil, labels: [String: String] = [:]) {
+        self.id = id
+        self.command = command
+        self.env = env
+        self.workingDir = workingDir
+        self.image = image
+        self.limits = limits
+        self.mounts = mounts
+        self.hostname = hostname
+        self.labels = labels
+    }
+}
+
+public struct RuntimeMount: Sendable, Hashable, Codable {
+    public var hostPath: String
+    public var containerPath: String
+    public var readOnly: Bool
+    public init(hostPath: String, containerPath: String, readOnly: Bool = false) {
+        self.hostPath = hostPath
+        self.containerPath = containerPath
+        self.readOnly = readOnly
+    }
+}
+
+public struct RuntimeInstanceStatus: Sendable, Hashable {
+    public enum State: String, Sendable, Hashable, Codable {
+        case created, running, exited, unknown
+    }
+    public var id: String
+    public var state: State
+    public var pid: Int32?
+    /// Set once exited: the exit status, or 128 + signal when killed by one.
+    public var exitCode: Int32?
+    /// The signal that ended it, if any.
+    public var signal: Int32?
+    public var startedAt: Double?
+    public var finishedAt: Double?
+    public var labels: [String: String]
+    /// Why it is in this state, when not obvious (`OOMKilled`, `re-adopted: exit code unknown`).
+    public var reason: String?
+
+    public init(id: String, state: State, pid: Int32? = nil, exitCode: Int32? = nil, signal: Int32? = nil, startedAt: Double? = nil, finishedAt: Double? = nil, labels: [String: String] = [:], reason: String? = nil) {
+        self.id = id
+        self.state = state
+        self.pid = pid
+        self.exitCode = exitCode
+        self.signal = signal
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.labels = labels
+        self.reason = reason
+    }
+}
+
+public struct StopInstanceRequest: Sendable, Hashable {
+    public var id: String
+    /// Seconds between the polite signal and the forced kill.
+    public var gracePeriod: Double
+    public init(id: String, gracePeriod: Double = 10) {
+        self.id = id
+        self.gracePeriod = gracePeriod
+    }
+}
+
+public struct KillInstanceRequest: Sendable, Hashable {
+    public var id: String
+    public var signal: Int32
+    public init(id: String, signal: Int32) {
+        self.id = id
+        self.signal = signal
+    }
+}
+
+public struct LogsRequest: Sendable, Hashable {
+    public enum Stream: String, Sendable, Hashable { case stdout, stderr }
+    public var id: String
+    public var stream: Stream
+    /// Byte offset to read from.
+    public var offset: UInt64
+    public var maxBytes: Int
+    public init(id: String, stream: Stream = .stdout, offset: UInt64 = 0, maxBytes: Int = 1 << 20) {
+        self.id = id
+        self.stream = stream
+        self.offset = offset
+        self.maxBytes = maxBytes
+    }
+}
+
+public struct LogChunk: Sendable, Hashable {
+    public var data: [UInt8]
+    /// Where the next read should start.
+    public var nextOffset: UInt64
+    public init(data: [UInt8], nextOffset: UInt64) {
+        self.data = data
+        self.nextOffset = nextOffset
+    }
+}

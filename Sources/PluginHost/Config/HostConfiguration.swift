@@ -1,0 +1,190 @@
+import CapstanSDK
+import Foundation
+import Yams
+
+/// The operator's `capstan.yaml`: where plugins are, which to load, and the default per kind.
+///
+/// ```yaml
+/// apiVersion: capstan.dev/v1
+/// kind: Config
+/// pluginPaths: [.build/debug, /usr/lib/capstan/plugins]
+/// stateDirectory: .capstan
+/// plugins:
+///   - name: CapstanBinpack          # libCapstanBinpack.so on pluginPaths
+///     config: {resources: {cpu: 1, memory: 1}}
+///   - path: /opt/vendor/libacme-storage.so
+///     sha256: 3f1c…                 # refuse the file if it changed
+/// defaults:
+///   scheduler: binpack
+/// ```
+/// Every key is checked: unknown keys and wrong types are errors that name the key.
+public struct HostConfiguration: Sendable, Hashable {
+    /// One plugin file to load.
+    public struct PluginEntry: Sendable, Hashable {
+        /// A file name looked up on ``HostConfiguration/pluginPaths`` (`CapstanBinpack`,
+        /// `libCapstanBinpack.so`), or nil when ``path`` is given.
+        public var name: String?
+        /// An explicit path (relative to the config file), or nil when ``name`` is given.
+        public var path: String?
+        public var sha256: String?
+        /// Given to every plugin the file registers.
+        public var config: JSONValue?
+
+        public init(name: String? = nil, path: String? = nil, sha256: String? = nil, config: JSONValue? = nil) {
+            self.name = name
+            self.path = path
+            self.sha256 = sha256
+            self.config = config
+        }
+    }
+
+    /// Folders searched for plugins named by ``PluginEntry/name``, in order; absolute.
+    public var pluginPaths: [String]
+    public var plugins: [PluginEntry]
+    public var defaults: [PluginKind: String]
+    /// Where Capstan and its plugins keep state; absolute.
+    public var stateDirectory: String
+    /// The file it was read from, for messages.
+    public var source: String
+
+    public init(pluginPaths: [String], plugins: [PluginEntry], defaults: [PluginKind: String] = [:], stateDirectory: String, source: String = "built-in configuration") {
+        self.pluginPaths = pluginPaths
+        self.plugins = plugins
+        self.defaults = defaults
+        self.stateDirectory = stateDirectory
+        self.source = source
+    }
+
+    /// Reads and checks a config file.
+    /// - Throws: ``ValidationError`` naming the file and every problem with its key path.
+    public static func load(path: String) throws(ValidationError) -> HostConfiguration {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw ValidationError(subject: path, problems: [ValidationProblem(path: "", message: "cannot be read (does it exist?)")])
+        }
+        let base = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        return try parse(text, source: path, baseDirectory: base)
+    }
+
+    /// Parses config text; relative paths are resolved against `baseDirectory`.
+    public static func parse(_ text: String, source: String, baseDirectory: String) throws(ValidationError) -> HostConfiguration {
+        let document: ConfigDocument
+        do {
+            document = try YAMLDecoder().decode(ConfigDocument.self, from: text)
+        } catch let error as DecodingError {
+            throw ValidationError(subject: source, problems: [error.problem])
+        } catch {
+            throw ValidationError(subject: source, problems: [ValidationProblem(path: "", message: "is not valid YAML: \(error)")])
+        }
+        var problems: [ValidationProblem] = []
+        if let apiVersion = document.apiVersion, apiVersion != capstanAPIVersion {
+            problems.append(ValidationProblem(path: "apiVersion", message: "\"\(apiVersion)\" is not supported; use \(capstanAPIVersion)"))
+        }
+        if let kind = document.kind, kind != "Config" {
+            problems.append(ValidationProblem(path: "kind", message: "\"\(kind)\" is not a config kind; use Config"))
+        }
+        let plugins = document.plugins ?? []
+        for (index, plugin) in plugins.enumerated() {
+            let path = "plugins[\(index)]"
+            switch (plugin.name, plugin.path) {
+            case (nil, nil): problems.append(ValidationProblem(path: path, message: "needs `name` (a file on pluginPaths) or `path`"))
+            case (.some, .some): problems.append(ValidationProblem(path: path, message: "has both `name` and `path`; give one"))
+            default: break
+            }
+            if let sha = plugin.sha256, sha.count != 64 || !sha.allSatisfy(\.isHexDigit) {
+                problems.append(ValidationProblem(path: "\(path).sha256", message: "\"\(sha)\" is not a SHA-256 (64 hex digits; `capstan plugins inspect FILE` prints it)"))
+            }
+        }
+        var defaults: [PluginKind: String] = [:]
+        for (key, name) in (document.defaults ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard let kind = PluginKind(name: key) else {
+                problems.append(ValidationProblem(path: "defaults.\(key)", message: "is not a plugin kind; expected one of \(PluginKind.allCases.map(\.description).joined(separator: ", "))"))
+                continue
+            }
+            defaults[kind] = name
+        }
+        guard problems.isEmpty else { throw ValidationError(subject: source, problems: problems) }
+        func absolute(_ path: String) -> String {
+            path.hasPrefix("/") ? path : URL(fileURLWithPath: baseDirectory).appendingPathComponent(path).standardizedFileURL.path
+        }
+        return HostConfiguration(
+            pluginPaths: (document.pluginPaths ?? []).map(absolute),
+            plugins: plugins.map { PluginEntry(name: $0.name, path: $0.path.map(absolute), sha256: $0.sha256, config: $0.config) },
+            defaults: defaults,
+            stateDirectory: absolute(document.stateDirectory ?? ".capstan"),
+            source: source)
+    }
+
+    /// Finds the file of a plugin entry.
+    /// - Returns: the path, or a message naming what was searched.
+    func resolve(_ entry: PluginEntry) -> Result<String, LoadFailure> {
+        if let path = entry.path { return .success(path) }
+        let name = entry.name ?? ""
+        let candidates = name.hasSuffix(".so") ? [name] : [name, "lib\(name).so", "\(name).so"]
+        for directory in pluginPaths {
+            for candidate in candidates {
+                let path = URL(fileURLWithPath: directory).appendingPathComponent(candidate).path
+                if FileManager.default.fileExists(atPath: path) { return .success(path) }
+            }
+        }
+        return .failure(LoadFailure(.file, "plugin \"\(name)\" not found: looked for \(candidates.joined(separator: ", ")) in pluginPaths \(pluginPaths.isEmpty ? "(none configured)" : pluginPaths.joined(separator: ", "))"))
+    }
+
+    /// The in-tree plugins, from the folder the capstan binary runs from (or `../lib/capstan/plugins`),
+    /// with their conventional defaults: what `capstan dev` uses when given no config.
+    public static func builtIn(executableDirectory: String, stateDirectory: String) -> HostConfiguration {
+        let installed = URL(fileURLWithPath: executableDirectory).appendingPathComponent("../lib/capstan/plugins").standardizedFileURL.path
+        return HostConfiguration(
+            pluginPaths: [executableDirectory, installed],
+            plugins: inTreePlugins.map { PluginEntry(name: $0) },
+            defaults: [.scheduler: "binpack", .storage: "hostpath", .network: "host", .loadBalancer: "roundrobin", .runtime: "process"],
+            stateDirectory: stateDirectory)
+    }
+
+    /// The plugin libraries that ship with Capstan.
+    public static let inTreePlugins = ["CapstanBinpack", "CapstanSpread", "CapstanHostPath", "CapstanHostNetwork", "CapstanRoundRobin", "CapstanLeastConn", "CapstanProcessRuntime"]
+}
+
+/// The file's shape, decoded strictly.
+struct ConfigDocument: Decodable {
+    var apiVersion: String?
+    var kind: String?
+    var pluginPaths: [String]?
+    var stateDirectory: String?
+    var plugins: [PluginDocument]?
+    var defaults: [String: String]?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case apiVersion, kind, pluginPaths, stateDirectory, plugins, defaults
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        apiVersion = try container.decodeIfPresent(String.self, forKey: .apiVersion)
+        kind = try container.decodeIfPresent(String.self, forKey: .kind)
+        pluginPaths = try container.decodeIfPresent([String].self, forKey: .pluginPaths)
+        stateDirectory = try container.decodeIfPresent(String.self, forKey: .stateDirectory)
+        plugins = try container.decodeIfPresent([PluginDocument].self, forKey: .plugins)
+        defaults = try container.decodeIfPresent([String: String].self, forKey: .defaults)
+    }
+}
+
+struct PluginDocument: Decodable {
+    var name: String?
+    var path: String?
+    var sha256: String?
+    var config: JSONValue?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, path, sha256, config
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        name = try container.decodeIfPresent(String.self, forKey: .name)
+        path = try container.decodeIfPresent(String.self, forKey: .path)
+        sha256 = try container.decodeIfPresent(String.self, forKey: .sha256)
+        config = try container.decodeIfPresent(JSONValue.self, forKey: .config)
+    }
+}
