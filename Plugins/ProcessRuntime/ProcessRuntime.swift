@@ -145,7 +145,7 @@ actor ProcessRuntime: RuntimePlugin {
             let signal: Int32? = code > 128 ? code - 128 : nil
             return RuntimeInstanceStatus(id: record.id, state: .exited, pid: childPID ?? shimPID, exitCode: code, signal: signal, startedAt: record.startedAt, finishedAt: record.finishedAt ?? modificationTime(folder.appendingPathComponent("exit")), labels: record.labels, reason: record.forcedKill ? "Killed after grace period" : (signal != nil ? "Signaled" : (code == 0 ? "Completed" : "Error")))
         }
-        if ProcessInspection.isAlive(shimPID, startTicks: record.shimStartTicks) {
+        if ProcessSpawner.isPendingChild(shimPID) || ProcessInspection.isAlive(shimPID, startTicks: record.shimStartTicks) {
             return RuntimeInstanceStatus(id: record.id, state: .running, pid: childPID ?? shimPID, startedAt: record.startedAt, labels: record.labels)
         }
         // Gone without an exit file: killed with the shim by SIGKILL while no agent watched.

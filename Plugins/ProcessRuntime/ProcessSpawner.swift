@@ -14,13 +14,15 @@ import Glibc
 enum ProcessSpawner {
     /// The supervisor script. `$1` is the instance folder; the rest is the command.
     static let shim = #"""
+    child=""; pending=""
+    for s in TERM INT HUP QUIT USR1 USR2; do trap "pending=$s; [ -n \"\$child\" ] && kill -$s \"\$child\" 2>/dev/null" "$s"; done
     dir="$1"; shift
     rm -f "$dir/exit"
     cd "${CAPSTAN_WORKDIR:-$dir}" || { echo "capstan: cannot enter working directory $CAPSTAN_WORKDIR" >&2; echo 126 > "$dir/exit"; exit 126; }
     unset CAPSTAN_WORKDIR
-    for s in TERM INT HUP QUIT USR1 USR2; do trap "kill -$s \"\$child\" 2>/dev/null" "$s"; done
     "$@" &
     child=$!
+    [ -n "$pending" ] && kill -"$pending" "$child" 2>/dev/null
     echo "$child" > "$dir/pid.tmp" && mv "$dir/pid.tmp" "$dir/pid"
     while :; do
       wait "$child"; status=$?
@@ -33,8 +35,12 @@ enum ProcessSpawner {
     /// glibc's POSIX_SPAWN_SETSID (spawn.h, since 2.26), which Swift does not import.
     static let posixSpawnSetSID: Int32 = 0x80
 
-    /// Exit statuses of shims this process spawned and reaped, by pid.
-    static let reaped = Mutex<[Int32: Int32]>([:])
+    /// Shims this process spawned and has not yet finished reaping.
+    static let unreaped = Mutex<Set<Int32>>([])
+
+    /// True while `pid` is a shim of ours whose exit is not yet recorded on disk: it counts as
+    /// running until the reaper has written its status.
+    static func isPendingChild(_ pid: Int32) -> Bool { unreaped.withLock { $0.contains(pid) } }
 
     /// Spawns the shim for an instance; returns its pid (also the process group id).
     static func spawn(command: [String], environment: [String: String], workingDir: String?, folder: URL) throws -> Int32 {
@@ -74,6 +80,7 @@ enum ProcessSpawner {
         guard status == 0 else {
             throw PluginError(.internal, "cannot start /bin/sh for the instance: \(String(cString: strerror(status)))")
         }
+        unreaped.withLock { _ = $0.insert(pid) }
         reap(pid, folder: folder)
         return pid
     }
@@ -89,7 +96,7 @@ enum ProcessSpawner {
             if !FileManager.default.fileExists(atPath: exitFile.path) {
                 try? "\(code)\n".write(to: exitFile, atomically: true, encoding: .utf8)
             }
-            reaped.withLock { $0[pid] = code }
+            unreaped.withLock { _ = $0.remove(pid) }
         }
         thread.name = "capstan-reaper-\(pid)"
         thread.start()

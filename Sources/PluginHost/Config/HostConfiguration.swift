@@ -70,6 +70,8 @@ public struct HostConfiguration: Sendable, Hashable {
         let document: ConfigDocument
         do {
             document = try YAMLDecoder().decode(ConfigDocument.self, from: text)
+        } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty && context.underlyingError != nil {
+            throw ValidationError(subject: source, problems: [ValidationProblem(path: "", message: "is not valid YAML: \(context.underlyingError!)")])
         } catch let error as DecodingError {
             throw ValidationError(subject: source, problems: [error.problem])
         } catch {

@@ -51,8 +51,8 @@ final class DynamicLibrary: Sendable {
             }
             return "undefined symbol \(symbol): the plugin needs a library or symbol this host does not have (\(message))"
         }
-        if message.contains("cannot open shared object file") {
-            let missing = message.components(separatedBy: ": ").dropFirst().first ?? message
+        if let range = message.range(of: ": cannot open shared object file") {
+            let missing = message[..<range.lowerBound].components(separatedBy: ": ").last ?? message
             return "a library it depends on cannot be found: \(missing) (install it, or check the plugin's rpath / LD_LIBRARY_PATH); dlopen said: \(message)"
         }
         return message

@@ -7,10 +7,15 @@ public enum ResourceFit {
     public static func verdict(for unit: SchedulingUnit, on node: NodeSnapshot) -> FilterVerdict {
         if node.unschedulable { return .infeasible(reason: "node is unschedulable") }
         let free = node.free
-        if !free.covers(unit.requests) {
-            return .infeasible(reason: "insufficient " + free.shortfalls(for: unit.requests).joined(separator: ", "))
+        // GPU shares are accounted per device, never as a node-wide sum; whole GPUs too when the
+        // node lists its devices.
+        var summed = unit.requests
+        summed.extended[ResourceName.gpuMilli] = nil
+        if !node.gpus.isEmpty { summed.extended[ResourceName.gpu] = nil }
+        if !free.covers(summed) {
+            return .infeasible(reason: "insufficient " + free.shortfalls(for: summed).joined(separator: ", "))
         }
-        if !node.gpus.isEmpty || unit.wantsGPU {
+        if unit.wantsGPU, node.gpus.isEmpty || summed.extended[ResourceName.gpu] == nil {
             if let reason = gpuShortfall(for: unit, on: node) { return .infeasible(reason: reason) }
         }
         return .feasible

@@ -47,7 +47,9 @@ extension DecodingError {
         }
         switch self {
         case .typeMismatch(let type, let context):
-            return ValidationProblem(path: path(context.codingPath), message: "expected \(Self.typeName(type)); \(context.debugDescription)")
+            // Decoders' own text ("Expected to decode Int but found a string") adds nothing to the type.
+            let detail = context.debugDescription.hasPrefix("Expected to decode") ? "" : "; \(context.debugDescription)"
+            return ValidationProblem(path: path(context.codingPath), message: "expected \(Self.typeName(type))\(detail)")
         case .valueNotFound(let type, let context):
             return ValidationProblem(path: path(context.codingPath), message: "expected \(Self.typeName(type)), found nothing")
         case .keyNotFound(let key, let context):
@@ -67,8 +69,8 @@ extension DecodingError {
         case is Bool.Type: return "true or false"
         default:
             let name = String(describing: type)
-            if name.hasPrefix("Array") { return "a list" }
-            if name.hasPrefix("Dictionary") { return "a map" }
+            if name.hasPrefix("Array") || name == "Sequence" { return "a list" }
+            if name.hasPrefix("Dictionary") || name == "Mapping" || name.hasPrefix("KeyedDecodingContainer") { return "a map" }
             return name
         }
     }

@@ -1,0 +1,111 @@
+import CapstanCore
+import Testing
+
+@Suite struct EventBusTests {
+    func collect<P>(_ subscription: BusSubscription<P>, count: Int) async -> [BusDelivery<P>] {
+        var received: [BusDelivery<P>] = []
+        for await delivery in subscription {
+            received.append(delivery)
+            if received.count == count { break }
+        }
+        return received
+    }
+
+    func revisions<P>(_ deliveries: [BusDelivery<P>]) -> [UInt64] {
+        deliveries.compactMap { if case .event(let revision, _) = $0 { revision } else { nil } }
+    }
+
+    @Test func deliversInOrderWithGrowingRevisions() async throws {
+        let bus = EventBus()
+        let topic = Topic<Int>("numbers")
+        let subscription = try bus.subscribe(to: topic)
+        for value in 1...100 { bus.publish(value, on: topic) }
+        let received = await collect(subscription, count: 100)
+        #expect(revisions(received) == Array(1...100))
+        #expect(received.compactMap { if case .event(_, let payload) = $0 { payload } else { nil } } == Array(1...100))
+    }
+
+    @Test func slowSubscriberGetsAResyncMarkerNotUnboundedMemory() async throws {
+        let channel = BusChannel<Int>(subscriberCapacity: 8, replayWindow: 16)
+        let subscription = try channel.subscribe()
+        for value in 1...20 { channel.publish(value) }
+        // 1…8 buffered; 9 overflowed (marker replaces the buffer); 10…16 fit after it; 17 overflows again.
+        var received: [BusDelivery<Int>] = []
+        for value in 21...21 { channel.publish(value) }
+        received = await collect(subscription, count: 5)
+        guard case .resync(let revision) = received.first else {
+            Issue.record("expected a resync marker first, got \(received)")
+            return
+        }
+        #expect(revision == 17)
+        #expect(revisions(Array(received.dropFirst())) == [18, 19, 20, 21])
+    }
+
+    @Test func resumesFromARevisionInTheWindow() async throws {
+        let channel = BusChannel<String>(replayWindow: 10)
+        for index in 1...25 { channel.publish("e\(index)") }
+        let subscription = try channel.subscribe(after: 20)
+        channel.publish("e26")
+        #expect(revisions(await collect(subscription, count: 6)) == [21, 22, 23, 24, 25, 26])
+    }
+
+    @Test func tooOldRevisionIsRefused() throws {
+        let channel = BusChannel<String>(replayWindow: 10)
+        for index in 1...25 { channel.publish("e\(index)") }
+        #expect(throws: BusError.revisionTooOld(requested: 3, oldest: 15)) { try channel.subscribe(after: 3) }
+        #expect(throws: Never.self) { try channel.subscribe(after: 15) }
+    }
+
+    @Test func callerAssignedRevisionsMustGrow() async throws {
+        let channel = BusChannel<String>()
+        let subscription = try channel.subscribe()
+        channel.publish("a", revision: 10)
+        channel.publish("b", revision: 42)
+        #expect(revisions(await collect(subscription, count: 2)) == [10, 42])
+        #expect(channel.lastRevision == 42)
+    }
+
+    @Test func manyPublishersEverySubscriberSeesTheSameTotalOrder() async throws {
+        let channel = BusChannel<Int>(subscriberCapacity: 100_000)
+        let first = try channel.subscribe()
+        let second = try channel.subscribe()
+        await withTaskGroup(of: Void.self) { group in
+            for publisher in 0..<8 {
+                group.addTask {
+                    for index in 0..<1000 { channel.publish(publisher * 1000 + index) }
+                }
+            }
+        }
+        let a = await collect(first, count: 8000)
+        let b = await collect(second, count: 8000)
+        #expect(revisions(a) == Array(1...8000))
+        let payloadsA = a.compactMap { if case .event(_, let p) = $0 { p } else { nil } }
+        let payloadsB = b.compactMap { if case .event(_, let p) = $0 { p } else { nil } }
+        #expect(payloadsA == payloadsB)
+        #expect(Set(payloadsA).count == 8000)
+        // Each publisher's own events stay in its order.
+        for publisher in 0..<8 {
+            let own = payloadsA.filter { $0 / 1000 == publisher }
+            #expect(own == own.sorted())
+        }
+    }
+
+    @Test func cancellingEndsTheSubscription() async throws {
+        let channel = BusChannel<Int>()
+        let subscription = try channel.subscribe()
+        #expect(channel.subscriberCount == 1)
+        let task = Task { await collect(subscription, count: 1) }
+        try await Task.sleep(for: .milliseconds(20))
+        task.cancel()
+        #expect(await task.value.isEmpty)
+        #expect(channel.subscriberCount == 0)
+    }
+
+    @Test func finishEndsEveryIterator() async throws {
+        let bus = EventBus()
+        let subscription = try bus.subscribe(to: Topic<Int>("x"))
+        bus.finish()
+        #expect(await collect(subscription, count: 1).isEmpty)
+        #expect(throws: BusError.finished) { try bus.subscribe(to: Topic<Int>("x")) }
+    }
+}

@@ -1,0 +1,123 @@
+import CapstanSDK
+import Foundation
+import PluginHost
+import Testing
+
+/// The process runtime, through its .so, spawning real processes.
+@Suite struct ProcessRuntimeTests {
+    let directory = Fixtures.temporaryDirectory("capstan-runtime")
+
+    func runtime(state: String? = nil, library: String = Fixtures.plugin("CapstanProcessRuntime")) throws -> any RuntimePlugin {
+        let configuration = HostConfiguration(pluginPaths: [], plugins: [.init(path: library)], stateDirectory: state ?? directory.appendingPathComponent("state").path)
+        return try #require(PluginHost.load(configuration).registry.runtime(named: "process"))
+    }
+
+    func waitFor(_ runtime: any RuntimePlugin, _ id: String, _ state: RuntimeInstanceStatus.State, seconds: Double = 10) async throws -> RuntimeInstanceStatus {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            let status = try await runtime.status(id)
+            if status.state == state { return status }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return try await runtime.status(id)
+    }
+
+    func text(_ runtime: any RuntimePlugin, _ id: String, _ stream: LogsRequest.Stream = .stdout) async throws -> String {
+        String(decoding: try await runtime.logs(LogsRequest(id: id, stream: stream)).data, as: UTF8.self)
+    }
+
+    @Test func runsWithEnvironmentWorkingDirectoryAndLogs() async throws {
+        let runtime = try runtime()
+        let workdir = directory.appendingPathComponent("work")
+        try FileManager.default.createDirectory(at: workdir, withIntermediateDirectories: true)
+        _ = try await runtime.create(CreateInstanceRequest(id: "hello", command: ["/bin/sh", "-c", "echo \"$GREETING from $(pwd)\"; echo oops >&2; exit 3"], env: ["GREETING": "hi"], workingDir: workdir.path, labels: ["workload": "hello"]))
+        #expect(try await runtime.status("hello").state == .created)
+        _ = try await runtime.start("hello")
+        let done = try await waitFor(runtime, "hello", .exited)
+        #expect(done.exitCode == 3)
+        #expect(done.reason == "Error")
+        #expect(try await text(runtime, "hello") == "hi from \(workdir.path)\n")
+        #expect(try await text(runtime, "hello", .stderr) == "oops\n")
+        #expect(try await runtime.list().first { $0.id == "hello" }?.labels == ["workload": "hello"])
+        // Logs read from an offset.
+        let tail = try await runtime.logs(LogsRequest(id: "hello", offset: 3))
+        #expect(String(decoding: tail.data, as: UTF8.self) == "from \(workdir.path)\n")
+    }
+
+    @Test func stopSendsTermThenKillsAfterTheGracePeriod() async throws {
+        let runtime = try runtime()
+        // Ignores SIGTERM: only SIGKILL ends it.
+        _ = try await runtime.create(CreateInstanceRequest(id: "stubborn", command: ["/bin/sh", "-c", "trap 'echo got-term' TERM; while :; do sleep 0.05; done"]))
+        _ = try await runtime.start("stubborn")
+        _ = try await waitFor(runtime, "stubborn", .running)
+        try await Task.sleep(for: .milliseconds(200))
+        let started = Date()
+        let stopped = try await runtime.stop(StopInstanceRequest(id: "stubborn", gracePeriod: 0.5))
+        let took = Date().timeIntervalSince(started)
+        #expect(stopped.state == .exited)
+        #expect(stopped.exitCode == 137 && stopped.signal == 9)
+        #expect(stopped.reason == "Killed after grace period")
+        #expect(took >= 0.5 && took < 5)
+        #expect(try await text(runtime, "stubborn").contains("got-term"))
+    }
+
+    @Test func politeProcessesStopOnTerm() async throws {
+        let runtime = try runtime()
+        _ = try await runtime.create(CreateInstanceRequest(id: "polite", command: ["/bin/sleep", "30"]))
+        _ = try await runtime.start("polite")
+        _ = try await waitFor(runtime, "polite", .running)
+        let stopped = try await runtime.stop(StopInstanceRequest(id: "polite", gracePeriod: 10))
+        #expect(stopped.exitCode == 143 && stopped.signal == 15)
+        #expect(stopped.reason == "Signaled")
+    }
+
+    @Test func instancesOutliveTheirRuntimeAndAreReadopted() async throws {
+        let state = directory.appendingPathComponent("readopt").path
+        let first = try runtime(state: state)
+        _ = try await first.create(CreateInstanceRequest(id: "survivor", command: ["/bin/sh", "-c", "echo up; sleep 30"], labels: ["owner": "web"]))
+        let running = try await first.start("survivor")
+        _ = try await waitFor(first, "survivor", .running)
+        // A new runtime over the same state: what the agent sees after a restart.
+        let copy = directory.appendingPathComponent("libRuntimeCopy.so").path
+        try FileManager.default.copyItem(atPath: Fixtures.plugin("CapstanProcessRuntime"), toPath: copy)
+        let second = try runtime(state: state, library: copy)
+        let listed = try await second.list()
+        #expect(listed.map(\.id) == ["survivor"])
+        #expect(listed[0].state == .running && listed[0].labels == ["owner": "web"])
+        #expect(listed[0].pid == running.pid || listed[0].pid != nil)
+        // Killing the real process: the shim records the exit code even for the re-adopting runtime.
+        let pid = try #require(listed[0].pid)
+        kill(pid, SIGKILL)
+        let exited = try await waitFor(second, "survivor", .exited)
+        #expect(exited.exitCode == 137)
+        try await second.remove("survivor")
+        #expect(try await second.list().isEmpty)
+    }
+
+    @Test func stopFinishesEvenWhenTheCallerIsCancelled() async throws {
+        let runtime = try runtime()
+        _ = try await runtime.create(CreateInstanceRequest(id: "cancelled", command: ["/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"]))
+        _ = try await runtime.start("cancelled")
+        _ = try await waitFor(runtime, "cancelled", .running)
+        try await Task.sleep(for: .milliseconds(100))
+        let task = Task { try await runtime.stop(StopInstanceRequest(id: "cancelled", gracePeriod: 0.3)) }
+        task.cancel()
+        let result = try await task.value
+        #expect(result.state == .exited && result.exitCode == 137)
+    }
+
+    @Test func createIsIdempotentAndRefusesChanges() async throws {
+        let runtime = try runtime()
+        let request = CreateInstanceRequest(id: "same", command: ["/bin/true"])
+        _ = try await runtime.create(request)
+        _ = try await runtime.create(request)
+        do {
+            _ = try await runtime.create(CreateInstanceRequest(id: "same", command: ["/bin/false"]))
+            Issue.record("expected alreadyExists")
+        } catch let error as PluginError {
+            #expect(error.code == .alreadyExists)
+        }
+        await #expect(throws: PluginError.self) { _ = try await runtime.status("missing") }
+        try await runtime.remove("missing")
+    }
+}
