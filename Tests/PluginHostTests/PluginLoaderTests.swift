@@ -195,3 +195,22 @@ final class LogSink: @unchecked Sendable {
     func append(_ line: String) { lock.withLock { stored.append(line) } }
     var lines: [String] { lock.withLock { stored } }
 }
+
+@Suite struct ExamplePluginTests {
+    @Test func theCExampleBuildsAndLoads() throws {
+        let directory = Fixtures.temporaryDirectory("capstan-c-example")
+        let source = try String(contentsOf: Fixtures.repository.appendingPathComponent("Examples/c-scheduler/cheapest_first.c"), encoding: .utf8)
+        let library = try Fixtures.compileC(source, name: "cheapest-first", in: directory, extraArguments: ["-Wall", "-Werror"])
+        let host = PluginHost.load(HostConfiguration(pluginPaths: [directory.path], plugins: [.init(name: "cheapest-first")], defaults: [.scheduler: "cheapest-first"], stateDirectory: directory.path))
+        #expect(host.isClean, "\(host.reports)")
+        let scheduler = try #require(host.registry.scheduler())
+        let nodes = [
+            NodeSnapshot(name: "big", allocatable: ResourceVector(cpuMilli: 8000, memoryBytes: 32 << 30)),
+            NodeSnapshot(name: "small", allocatable: ResourceVector(cpuMilli: 2000, memoryBytes: 8 << 30)),
+        ]
+        let unit = SchedulingUnit(name: "job", requests: ResourceVector(cpuMilli: 1000, memoryBytes: 1 << 30))
+        #expect(scheduler.filter(FilterRequest(unit: unit, nodes: nodes)).allSatisfy(\.isFeasible))
+        #expect(scheduler.score(ScoreRequest(unit: unit, nodes: nodes)) == [0, 75])
+        _ = library
+    }
+}
