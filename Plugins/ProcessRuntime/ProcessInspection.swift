@@ -16,6 +16,11 @@ enum ProcessInspection {
         return UInt64(fields[19])
     }
 
+    /// The process's argument vector, raw, or nil when it is gone.
+    static func commandLine(of pid: Int32) -> Data? {
+        FileManager.default.contents(atPath: "/proc/\(pid)/cmdline")
+    }
+
     /// True when `pid` is alive, not a zombie, and is the process that started at `ticks`.
     static func isAlive(_ pid: Int32, startTicks ticks: UInt64?) -> Bool {
         guard pid > 0, let current = startTicks(of: pid) else { return false }

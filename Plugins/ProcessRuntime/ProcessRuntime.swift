@@ -76,7 +76,7 @@ actor ProcessRuntime: RuntimePlugin {
     func stop(_ request: StopInstanceRequest) async throws -> RuntimeInstanceStatus {
         guard var record = try record(request.id) else { throw notFound(request.id) }
         guard status(of: record).state == .running, let pid = record.shimPID else { return status(of: record) }
-        Glibc.kill(pid, SIGTERM)
+        Glibc.kill(await signalTarget(record) ?? pid, SIGTERM)
         let deadline = Date().addingTimeInterval(max(0, request.gracePeriod))
         while status(of: record).state == .running && Date() < deadline {
             await ProcessRuntime.pause(milliseconds: 10)
@@ -97,9 +97,10 @@ actor ProcessRuntime: RuntimePlugin {
         guard status(of: record).state == .running, let pid = record.shimPID else {
             throw PluginError(.failedPrecondition, "instance \"\(request.id)\" is not running")
         }
-        // The shim forwards the polite signals; the others go to the whole group.
-        let forwarded: Set<Int32> = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2]
-        if Glibc.kill(forwarded.contains(request.signal) ? pid : -pid, request.signal) != 0 {
+        // SIGKILL and SIGSTOP/SIGCONT go to the whole group; others to the command itself.
+        let group: Set<Int32> = [SIGKILL, SIGSTOP, SIGCONT]
+        let target = group.contains(request.signal) ? -pid : (await signalTarget(record) ?? pid)
+        if Glibc.kill(target, request.signal) != 0 {
             throw PluginError(.internal, "kill(\(request.signal)) failed: \(String(cString: strerror(errno)))")
         }
     }
@@ -131,6 +132,28 @@ actor ProcessRuntime: RuntimePlugin {
     }
 
     // MARK: State
+
+    /// The command's own pid, once it has replaced the shim's forked copy (exec). A signal sent
+    /// between the shim's fork and the command's exec would hit the shell's inherited trap and be
+    /// lost, so this waits (up to a second) until the child's command line differs from the
+    /// shim's. Nil when the command never started; the caller then signals the shim, which
+    /// forwards.
+    private func signalTarget(_ record: InstanceRecord) async -> Int32? {
+        guard let shim = record.shimPID else { return nil }
+        let pidFile = folder(record.id).appendingPathComponent("pid").path
+        let deadline = Date().addingTimeInterval(1)
+        while Date() < deadline {
+            if let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+               let child = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                guard let childLine = ProcessInspection.commandLine(of: child) else { return nil }
+                if childLine != ProcessInspection.commandLine(of: shim) { return child }
+            } else if !ProcessInspection.isAlive(shim, startTicks: record.shimStartTicks) {
+                return nil
+            }
+            await ProcessRuntime.pause(milliseconds: 1)
+        }
+        return nil
+    }
 
     /// Derives the state from the shim's files and /proc; nothing is cached, so it is as true
     /// after an agent restart as before it.

@@ -1,1 +1,13 @@
-print("benchmarks: see docs/performance.md")
+// Capstan benchmarks. Run in release:  swift build -c release && .build/release/capstan-bench [plugin-call|bus|all]
+import CapstanBinpack
+import CapstanSDK
+import Foundation
+import PluginHost
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+let which = arguments.first ?? "all"
+let products = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]).deletingLastPathComponent().path
+
+print("# capstan-bench (\(ProcessInfo.processInfo.activeProcessorCount) cores, Swift \(SDKVersion.compilerVersion))\n")
+if which == "plugin-call" || which == "all" { PluginCallBenchmark.run(products: products) }
+if which == "bus" || which == "all" { await BusBenchmark.run() }

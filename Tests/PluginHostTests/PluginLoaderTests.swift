@@ -209,7 +209,7 @@ final class LogSink: @unchecked Sendable {
             NodeSnapshot(name: "small", allocatable: ResourceVector(cpuMilli: 2000, memoryBytes: 8 << 30)),
         ]
         let unit = SchedulingUnit(name: "job", requests: ResourceVector(cpuMilli: 1000, memoryBytes: 1 << 30))
-        #expect(scheduler.filter(FilterRequest(unit: unit, nodes: nodes)).allSatisfy(\.isFeasible))
+        #expect(scheduler.filter(FilterRequest(unit: unit, nodes: nodes)).allSatisfy { $0.isFeasible })
         #expect(scheduler.score(ScoreRequest(unit: unit, nodes: nodes)) == [0, 75])
         _ = library
     }

@@ -71,6 +71,18 @@ import Testing
         #expect(stopped.reason == "Signaled")
     }
 
+    @Test func stopRightAfterStartIsNeverLost() async throws {
+        // Regression: a SIGTERM sent between the shim's fork and the command's exec was swallowed.
+        let runtime = try runtime()
+        for round in 0..<15 {
+            let id = "quick-\(round)"
+            _ = try await runtime.create(CreateInstanceRequest(id: id, command: ["/bin/sleep", "30"]))
+            _ = try await runtime.start(id)
+            let stopped = try await runtime.stop(StopInstanceRequest(id: id, gracePeriod: 5))
+            #expect(stopped.exitCode == 143, "round \(round): \(stopped)")
+        }
+    }
+
     @Test func instancesOutliveTheirRuntimeAndAreReadopted() async throws {
         let state = directory.appendingPathComponent("readopt").path
         let first = try runtime(state: state)
