@@ -4,6 +4,7 @@
 // Table of contents
 //   Sources/CapstanSDK      nested packages: libCapstanSDK.so and (CapstanCore/) libCapstanCore.so, what plugins link
 //   Sources/PluginHost      dlopen loader, handshake checks, registry, operator config, C-ABI door
+//   Sources/CapstanScheduling  scheduling framework (profiles, per-GPU accounting) and trace simulator
 //   Sources/CFFI            libffi, for plugins written in C
 //   Sources/capstan         the one binary (CLI verbs)
 //   Sources/CapstanBench    benchmarks (run in release, numbers in docs/performance.md)
@@ -23,6 +24,8 @@ let capstanPlugins: [(name: String, folder: String)] = [
     ("CapstanRoundRobin", "RoundRobin"),
     ("CapstanLeastConn", "LeastConn"),
     ("CapstanProcessRuntime", "ProcessRuntime"),
+    ("CapstanBestFit", "BestFit"),
+    ("CapstanFGD", "FGD"),
 ]
 
 let sdk = Target.Dependency.product(name: "CapstanSDK", package: "CapstanSDK")
@@ -50,11 +53,16 @@ let package = Package(
             pkgConfig: "libffi",
             providers: [.apt(["libffi-dev"])]
         ),
-        // Loads, verifies and registers plugins; reads capstan.yaml.
+        // The scheduling framework: profiles, cluster state with per-GPU accounting, filter/score/
+        // reserve, and the trace simulator. Reaches plugins only as `any SchedulerPlugin`.
+        .target(name: "CapstanScheduling", dependencies: [core, sdk], path: "Sources/CapstanScheduling"),
+        .testTarget(name: "CapstanSchedulingTests", dependencies: ["CapstanScheduling", "PluginHost", core, sdk], path: "Tests/CapstanSchedulingTests"),
+
+        // Loads, verifies and registers plugins; reads capstan.yaml; builds scheduling profiles.
         .target(
             name: "PluginHost",
             dependencies: [
-                core, sdk, "CFFI",
+                core, sdk, "CFFI", "CapstanScheduling",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -68,7 +76,7 @@ let package = Package(
         .executableTarget(
             name: "capstan",
             dependencies: [
-                "PluginHost", core, sdk,
+                "PluginHost", "CapstanScheduling", core, sdk,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/capstan",
@@ -80,7 +88,7 @@ let package = Package(
         // direct call with the same code reached through the loaded .so.
         .executableTarget(
             name: "CapstanBench",
-            dependencies: ["PluginHost", core, sdk, "CapstanBinpack"],
+            dependencies: ["PluginHost", "CapstanScheduling", core, sdk, "CapstanBinpack"],
             path: "Sources/CapstanBench",
             linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath=$ORIGIN"])]
         ),

@@ -5,14 +5,13 @@ import CapstanSDK
 struct Binpack: SchedulerPlugin {
     let configuration: ResourceWeightsConfiguration
 
-    func filter(_ request: FilterRequest) -> [FilterVerdict] {
-        ResourceFit.filter(request)
-    }
+    /// Resource fit is the framework's own filter; this plugin only scores.
+    var capabilities: SchedulerCapabilities { SchedulerCapabilities(filters: false, scores: true) }
 
     func score(_ request: ScoreRequest) -> [Int64] {
-        request.nodes.map { node in
-            Int64((ResourceFit.utilization(after: request.unit, on: node, weights: configuration.resources) * Double(SchedulerAPI.maxNodeScore)).rounded())
-        }
+        request.nodes.withUnsafeBufferPointer { nodes in request.candidates.map { index in
+            Int64((ResourceFit.utilization(after: request.unit, on: nodes[index], weights: configuration.resources) * Double(SchedulerAPI.maxNodeScore)).rounded())
+        } }
     }
 }
 

@@ -126,9 +126,21 @@ actor ProcessRuntime: RuntimePlugin {
     }
 
     func remove(_ id: String) async throws {
-        guard try record(id) != nil else { return }
+        guard let record = try record(id) else { return }
         _ = try await stop(StopInstanceRequest(id: id, gracePeriod: 2))
-        try files.removeItem(at: folder(id))
+        // The shim writes its exit file just before it exits: let it finish before deleting.
+        if let shim = record.shimPID {
+            let deadline = Date().addingTimeInterval(2)
+            while (ProcessSpawner.isPendingChild(shim) || ProcessInspection.isAlive(shim, startTicks: record.shimStartTicks)) && Date() < deadline {
+                await ProcessRuntime.pause(milliseconds: 5)
+            }
+        }
+        do {
+            try files.removeItem(at: folder(id))
+        } catch where files.fileExists(atPath: folder(id).path) {
+            await ProcessRuntime.pause(milliseconds: 20)
+            try files.removeItem(at: folder(id))
+        }
     }
 
     // MARK: State
@@ -166,13 +178,13 @@ actor ProcessRuntime: RuntimePlugin {
         if let text = try? String(contentsOf: folder.appendingPathComponent("exit"), encoding: .utf8),
            let code = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
             let signal: Int32? = code > 128 ? code - 128 : nil
-            return RuntimeInstanceStatus(id: record.id, state: .exited, pid: childPID ?? shimPID, exitCode: code, signal: signal, startedAt: record.startedAt, finishedAt: record.finishedAt ?? modificationTime(folder.appendingPathComponent("exit")), labels: record.labels, reason: record.forcedKill ? "Killed after grace period" : (signal != nil ? "Signaled" : (code == 0 ? "Completed" : "Error")))
+            return RuntimeInstanceStatus(id: record.id, state: .exited, pid: childPID, exitCode: code, signal: signal, startedAt: record.startedAt, finishedAt: record.finishedAt ?? modificationTime(folder.appendingPathComponent("exit")), labels: record.labels, reason: record.forcedKill ? "Killed after grace period" : (signal != nil ? "Signaled" : (code == 0 ? "Completed" : "Error")))
         }
         if ProcessSpawner.isPendingChild(shimPID) || ProcessInspection.isAlive(shimPID, startTicks: record.shimStartTicks) {
-            return RuntimeInstanceStatus(id: record.id, state: .running, pid: childPID ?? shimPID, startedAt: record.startedAt, labels: record.labels)
+            return RuntimeInstanceStatus(id: record.id, state: .running, pid: childPID, startedAt: record.startedAt, labels: record.labels)
         }
         // Gone without an exit file: killed with the shim by SIGKILL while no agent watched.
-        return RuntimeInstanceStatus(id: record.id, state: .exited, pid: childPID ?? shimPID, exitCode: record.forcedKill ? 137 : nil, signal: record.forcedKill ? SIGKILL : nil, startedAt: record.startedAt, labels: record.labels, reason: record.forcedKill ? "Killed after grace period" : "Exited while unobserved; exit code unknown")
+        return RuntimeInstanceStatus(id: record.id, state: .exited, pid: childPID, exitCode: record.forcedKill ? 137 : nil, signal: record.forcedKill ? SIGKILL : nil, startedAt: record.startedAt, labels: record.labels, reason: record.forcedKill ? "Killed after grace period" : "Exited while unobserved; exit code unknown")
     }
 
     private func modificationTime(_ url: URL) -> Double? {

@@ -2,6 +2,7 @@ import CapstanBinpack
 import CapstanSDK
 import CCapstanPluginABI
 import Foundation
+import CapstanScheduling
 import PluginHost
 
 /// The cost of reaching a plugin through its loaded .so versus the same plugin linked in.
@@ -72,7 +73,7 @@ enum PluginCallBenchmark {
             feasible.reserveCapacity(nodes.count)
             for (index, verdict) in verdicts.enumerated() where verdict.isFeasible { feasible.append(index) }
             guard !feasible.isEmpty else { continue }
-            let scores = scheduler.score(ScoreRequest(unit: pod, nodes: feasible.map { nodes[$0] }))
+            let scores = scheduler.score(ScoreRequest(unit: pod, nodes: nodes, candidates: feasible))
             var best = 0
             for index in scores.indices where scores[index] > scores[best] { best = index }
             nodes[feasible[best]].requested += pod.requests
@@ -82,15 +83,3 @@ enum PluginCallBenchmark {
     }
 }
 
-/// A small deterministic generator (SplitMix64), so every run places the same pods.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

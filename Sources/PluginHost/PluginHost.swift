@@ -1,3 +1,4 @@
+import CapstanScheduling
 import CapstanSDK
 import Foundation
 
@@ -10,6 +11,10 @@ public struct PluginHost: Sendable {
     public let reports: [LibraryReport]
     /// Config-level problems found after loading (a default naming an unloaded plugin).
     public let problems: [ValidationProblem]
+    /// The configured scheduling profiles.
+    public let profiles: [HostConfiguration.Profile]
+    /// `defaults.scheduler`: a profile or a scheduler plugin.
+    public let defaultScheduler: String?
 
     /// True when every library and plugin loaded and the defaults are valid.
     public var isClean: Bool { problems.isEmpty && reports.allSatisfy(\.isLoaded) }
@@ -39,8 +44,14 @@ public struct PluginHost: Sendable {
             reports.append(opened.report)
         }
         var problems: [ValidationProblem] = []
+        for (index, profile) in configuration.profiles.enumerated() {
+            for (position, member) in profile.plugins.enumerated() where registry.scheduler(named: member.name) == nil {
+                problems.append(ValidationProblem(path: "profiles[\(index)].plugins[\(position)].name", message: "\"\(member.name)\" is not a loaded scheduler plugin"))
+            }
+        }
         for kind in PluginKind.allCases {
             guard let name = configuration.defaults[kind] else { continue }
+            if kind == .scheduler, configuration.profiles.contains(where: { $0.name == name }) { continue }
             let loaded = registry.entries.filter { $0.kind == kind }.map(\.name)
             if let entry = registry.entry(named: name), entry.kind != kind {
                 problems.append(ValidationProblem(path: "defaults.\(kind)", message: "\"\(name)\" is a \(entry.kind) plugin, not a \(kind) plugin"))
@@ -50,7 +61,23 @@ public struct PluginHost: Sendable {
                 registry.setDefault(name, for: kind)
             }
         }
-        return PluginHost(registry: registry, reports: reports, problems: problems)
+        return PluginHost(registry: registry, reports: reports, problems: problems, profiles: configuration.profiles, defaultScheduler: configuration.defaults[.scheduler])
+    }
+
+    /// The scheduling profile a workload names: a configured profile, or a scheduler plugin on
+    /// its own; nil names the default. Nil when nothing of that name is loaded.
+    public func schedulingProfile(named name: String? = nil, percentageOfNodesToScore: Int? = nil) -> SchedulingProfile? {
+        let wanted = name ?? defaultScheduler ?? registry.defaults[.scheduler]
+        if let wanted, let profile = profiles.first(where: { $0.name == wanted }) {
+            var entries: [SchedulingProfile.Entry] = []
+            for member in profile.plugins {
+                guard let plugin = registry.scheduler(named: member.name) else { return nil }
+                entries.append(SchedulingProfile.Entry(name: member.name, plugin: plugin, weight: member.weight))
+            }
+            return SchedulingProfile(name: profile.name, entries: entries, percentageOfNodesToScore: percentageOfNodesToScore ?? profile.percentageOfNodesToScore)
+        }
+        guard let plugin = registry.scheduler(named: wanted), let pluginName = wanted ?? registry.entries.first(where: { $0.kind == .scheduler })?.name else { return nil }
+        return SchedulingProfile(name: pluginName, entries: [SchedulingProfile.Entry(name: pluginName, plugin: plugin)], percentageOfNodesToScore: percentageOfNodesToScore)
     }
 
     /// Checks one plugin file without a config: every library check, then creates its plugins

@@ -6,5 +6,5 @@ struct Capstan: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "capstan",
         abstract: "A container orchestrator whose every moving part is a plugin.",
-        subcommands: [PluginsCommand.self, ConformanceCommand.self])
+        subcommands: [PluginsCommand.self, ConformanceCommand.self, SimulateCommand.self])
 }

@@ -37,7 +37,7 @@ import Testing
     }
 
     @Test func unknownKeyIsNamed() {
-        #expect(problems("plugin:\n  - name: x\n") == ["plugin: unknown key; expected one of: apiVersion, defaults, kind, pluginPaths, plugins, stateDirectory"])
+        #expect(problems("plugin:\n  - name: x\n") == ["plugin: unknown key; expected one of: apiVersion, defaults, kind, pluginPaths, plugins, profiles, stateDirectory"])
         #expect(problems("plugins:\n  - name: x\n    sha: abc\n") == ["plugins[0].sha: unknown key; expected one of: config, name, path, sha256"])
     }
 
@@ -80,6 +80,31 @@ import Testing
         ])
     }
 
+    @Test func profilesAreParsedAndChecked() throws {
+        let configuration = try HostConfiguration.parse("""
+        pluginPaths: [\(Fixtures.products)]
+        plugins: [{name: CapstanFGD}, {name: CapstanBestFit}]
+        profiles:
+          - name: gpu-sharing
+            percentageOfNodesToScore: 100
+            plugins: [{name: fgd, weight: 100}, {name: bestfit}]
+          - name: broken
+            plugins: [{name: spread}]
+        defaults: {scheduler: gpu-sharing}
+        """, source: "capstan.yaml", baseDirectory: directory.path)
+        #expect(configuration.profiles[0] == HostConfiguration.Profile(name: "gpu-sharing", plugins: [.init(name: "fgd", weight: 100), .init(name: "bestfit", weight: 1)], percentageOfNodesToScore: 100))
+        let host = PluginHost.load(configuration)
+        #expect(host.problems.map(\.description) == ["profiles[1].plugins[0].name: \"spread\" is not a loaded scheduler plugin"])
+        let profile = try #require(host.schedulingProfile())
+        #expect(profile.name == "gpu-sharing" && profile.entries.map(\.name) == ["fgd", "bestfit"] && profile.entries.map(\.weight) == [100, 1])
+        #expect(host.schedulingProfile(named: "bestfit")?.entries.map(\.name) == ["bestfit"])
+        #expect(host.schedulingProfile(named: "nope") == nil)
+        #expect(problems("profiles:\n  - name: p\n    plugins: [{name: fgd, weight: 500}]\n    percentageOfNodesToScore: 0\n") == [
+            "profiles[0].plugins[0].weight: 500 is outside 0...100",
+            "profiles[0].percentageOfNodesToScore: 0 is outside 1...100",
+        ])
+    }
+
     @Test func pluginNotOnSearchPathSaysWhereItLooked() {
         let configuration = HostConfiguration(pluginPaths: [directory.path], plugins: [.init(name: "acme")], stateDirectory: directory.path)
         let report = PluginHost.load(configuration).reports[0]
@@ -90,7 +115,7 @@ import Testing
     @Test func builtInConfigurationLoadsEveryInTreePlugin() {
         let host = PluginHost.load(HostConfiguration.builtIn(executableDirectory: Fixtures.products, stateDirectory: directory.path))
         #expect(host.isClean, "\(host.reports.compactMap(\.failure))")
-        #expect(host.registry.entries.map(\.name).sorted() == ["binpack", "host", "hostpath", "leastconn", "process", "roundrobin", "spread"])
+        #expect(host.registry.entries.map(\.name).sorted() == ["bestfit", "binpack", "fgd", "host", "hostpath", "leastconn", "process", "roundrobin", "spread"])
         #expect(host.registry.scheduler() != nil && host.registry.runtime() != nil)
     }
 }

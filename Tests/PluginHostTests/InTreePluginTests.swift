@@ -26,13 +26,14 @@ import Testing
 
     @Test func binpackPrefersTheFullestNodeThatFits() throws {
         let scheduler = try #require(try load("CapstanBinpack").scheduler(named: "binpack"))
+        // Fit is the framework's filter (ResourceFit); binpack only scores.
+        #expect(scheduler.capabilities == SchedulerCapabilities(filters: false, scores: true))
         let unit = SchedulingUnit(name: "web", requests: ResourceVector(cpuMilli: 500, memoryBytes: 1 << 30))
-        let verdicts = scheduler.filter(FilterRequest(unit: unit, nodes: nodes))
+        let verdicts = ResourceFit.filter(FilterRequest(unit: unit, nodes: nodes))
         #expect(verdicts.map(\.isFeasible) == [true, true, false, true, false])
         #expect(verdicts[2] == .infeasible(reason: "insufficient cpu"))
         #expect(verdicts[4] == .infeasible(reason: "node is unschedulable"))
-        let feasible = [nodes[0], nodes[1], nodes[3]]
-        let scores = scheduler.score(ScoreRequest(unit: unit, nodes: feasible))
+        let scores = scheduler.score(ScoreRequest(unit: unit, nodes: nodes, candidates: [0, 1, 3]))
         #expect(scores[1] > scores[0] && scores[1] > scores[2])
         #expect(scores.allSatisfy { (0...SchedulerAPI.maxNodeScore).contains($0) })
     }
@@ -40,19 +41,20 @@ import Testing
     @Test func spreadPrefersTheEmptiestNode() throws {
         let scheduler = try #require(try load("CapstanSpread").scheduler(named: "spread"))
         let unit = SchedulingUnit(name: "web", requests: ResourceVector(cpuMilli: 500, memoryBytes: 1 << 30))
-        let scores = scheduler.score(ScoreRequest(unit: unit, nodes: [nodes[0], nodes[1]]))
+        let scores = scheduler.score(ScoreRequest(unit: unit, nodes: nodes, candidates: [0, 1]))
         #expect(scores[0] > scores[1])
     }
 
     @Test func extendedResourcesAndGPUsAreHonoured() throws {
-        let scheduler = try #require(try load("CapstanBinpack").scheduler(named: "binpack"))
         let wantsTwo = SchedulingUnit(name: "train", requests: ResourceVector(cpuMilli: 100, extended: ["gpu": 2]))
-        #expect(scheduler.filter(FilterRequest(unit: wantsTwo, nodes: nodes)).map(\.isFeasible) == [false, false, false, true, false])
+        #expect(ResourceFit.filter(FilterRequest(unit: wantsTwo, nodes: nodes)).map(\.isFeasible) == [false, false, false, true, false])
         let wrongModel = SchedulingUnit(name: "train", requests: ResourceVector(cpuMilli: 100, extended: ["gpu": 1]), gpuModels: ["V100"])
-        #expect(scheduler.filter(FilterRequest(unit: wrongModel, nodes: [nodes[3]])) == [.infeasible(reason: "no GPU of model V100")])
+        #expect(ResourceFit.filter(FilterRequest(unit: wrongModel, nodes: [nodes[3]])) == [.infeasible(reason: "no GPU of a requested model")])
         let share = SchedulingUnit(name: "infer", requests: ResourceVector(extended: ["gpu-milli": 600]))
         let partlyUsed = NodeSnapshot(name: "shared", allocatable: ResourceVector(cpuMilli: 1000), gpus: [GPUSlot(model: "T4", freeMilli: 500)])
-        #expect(scheduler.filter(FilterRequest(unit: share, nodes: [partlyUsed])) == [.infeasible(reason: "no GPU has 600 milli-GPU free")])
+        #expect(ResourceFit.filter(FilterRequest(unit: share, nodes: [partlyUsed])) == [.infeasible(reason: "no GPU has the requested share free")])
+        let vendor = SchedulingUnit(name: "fpga", requests: ResourceVector(extended: ["acme.com/fpga": 1]))
+        #expect(ResourceFit.filter(FilterRequest(unit: vendor, nodes: [nodes[0]])) == [.infeasible(reason: "insufficient acme.com/fpga")])
     }
 
     @Test func weightsFromConfigChangeTheScore() throws {

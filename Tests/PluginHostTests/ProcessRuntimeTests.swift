@@ -87,8 +87,12 @@ import Testing
         let state = directory.appendingPathComponent("readopt").path
         let first = try runtime(state: state)
         _ = try await first.create(CreateInstanceRequest(id: "survivor", command: ["/bin/sh", "-c", "echo up; sleep 30"], labels: ["owner": "web"]))
-        let running = try await first.start("survivor")
+        _ = try await first.start("survivor")
         _ = try await waitFor(first, "survivor", .running)
+        // The command's pid is reported once the command has started.
+        let deadline = Date().addingTimeInterval(5)
+        while try await first.status("survivor").pid == nil && Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        let running = try await first.status("survivor")
         // A new runtime over the same state: what the agent sees after a restart.
         let copy = directory.appendingPathComponent("libRuntimeCopy.so").path
         try FileManager.default.copyItem(atPath: Fixtures.plugin("CapstanProcessRuntime"), toPath: copy)
@@ -96,7 +100,7 @@ import Testing
         let listed = try await second.list()
         #expect(listed.map(\.id) == ["survivor"])
         #expect(listed[0].state == .running && listed[0].labels == ["owner": "web"])
-        #expect(listed[0].pid == running.pid || listed[0].pid != nil)
+        #expect(listed[0].pid == running.pid && running.pid != nil)
         // Killing the real process: the shim records the exit code even for the re-adopting runtime.
         let pid = try #require(listed[0].pid)
         kill(pid, SIGKILL)

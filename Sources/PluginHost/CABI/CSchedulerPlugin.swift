@@ -14,22 +14,22 @@ struct CSchedulerPlugin: SchedulerPlugin {
     }
 
     func filter(_ request: FilterRequest) -> [FilterVerdict] {
-        guard let filterFunction, !request.nodes.isEmpty else { return Array(repeating: .feasible, count: request.nodes.count) }
-        var flags = [Int32](repeating: 0, count: request.nodes.count)
-        CSchedulerPlugin.withCStructs(request.unit, request.nodes) { unit, nodes in
+        guard let filterFunction, !request.candidates.isEmpty else { return Array(repeating: .feasible, count: request.candidates.count) }
+        var flags = [Int32](repeating: 0, count: request.candidates.count)
+        CSchedulerPlugin.withCStructs(request.unit, request.candidates.map { request.nodes[$0] }) { unit, nodes in
             flags.withUnsafeMutableBytes { out in
-                filterFunction.callVoid(unit, nodes, Int64(request.nodes.count), out.baseAddress!)
+                filterFunction.callVoid(unit, nodes, Int64(request.candidates.count), out.baseAddress!)
             }
         }
         return flags.map { $0 != 0 ? .feasible : .infeasible(reason: "refused by C filter") }
     }
 
     func score(_ request: ScoreRequest) -> [Int64] {
-        guard let scoreFunction, !request.nodes.isEmpty else { return Array(repeating: 0, count: request.nodes.count) }
-        var scores = [Int64](repeating: 0, count: request.nodes.count)
-        CSchedulerPlugin.withCStructs(request.unit, request.nodes) { unit, nodes in
+        guard let scoreFunction, !request.candidates.isEmpty else { return Array(repeating: 0, count: request.candidates.count) }
+        var scores = [Int64](repeating: 0, count: request.candidates.count)
+        CSchedulerPlugin.withCStructs(request.unit, request.candidates.map { request.nodes[$0] }) { unit, nodes in
             scores.withUnsafeMutableBytes { out in
-                scoreFunction.callVoid(unit, nodes, Int64(request.nodes.count), out.baseAddress!)
+                scoreFunction.callVoid(unit, nodes, Int64(request.candidates.count), out.baseAddress!)
             }
         }
         return scores.map { min(max($0, 0), SchedulerAPI.maxNodeScore) }

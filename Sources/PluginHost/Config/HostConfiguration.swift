@@ -38,9 +38,32 @@ public struct HostConfiguration: Sendable, Hashable {
         }
     }
 
+    /// A scheduling profile: scheduler plugins composed with weights.
+    public struct Profile: Sendable, Hashable {
+        public struct Member: Sendable, Hashable {
+            public var name: String
+            public var weight: Int64
+            public init(name: String, weight: Int64 = 1) {
+                self.name = name
+                self.weight = weight
+            }
+        }
+        public var name: String
+        public var plugins: [Member]
+        /// 1...100, or nil for kube-scheduler's adaptive share.
+        public var percentageOfNodesToScore: Int?
+
+        public init(name: String, plugins: [Member], percentageOfNodesToScore: Int? = nil) {
+            self.name = name
+            self.plugins = plugins
+            self.percentageOfNodesToScore = percentageOfNodesToScore
+        }
+    }
+
     /// Folders searched for plugins named by ``PluginEntry/name``, in order; absolute.
     public var pluginPaths: [String]
     public var plugins: [PluginEntry]
+    public var profiles: [Profile] = []
     public var defaults: [PluginKind: String]
     /// Where Capstan and its plugins keep state; absolute.
     public var stateDirectory: String
@@ -104,16 +127,32 @@ public struct HostConfiguration: Sendable, Hashable {
             }
             defaults[kind] = name
         }
+        var profiles: [HostConfiguration.Profile] = []
+        for (index, profile) in (document.profiles ?? []).enumerated() {
+            let path = "profiles[\(index)]"
+            if let problem = DNSLabel.problem(with: profile.name) { problems.append(ValidationProblem(path: "\(path).name", message: problem)) }
+            if profiles.contains(where: { $0.name == profile.name }) { problems.append(ValidationProblem(path: "\(path).name", message: "\"\(profile.name)\" is defined twice")) }
+            if profile.plugins.isEmpty { problems.append(ValidationProblem(path: "\(path).plugins", message: "is empty; name at least one scheduler plugin")) }
+            for (position, member) in profile.plugins.enumerated() where !(0...100).contains(member.weight ?? 1) {
+                problems.append(ValidationProblem(path: "\(path).plugins[\(position)].weight", message: "\(member.weight!) is outside 0...100"))
+            }
+            if let percentage = profile.percentageOfNodesToScore, !(1...100).contains(percentage) {
+                problems.append(ValidationProblem(path: "\(path).percentageOfNodesToScore", message: "\(percentage) is outside 1...100"))
+            }
+            profiles.append(Profile(name: profile.name, plugins: profile.plugins.map { Profile.Member(name: $0.name, weight: $0.weight ?? 1) }, percentageOfNodesToScore: profile.percentageOfNodesToScore))
+        }
         guard problems.isEmpty else { throw ValidationError(subject: source, problems: problems) }
         func absolute(_ path: String) -> String {
             path.hasPrefix("/") ? path : URL(fileURLWithPath: baseDirectory).appendingPathComponent(path).standardizedFileURL.path
         }
-        return HostConfiguration(
+        var configuration = HostConfiguration(
             pluginPaths: (document.pluginPaths ?? []).map(absolute),
             plugins: plugins.map { PluginEntry(name: $0.name, path: $0.path.map(absolute), sha256: $0.sha256, config: $0.config) },
             defaults: defaults,
             stateDirectory: absolute(document.stateDirectory ?? ".capstan"),
             source: source)
+        configuration.profiles = profiles
+        return configuration
     }
 
     /// Finds the file of a plugin entry.
@@ -143,7 +182,7 @@ public struct HostConfiguration: Sendable, Hashable {
     }
 
     /// The plugin libraries that ship with Capstan.
-    public static let inTreePlugins = ["CapstanBinpack", "CapstanSpread", "CapstanHostPath", "CapstanHostNetwork", "CapstanRoundRobin", "CapstanLeastConn", "CapstanProcessRuntime"]
+    public static let inTreePlugins = ["CapstanBinpack", "CapstanSpread", "CapstanBestFit", "CapstanFGD", "CapstanHostPath", "CapstanHostNetwork", "CapstanRoundRobin", "CapstanLeastConn", "CapstanProcessRuntime"]
 }
 
 /// The file's shape, decoded strictly.
@@ -153,10 +192,11 @@ struct ConfigDocument: Decodable {
     var pluginPaths: [String]?
     var stateDirectory: String?
     var plugins: [PluginDocument]?
+    var profiles: [ProfileDocument]?
     var defaults: [String: String]?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case apiVersion, kind, pluginPaths, stateDirectory, plugins, defaults
+        case apiVersion, kind, pluginPaths, stateDirectory, plugins, profiles, defaults
     }
 
     init(from decoder: any Decoder) throws {
@@ -167,6 +207,7 @@ struct ConfigDocument: Decodable {
         pluginPaths = try container.decodeIfPresent([String].self, forKey: .pluginPaths)
         stateDirectory = try container.decodeIfPresent(String.self, forKey: .stateDirectory)
         plugins = try container.decodeIfPresent([PluginDocument].self, forKey: .plugins)
+        profiles = try container.decodeIfPresent([ProfileDocument].self, forKey: .profiles)
         defaults = try container.decodeIfPresent([String: String].self, forKey: .defaults)
     }
 }
@@ -188,5 +229,35 @@ struct PluginDocument: Decodable {
         path = try container.decodeIfPresent(String.self, forKey: .path)
         sha256 = try container.decodeIfPresent(String.self, forKey: .sha256)
         config = try container.decodeIfPresent(JSONValue.self, forKey: .config)
+    }
+}
+
+struct ProfileDocument: Decodable {
+    struct Member: Decodable {
+        var name: String
+        var weight: Int64?
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case name, weight }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+            name = try container.decode(String.self, forKey: .name)
+            weight = try container.decodeIfPresent(Int64.self, forKey: .weight)
+        }
+    }
+
+    var name: String
+    var plugins: [Member]
+    var percentageOfNodesToScore: Int?
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, plugins, percentageOfNodesToScore }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        name = try container.decode(String.self, forKey: .name)
+        plugins = try container.decode([Member].self, forKey: .plugins)
+        percentageOfNodesToScore = try container.decodeIfPresent(Int.self, forKey: .percentageOfNodesToScore)
     }
 }

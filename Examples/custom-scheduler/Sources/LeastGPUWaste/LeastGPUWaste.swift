@@ -33,7 +33,8 @@ struct LeastGPUWaste: SchedulerPlugin {
         let unit = request.unit
         let share = Int32(unit.requests.extended[ResourceName.gpuMilli] ?? 0)
         let whole = unit.requests.extended[ResourceName.gpu] ?? 0
-        return request.nodes.map { node in
+        return request.candidates.map { index in
+            let node = request.nodes[index]
             let gpus = node.gpus.filter { unit.gpuModels.isEmpty || unit.gpuModels.contains($0.model) }
             if share == 0 && whole == 0 {
                 return node.gpus.isEmpty ? SchedulerAPI.maxNodeScore : configuration.gpuNodePenaltyScore

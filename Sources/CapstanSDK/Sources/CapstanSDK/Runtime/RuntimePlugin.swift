@@ -87,6 +87,7 @@ public struct RuntimeInstanceStatus: Sendable, Hashable {
     }
     public var id: String
     public var state: State
+    /// The command's own process id, once it has started.
     public var pid: Int32?
     /// Set once exited: the exit status, or 128 + signal when killed by one.
     public var exitCode: Int32?

@@ -1,0 +1,99 @@
+import ArgumentParser
+import CapstanScheduling
+import CapstanSDK
+import Foundation
+import PluginHost
+
+/// `capstan simulate`: replay a cluster trace through a scheduling profile.
+struct SimulateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "simulate",
+        abstract: "Replay a node list and a pod list through a scheduler profile, with the FGD paper's protocol.",
+        discussion: """
+        Nodes and pods are CSV files in the format of Alibaba's openb traces. The pod list, in
+        creation order, is inflated with random draws until the GPU requested would exceed
+        --inflation × the cluster's GPU capacity; each pod is scheduled once, in order. Prints the
+        GPU allocation ratio, failed pods, fragmentation and time, per seed and on average.
+        """)
+
+    @Option(help: "The node list (CSV: sn,cpu_milli,memory_mib,gpu,model).") var nodes: String
+    @Option(help: "The pod list (CSV: name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,…).") var pods: String
+    @Option(help: "A profile from the config, or a scheduler plugin.") var scheduler = "fgd"
+    @Option(name: .shortAndLong, help: "The operator config (capstan.yaml). Default: the in-tree plugins.") var config: String?
+    @Option(help: "Seeds: a list (42,43) or a range (42-51).") var seeds = "42-51"
+    @Option(help: "Arrival, as a multiple of the cluster's GPU capacity.") var inflation = 1.3
+    @Option(help: "Share of nodes to filter before scoring (1-100).") var percentageOfNodesToScore = 100
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let seedList = try parseSeeds(seeds)
+        let trace: ClusterTrace
+        do {
+            trace = try ClusterTrace.load(nodesFile: nodes, podsFile: pods)
+        } catch let error as ClusterTrace.ParseError {
+            FileHandle.standardError.write(Data("capstan: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let configuration = try config.map { try HostConfiguration.load(path: $0) }
+            ?? HostConfiguration.builtIn(executableDirectory: ExecutablePath.directory, stateDirectory: NSTemporaryDirectory() + "capstan-simulate")
+        let host = PluginHost.load(configuration, log: { level, message in
+            if level >= .warning { FileHandle.standardError.write(Data("\(message)\n".utf8)) }
+        })
+        guard let profile = host.schedulingProfile(named: scheduler, percentageOfNodesToScore: percentageOfNodesToScore) else {
+            let available = host.profiles.map(\.name) + host.registry.entries.filter { $0.kind == .scheduler }.map(\.name)
+            FileHandle.standardError.write(Data("capstan: no profile or scheduler plugin named \"\(scheduler)\"; available: \(available.joined(separator: ", "))\n".utf8))
+            throw ExitCode(2)
+        }
+        var runs: [Simulation.Run] = []
+        for seed in seedList {
+            let run = Simulation.run(trace, profile: profile, seed: seed, inflation: inflation)
+            runs.append(run)
+            if !json {
+                print("seed \(seed): GPU allocated \(percent(run.gpuAllocationRatio)), \(run.failed) of \(run.pods) pods failed, fragmentation \(percent(run.fragmentationRatio)) of free GPU, \(String(format: "%.3f", run.seconds)) s (p99 decision \(String(format: "%.0f", run.p99DecisionMicroseconds)) µs)")
+            }
+        }
+        let summary = Summary(scheduler: profile.name, nodes: trace.nodes.count, podList: trace.pods.count, inflation: inflation, runs: runs)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(summary), as: UTF8.self))
+        } else {
+            print("\(profile.name): mean GPU allocation \(percent(summary.meanGPUAllocationRatio)) over \(runs.count) seeds; mean failed pods \(String(format: "%.1f", summary.meanFailed)); mean time \(String(format: "%.3f", summary.meanSeconds)) s per experiment")
+        }
+    }
+
+    struct Summary: Codable {
+        var scheduler: String
+        var nodes: Int
+        var podList: Int
+        var inflation: Double
+        var runs: [Simulation.Run]
+        var meanGPUAllocationRatio: Double
+        var meanFailed: Double
+        var meanSeconds: Double
+
+        init(scheduler: String, nodes: Int, podList: Int, inflation: Double, runs: [Simulation.Run]) {
+            self.scheduler = scheduler
+            self.nodes = nodes
+            self.podList = podList
+            self.inflation = inflation
+            self.runs = runs
+            let count = Double(max(1, runs.count))
+            meanGPUAllocationRatio = runs.reduce(0) { $0 + $1.gpuAllocationRatio } / count
+            meanFailed = Double(runs.reduce(0) { $0 + $1.failed }) / count
+            meanSeconds = runs.reduce(0) { $0 + $1.seconds } / count
+        }
+    }
+
+    func percent(_ ratio: Double) -> String { String(format: "%.2f %%", ratio * 100) }
+
+    func parseSeeds(_ text: String) throws -> [UInt64] {
+        let parts = text.split(separator: "-")
+        if parts.count == 2, let low = UInt64(parts[0]), let high = UInt64(parts[1]), low <= high { return Array(low...high) }
+        let list = text.split(separator: ",").compactMap { UInt64($0.trimmingCharacters(in: .whitespaces)) }
+        guard !list.isEmpty, list.count == text.split(separator: ",").count else {
+            throw ValidationError("--seeds \"\(text)\" is not a list (42,43) or a range (42-51)")
+        }
+        return list
+    }
+}
