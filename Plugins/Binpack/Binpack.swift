@@ -9,8 +9,10 @@ struct Binpack: SchedulerPlugin {
     var capabilities: SchedulerCapabilities { SchedulerCapabilities(filters: false, scores: true) }
 
     func score(_ request: ScoreRequest) -> [Int64] {
-        request.nodes.withUnsafeBufferPointer { nodes in request.candidates.map { index in
-            Int64((ResourceFit.utilization(after: request.unit, on: nodes[index], weights: configuration.resources) * Double(SchedulerAPI.maxNodeScore)).rounded())
+        let weights = ResourceWeights(configuration.resources)
+        let unit = request.unit
+        return request.nodes.withUnsafeBufferPointer { nodes in request.candidates.map { index in
+            Int64((ResourceFit.utilization(after: unit, on: nodes[index], weights: weights) * Double(SchedulerAPI.maxNodeScore)).rounded())
         } }
     }
 }

@@ -1,4 +1,4 @@
-// Capstan benchmarks. Run in release:  swift build -c release && .build/release/capstan-bench [plugin-call|bus|all]
+// Capstan benchmarks. Run in release:  swift build -c release && .build/release/capstan-bench [plugin-call|bus|scheduling|all]
 import CapstanBinpack
 import CapstanSDK
 import Foundation
@@ -11,3 +11,4 @@ let products = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbo
 print("# capstan-bench (\(ProcessInfo.processInfo.activeProcessorCount) cores, Swift \(SDKVersion.compilerVersion))\n")
 if which == "plugin-call" || which == "all" { PluginCallBenchmark.run(products: products) }
 if which == "bus" || which == "all" { await BusBenchmark.run() }
+if which == "scheduling" || which == "all" { SchedulingBenchmark.run(products: products) }

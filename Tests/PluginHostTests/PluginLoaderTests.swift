@@ -182,7 +182,7 @@ import Testing
 
     @Test func exampleOutOfTreePluginLoads() throws {
         // CI builds Examples/custom-scheduler with its own `swift build` and points here.
-        guard let path = ProcessInfo.processInfo.environment["CAPSTAN_EXAMPLE_PLUGIN"] else { return }
+        guard let path = ProcessInfo.processInfo.environment["CAPSTAN_EXAMPLE_PLUGIN"], !path.isEmpty else { return }
         let report = inspect(path)
         #expect(report.isLoaded, "\(String(describing: report.failure))")
         #expect(report.plugins.map(\.name) == ["least-gpu-waste"])

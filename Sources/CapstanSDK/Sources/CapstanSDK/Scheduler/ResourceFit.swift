@@ -159,22 +159,45 @@ public enum ResourceFit {
 
     /// How full the node would be with the unit placed, in `0...1`: the weighted mean, over cpu,
     /// memory and every extended resource the unit requests, of requested / allocatable.
-    /// - Parameter weights: weight per resource name; a missing name weighs 1, zero ignores it.
-    public static func utilization(after unit: SchedulingUnit, on node: NodeSnapshot, weights: [String: Int] = [:]) -> Double {
+    /// Inlinable over frozen types, so a plugin's per-node loop reads fields in place.
+    @inlinable @inline(__always)
+    public static func utilization(after unit: SchedulingUnit, on node: NodeSnapshot, weights: ResourceWeights = ResourceWeights()) -> Double {
         var total = 0.0
         var weightSum = 0.0
-        func add(_ name: String, _ requested: Int64, _ asked: Int64, _ allocatable: Int64) {
-            let weight = Double(weights[name] ?? 1)
-            guard allocatable > 0, weight > 0 else { return }
-            total += weight * min(1, Double(requested + asked) / Double(allocatable))
-            weightSum += weight
+        if node.allocatable.cpuMilli > 0 && weights.cpu > 0 {
+            total += weights.cpu * min(1, Double(node.requested.cpuMilli + unit.requests.cpuMilli) / Double(node.allocatable.cpuMilli))
+            weightSum += weights.cpu
         }
-        add(ResourceName.cpu, node.requested.cpuMilli, unit.requests.cpuMilli, node.allocatable.cpuMilli)
-        add(ResourceName.memory, node.requested.memoryBytes, unit.requests.memoryBytes, node.allocatable.memoryBytes)
-        for (name, asked) in unit.requests.extended where asked > 0 {
-            add(name, node.requested.extended[name] ?? 0, asked, node.allocatable.extended[name] ?? 0)
+        if node.allocatable.memoryBytes > 0 && weights.memory > 0 {
+            total += weights.memory * min(1, Double(node.requested.memoryBytes + unit.requests.memoryBytes) / Double(node.allocatable.memoryBytes))
+            weightSum += weights.memory
+        }
+        if !unit.requests.extended.isEmpty {
+            for (name, asked) in unit.requests.extended where asked > 0 {
+                let weight = Double(weights.extended[name] ?? 1)
+                let allocatable = node.allocatable.extended[name] ?? 0
+                guard allocatable > 0, weight > 0 else { continue }
+                total += weight * min(1, Double((node.requested.extended[name] ?? 0) + asked) / Double(allocatable))
+                weightSum += weight
+            }
         }
         return weightSum == 0 ? 0 : total / weightSum
+    }
+}
+
+/// Weights per resource for ``ResourceFit/utilization(after:on:weights:)``, resolved once per
+/// batch from a name → weight map (a missing name weighs 1; zero ignores the resource).
+@frozen
+public struct ResourceWeights: Sendable, Hashable {
+    public var cpu: Double
+    public var memory: Double
+    public var extended: [String: Int]
+
+    @inlinable
+    public init(_ byName: [String: Int] = [:]) {
+        cpu = Double(byName[ResourceName.cpu] ?? 1)
+        memory = Double(byName[ResourceName.memory] ?? 1)
+        extended = byName
     }
 }
 

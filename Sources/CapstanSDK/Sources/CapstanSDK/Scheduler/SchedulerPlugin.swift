@@ -67,7 +67,7 @@ extension SchedulerPlugin {
 /// Constants of the scheduler API.
 public enum SchedulerAPI {
     /// The highest score a plugin may give a node.
-    public static let maxNodeScore: Int64 = 100
+    @_alwaysEmitIntoClient public static var maxNodeScore: Int64 { 100 }
 }
 
 /// The extension points a scheduler plugin implements.

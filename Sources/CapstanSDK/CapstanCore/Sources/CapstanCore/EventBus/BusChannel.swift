@@ -14,7 +14,8 @@ public final class BusChannel<Payload: Sendable>: Sendable {
 
     struct Subscriber {
         var buffer: [BusDelivery<Payload>] = []
-        var waiter: CheckedContinuation<[BusDelivery<Payload>]?, Never>?
+        /// A subscriber waiting for events; woken with a signal, it then takes the whole buffer.
+        var waiter: CheckedContinuation<Void, Never>?
         var capacity: Int
     }
 
@@ -106,7 +107,7 @@ public final class BusChannel<Payload: Sendable>: Sendable {
     public func finish() {
         state.withLock { state in
             state.finished = true
-            for (_, subscriber) in state.subscribers { subscriber.waiter?.resume(returning: nil) }
+            for (_, subscriber) in state.subscribers { subscriber.waiter?.resume() }
             state.subscribers.removeAll()
         }
     }
@@ -116,32 +117,39 @@ public final class BusChannel<Payload: Sendable>: Sendable {
 
     /// Takes everything waiting for subscriber `id`, suspending until there is something.
     /// Nil when the subscription has ended.
+    ///
+    /// A waiting subscriber is woken with a signal, not handed the one event that woke it: by the
+    /// time its task runs, the publisher has usually appended more, and it takes them all at once.
     func take(_ id: Int) async -> [BusDelivery<Payload>]? {
-        let immediate: [BusDelivery<Payload>]?? = state.withLock { state in
-            guard state.subscribers[id] != nil else { return .some(nil) }
-            if state.subscribers[id]!.buffer.isEmpty { return .none }
-            return .some(state.subscribers[id]!.takeBuffer())
-        }
-        if let immediate { return immediate }
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<[BusDelivery<Payload>]?, Never>) in
-                state.withLock { state in
-                    guard state.subscribers[id] != nil else { return continuation.resume(returning: nil) }
-                    if !state.subscribers[id]!.buffer.isEmpty {
-                        continuation.resume(returning: state.subscribers[id]!.takeBuffer())
-                    } else {
-                        state.subscribers[id]!.waiter = continuation
-                    }
-                }
+        while true {
+            let immediate: [BusDelivery<Payload>]?? = state.withLock { state in
+                guard state.subscribers[id] != nil else { return .some(nil) }
+                if state.subscribers[id]!.buffer.isEmpty { return .none }
+                return .some(state.subscribers[id]!.takeBuffer())
             }
-        } onCancel: {
-            self.unsubscribe(id)
+            if let immediate { return immediate }
+            if Task.isCancelled {
+                unsubscribe(id)
+                return nil
+            }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let ready = state.withLock { state -> Bool in
+                        guard state.subscribers[id] != nil, state.subscribers[id]!.buffer.isEmpty else { return true }
+                        state.subscribers[id]!.waiter = continuation
+                        return false
+                    }
+                    if ready { continuation.resume() }
+                }
+            } onCancel: {
+                self.unsubscribe(id)
+            }
         }
     }
 
     func unsubscribe(_ id: Int) {
         state.withLock { state in
-            state.subscribers.removeValue(forKey: id)?.waiter?.resume(returning: nil)
+            state.subscribers.removeValue(forKey: id)?.waiter?.resume()
         }
     }
 }
@@ -157,7 +165,7 @@ extension BusChannel.Subscriber {
         }
         if let waiter {
             self.waiter = nil
-            waiter.resume(returning: takeBuffer())
+            waiter.resume()
         }
     }
 
