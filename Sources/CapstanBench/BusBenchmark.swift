@@ -10,18 +10,21 @@ enum BusBenchmark {
     static let events = 5_000_000
 
     static func run() async {
-        print("## Event bus: \(events / 1_000_000) M events, one publisher (median of 3)\n")
+        print("## Event bus: \(events / 1_000_000) M events, one publisher (median of 5, range in brackets)\n")
         print("| subscribers | Capstan bus (M events/s) | AsyncStream (M events/s) | bus / AsyncStream |")
         print("|---|---|---|---|")
         for subscribers in [1, 4] {
             var bus: [Double] = []
             var stream: [Double] = []
-            for _ in 0..<3 {
+            for _ in 0..<5 {
                 bus.append(await busRun(subscribers: subscribers))
                 stream.append(await streamRun(subscribers: subscribers))
             }
             let b = Double(events) / median(bus) / 1e6, s = Double(events) / median(stream) / 1e6
-            print("| \(subscribers) | \(format(b, 2)) | \(format(s, 2)) | \(format(b / s, 1))× |")
+            func range(_ seconds: [Double]) -> String {
+                "[\(format(Double(events) / seconds.max()! / 1e6, 2))–\(format(Double(events) / seconds.min()! / 1e6, 2))]"
+            }
+            print("| \(subscribers) | \(format(b, 2)) \(range(bus)) | \(format(s, 2)) \(range(stream)) | \(format(b / s, 1))× |")
         }
         print("\n(events/s counts published events; with 4 subscribers each is delivered 4 times.)\n")
     }

@@ -49,6 +49,20 @@ import Testing
         #expect(revisions(await collect(subscription, count: 6)) == [21, 22, 23, 24, 25, 26])
     }
 
+    @Test func batchPublishGetsConsecutiveRevisionsAndFillsTheWindow() async throws {
+        let channel = BusChannel<String>(replayWindow: 4)
+        let first = try channel.subscribe()
+        channel.publish("a")
+        #expect(channel.publish(contentsOf: ["b", "c", "d", "e", "f"]) == 6)
+        #expect(channel.publish(contentsOf: [String]()) == 6)
+        let received = await collect(first, count: 6)
+        #expect(revisions(received) == Array(1...6))
+        #expect(received.compactMap { if case .event(_, let payload) = $0 { payload } else { nil } } == ["a", "b", "c", "d", "e", "f"])
+        // The window holds the last 4 (3…6): resuming after 2 works, after 1 does not.
+        #expect(revisions(await collect(try channel.subscribe(after: 2), count: 4)) == [3, 4, 5, 6])
+        #expect(throws: BusError.revisionTooOld(requested: 1, oldest: 2)) { try channel.subscribe(after: 1) }
+    }
+
     @Test func tooOldRevisionIsRefused() throws {
         let channel = BusChannel<String>(replayWindow: 10)
         for index in 1...25 { channel.publish("e\(index)") }

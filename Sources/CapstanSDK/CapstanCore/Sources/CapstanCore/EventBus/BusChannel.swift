@@ -6,37 +6,69 @@ import Synchronization
 /// whose buffer is full loses its buffered events and gets a ``BusDelivery/resync(revision:)``
 /// marker instead: memory stays bounded however slow it is. Subscribers take whole batches at a
 /// time, so the per-event cost on the reading side is a few nanoseconds.
+///
+/// The publish and delivery path is `@inlinable` over a `@frozen` state layout, so a client's
+/// `BusChannel<ResourceEvent>` is specialised in the client and does no generic-metadata lookups
+/// per event. That layout is therefore part of CapstanCore's ABI (docs/versioning.md).
 public final class BusChannel<Payload: Sendable>: Sendable {
     /// Events one subscriber may have waiting before it is resynced.
     public let subscriberCapacity: Int
     /// Events kept for subscribers that resume from a revision.
     public let replayWindow: Int
 
+    @frozen @usableFromInline
     struct Subscriber {
-        var buffer: [BusDelivery<Payload>] = []
+        @usableFromInline let id: Int
+        @usableFromInline var buffer: [BusDelivery<Payload>]
         /// A subscriber waiting for events; woken with a signal, it then takes the whole buffer.
-        var waiter: CheckedContinuation<Void, Never>?
-        var capacity: Int
+        @usableFromInline var waiter: CheckedContinuation<Void, Never>?
+        @usableFromInline let capacity: Int
+
+        @inlinable
+        init(id: Int, capacity: Int) {
+            self.id = id
+            self.buffer = []
+            self.waiter = nil
+            self.capacity = capacity
+        }
     }
 
+    @frozen @usableFromInline
     struct State {
-        var lastRevision: UInt64
+        @usableFromInline var lastRevision: UInt64
         /// The newest revision evicted from the window; resuming after an older one is impossible.
-        var evictedThrough: UInt64 = 0
-        var window: [(UInt64, Payload)] = []
-        var windowStart = 0
-        var subscribers: [Int: Subscriber] = [:]
-        var nextSubscriberID = 0
-        var finished = false
+        @usableFromInline var evictedThrough: UInt64
+        @usableFromInline var window: [(UInt64, Payload)]
+        @usableFromInline var windowStart: Int
+        /// Few (a handful per topic), so an array searched by id beats a dictionary.
+        @usableFromInline var subscribers: [Subscriber]
+        @usableFromInline var nextSubscriberID: Int
+        @usableFromInline var finished: Bool
+
+        @inlinable
+        init(lastRevision: UInt64) {
+            self.lastRevision = lastRevision
+            self.evictedThrough = lastRevision
+            self.window = []
+            self.windowStart = 0
+            self.subscribers = []
+            self.nextSubscriberID = 0
+            self.finished = false
+        }
+
+        @inlinable
+        func index(of id: Int) -> Int? {
+            subscribers.firstIndex { $0.id == id }
+        }
     }
 
-    let state: Mutex<State>
+    @usableFromInline let state: Mutex<State>
 
     public init(subscriberCapacity: Int = 4096, replayWindow: Int = 4096, startingRevision: UInt64 = 0) {
         precondition(subscriberCapacity > 0 && replayWindow >= 0)
         self.subscriberCapacity = subscriberCapacity
         self.replayWindow = replayWindow
-        self.state = Mutex(State(lastRevision: startingRevision, evictedThrough: startingRevision))
+        self.state = Mutex(State(lastRevision: startingRevision))
     }
 
     /// The revision of the newest event published.
@@ -47,28 +79,36 @@ public final class BusChannel<Payload: Sendable>: Sendable {
     /// - Parameter revision: the event's revision, when the caller (the store) assigns them; it
     ///   must be greater than every earlier one. Nil takes the next revision.
     /// - Returns: the event's revision.
-    @discardableResult
+    @inlinable @discardableResult
     public func publish(_ payload: Payload, revision: UInt64? = nil) -> UInt64 {
-        state.withLock { state in
+        let window = replayWindow
+        var wake: [CheckedContinuation<Void, Never>] = []
+        let assigned = state.withLock { state in
             let assigned = revision ?? state.lastRevision + 1
-            precondition(assigned > state.lastRevision, "bus revisions must grow: \(assigned) after \(state.lastRevision)")
-            state.lastRevision = assigned
-            if replayWindow > 0 {
-                if state.window.count < replayWindow {
-                    state.window.append((assigned, payload))
-                } else {
-                    state.evictedThrough = state.window[state.windowStart].0
-                    state.window[state.windowStart] = (assigned, payload)
-                    state.windowStart = (state.windowStart + 1) % replayWindow
-                }
-            } else {
-                state.evictedThrough = assigned
-            }
-            for id in state.subscribers.keys {
-                state.subscribers[id]!.deliver(.event(revision: assigned, payload: payload), revision: assigned)
-            }
+            precondition(assigned > state.lastRevision, "bus revisions must grow")
+            state.record(payload, revision: assigned, window: window, wake: &wake)
             return assigned
         }
+        // Woken outside the lock: a wakeup may enter the kernel, and the lock must stay short.
+        for waiter in wake { waiter.resume() }
+        return assigned
+    }
+
+    /// Publishes several events under one lock, in order, with consecutive revisions: what a store
+    /// transaction that writes several objects does.
+    /// - Returns: the revision of the last one (``lastRevision`` when `payloads` is empty).
+    @inlinable @discardableResult
+    public func publish<S: Sequence<Payload>>(contentsOf payloads: S) -> UInt64 {
+        let window = replayWindow
+        var wake: [CheckedContinuation<Void, Never>] = []
+        let last = state.withLock { state in
+            for payload in payloads {
+                state.record(payload, revision: state.lastRevision + 1, window: window, wake: &wake)
+            }
+            return state.lastRevision
+        }
+        for waiter in wake { waiter.resume() }
+        return last
     }
 
     /// Starts a subscription.
@@ -82,7 +122,8 @@ public final class BusChannel<Payload: Sendable>: Sendable {
     public func subscribe(after revision: UInt64? = nil, capacity: Int? = nil) throws(BusError) -> BusSubscription<Payload> {
         let result: Result<Int, BusError> = state.withLock { state in
             if state.finished { return .failure(.finished) }
-            var subscriber = Subscriber(capacity: capacity ?? subscriberCapacity)
+            let id = state.nextSubscriberID
+            var subscriber = Subscriber(id: id, capacity: capacity ?? subscriberCapacity)
             if let revision, revision < state.lastRevision {
                 guard revision >= state.evictedThrough else {
                     return .failure(.revisionTooOld(requested: revision, oldest: state.evictedThrough))
@@ -95,9 +136,8 @@ public final class BusChannel<Payload: Sendable>: Sendable {
                     }
                 }
             }
-            let id = state.nextSubscriberID
             state.nextSubscriberID += 1
-            state.subscribers[id] = subscriber
+            state.subscribers.append(subscriber)
             return .success(id)
         }
         return BusSubscription(token: SubscriptionToken(channel: self, id: try result.get()))
@@ -107,7 +147,7 @@ public final class BusChannel<Payload: Sendable>: Sendable {
     public func finish() {
         state.withLock { state in
             state.finished = true
-            for (_, subscriber) in state.subscribers { subscriber.waiter?.resume() }
+            for subscriber in state.subscribers { subscriber.waiter?.resume() }
             state.subscribers.removeAll()
         }
     }
@@ -120,12 +160,13 @@ public final class BusChannel<Payload: Sendable>: Sendable {
     ///
     /// A waiting subscriber is woken with a signal, not handed the one event that woke it: by the
     /// time its task runs, the publisher has usually appended more, and it takes them all at once.
+    @inlinable
     func take(_ id: Int) async -> [BusDelivery<Payload>]? {
         while true {
             let immediate: [BusDelivery<Payload>]?? = state.withLock { state in
-                guard state.subscribers[id] != nil else { return .some(nil) }
-                if state.subscribers[id]!.buffer.isEmpty { return .none }
-                return .some(state.subscribers[id]!.takeBuffer())
+                guard let index = state.index(of: id) else { return .some(nil) }
+                if state.subscribers[index].buffer.isEmpty { return .none }
+                return .some(state.subscribers[index].takeBuffer())
             }
             if let immediate { return immediate }
             if Task.isCancelled {
@@ -135,8 +176,8 @@ public final class BusChannel<Payload: Sendable>: Sendable {
             await withTaskCancellationHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                     let ready = state.withLock { state -> Bool in
-                        guard state.subscribers[id] != nil, state.subscribers[id]!.buffer.isEmpty else { return true }
-                        state.subscribers[id]!.waiter = continuation
+                        guard let index = state.index(of: id), state.subscribers[index].buffer.isEmpty else { return true }
+                        state.subscribers[index].waiter = continuation
                         return false
                     }
                     if ready { continuation.resume() }
@@ -147,14 +188,44 @@ public final class BusChannel<Payload: Sendable>: Sendable {
         }
     }
 
+    @usableFromInline
     func unsubscribe(_ id: Int) {
         state.withLock { state in
-            state.subscribers.removeValue(forKey: id)?.waiter?.resume()
+            guard let index = state.index(of: id) else { return }
+            state.subscribers.remove(at: index).waiter?.resume()
+        }
+    }
+}
+
+extension BusChannel.State {
+    @inlinable
+    /// Appends one event to the window and every subscriber; collects the waiters to wake.
+    mutating func record(_ payload: Payload, revision: UInt64, window: Int, wake: inout [CheckedContinuation<Void, Never>]) {
+        lastRevision = revision
+        if window > 0 {
+            if self.window.count < window {
+                self.window.append((revision, payload))
+            } else {
+                evictedThrough = self.window[windowStart].0
+                self.window[windowStart] = (revision, payload)
+                windowStart += 1
+                if windowStart == window { windowStart = 0 }
+            }
+        } else {
+            evictedThrough = revision
+        }
+        for index in subscribers.indices {
+            subscribers[index].deliver(.event(revision: revision, payload: payload), revision: revision)
+            if let waiter = subscribers[index].waiter {
+                subscribers[index].waiter = nil
+                wake.append(waiter)
+            }
         }
     }
 }
 
 extension BusChannel.Subscriber {
+    @inlinable
     mutating func deliver(_ delivery: BusDelivery<Payload>, revision: UInt64) {
         if buffer.count >= capacity {
             // Too slow: drop what is buffered, leave one marker saying what was lost.
@@ -163,24 +234,24 @@ extension BusChannel.Subscriber {
         } else {
             buffer.append(delivery)
         }
-        if let waiter {
-            self.waiter = nil
-            waiter.resume()
-        }
     }
 
+    /// Hands over the buffer. The next one starts small: reserving what a burst reached would
+    /// fault in megabytes for a subscriber that usually takes a few events at a time.
+    @inlinable
     mutating func takeBuffer() -> [BusDelivery<Payload>] {
         var taken: [BusDelivery<Payload>] = []
-        taken.reserveCapacity(Swift.min(buffer.count * 2, capacity))
+        taken.reserveCapacity(Swift.min(buffer.count, 256))
         swap(&taken, &buffer)
         return taken
     }
 }
 
 /// Ends its subscription when the last copy of the sequence and its iterators is gone.
+@usableFromInline
 final class SubscriptionToken<Payload: Sendable>: Sendable {
-    let channel: BusChannel<Payload>
-    let id: Int
+    @usableFromInline let channel: BusChannel<Payload>
+    @usableFromInline let id: Int
 
     init(channel: BusChannel<Payload>, id: Int) {
         self.channel = channel
@@ -193,18 +264,30 @@ final class SubscriptionToken<Payload: Sendable>: Sendable {
 /// The events of one subscription, in publish order. Iterate once.
 public struct BusSubscription<Payload: Sendable>: AsyncSequence, Sendable {
     public typealias Element = BusDelivery<Payload>
-    let token: SubscriptionToken<Payload>
+    @usableFromInline let token: SubscriptionToken<Payload>
+
+    init(token: SubscriptionToken<Payload>) { self.token = token }
 
     /// Ends the subscription; a waiting iterator returns nil.
     public func cancel() { token.channel.unsubscribe(token.id) }
 
+    @inlinable
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(token: token) }
 
+    @frozen
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let token: SubscriptionToken<Payload>
-        var batch: [BusDelivery<Payload>] = []
-        var index = 0
+        @usableFromInline let token: SubscriptionToken<Payload>
+        @usableFromInline var batch: [BusDelivery<Payload>]
+        @usableFromInline var index: Int
 
+        @inlinable
+        init(token: SubscriptionToken<Payload>) {
+            self.token = token
+            self.batch = []
+            self.index = 0
+        }
+
+        @inlinable
         public mutating func next() async -> BusDelivery<Payload>? {
             if index < batch.count {
                 index += 1

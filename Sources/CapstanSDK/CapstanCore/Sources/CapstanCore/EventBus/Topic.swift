@@ -9,7 +9,8 @@ extension Topic where Payload == ResourceEvent {
     public static var resources: Topic<ResourceEvent> { Topic("resources") }
 }
 
-/// What a subscriber receives, in order.
+/// What a subscriber receives, in order. Frozen: no case will be added (docs/versioning.md).
+@frozen
 public enum BusDelivery<Payload: Sendable>: Sendable {
     /// One event and its revision; revisions only grow along a subscription.
     case event(revision: UInt64, payload: Payload)
