@@ -26,9 +26,24 @@ final class FragmentationGradientDescent: SchedulerPlugin {
 
     private let state = Mutex(State())
 
+    /// ΔF values this close (milli-GPU) count as a tie, broken by best fit. 40 is one score point
+    /// of the paper's `sigmoid(ΔF / 1000) × 100` near ΔF = 0, the granularity at which its
+    /// simulator compares nodes (it breaks those ties at random).
+    static let tieToleranceMilliGPU = 40.0
+
     var capabilities: SchedulerCapabilities { SchedulerCapabilities(filters: false, scores: true) }
 
     func observe(_ workload: WorkloadDistribution) {
+        // Memory is not part of the measure: shapes that differ only in memory are one shape.
+        var merged: [ResourceVector: Double] = [:]
+        var order: [ResourceVector] = []
+        for shape in workload.shapes {
+            var key = shape.requests
+            key.memoryBytes = 0
+            if merged[key] == nil { order.append(key) }
+            merged[key, default: 0] += shape.weight
+        }
+        let workload = WorkloadDistribution(shapes: order.map { .init(requests: $0, weight: merged[$0]!) })
         state.withLock { state in
             state.measure = GPUFragmentation(workload: workload)
             state.fromFramework = true
@@ -88,16 +103,18 @@ final class FragmentationGradientDescent: SchedulerPlugin {
             }
         }
         guard let lowest = deltas.min(), let highest = deltas.max() else { return [] }
-        // Among the nodes whose ΔF is the minimum, the one left with the least free GPU and cpu
-        // (best fit) gets the top score alone: ties are common (identical nodes) and packing them
-        // keeps more nodes whole.
+        // Among the nodes whose ΔF is within `tieToleranceMilliGPU` of the minimum, the one left
+        // with the least free GPU and cpu (best fit) gets the top score alone: near-ties are
+        // common (identical nodes) and packing them keeps more nodes whole.
+        let tolerance = Self.tieToleranceMilliGPU
+        let gpuDemand = unit.gpuMilliDemand
         var best = -1
         var bestLeft = Double.infinity
         request.nodes.withUnsafeBufferPointer { nodes in
-            for (position, index) in request.candidates.enumerated() where deltas[position] <= lowest + 1e-9 {
+            for (position, index) in request.candidates.enumerated() where deltas[position] <= lowest + tolerance {
                 let gpuCapacity = Double(max(1, nodes[index].gpus.count * 1000))
                 let cpuCapacity = Double(max(1, nodes[index].allocatable.cpuMilli))
-                let gpuLeft = Double(nodes[index].freeGPUMilli - unit.gpuMilliDemand) / gpuCapacity
+                let gpuLeft = Double(nodes[index].freeGPUMilli - gpuDemand) / gpuCapacity
                 let cpuLeft = Double(nodes[index].allocatable.cpuMilli - nodes[index].requested.cpuMilli - unit.requests.cpuMilli) / cpuCapacity
                 if gpuLeft + cpuLeft < bestLeft {
                     bestLeft = gpuLeft + cpuLeft

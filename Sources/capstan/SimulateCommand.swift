@@ -1,4 +1,5 @@
 import ArgumentParser
+import CapstanCore
 import CapstanScheduling
 import CapstanSDK
 import Foundation
@@ -10,28 +11,56 @@ struct SimulateCommand: ParsableCommand {
         commandName: "simulate",
         abstract: "Replay a node list and a pod list through a scheduler profile, with the FGD paper's protocol.",
         discussion: """
-        Nodes and pods are CSV files in the format of Alibaba's openb traces. The pod list, in
-        creation order, is inflated with random draws until the GPU requested would exceed
-        --inflation × the cluster's GPU capacity; each pod is scheduled once, in order. Prints the
-        GPU allocation ratio, failed pods, fragmentation and time, per seed and on average.
+        Nodes and pods are CSV files in the format of Alibaba's openb traces, or Capstan manifests \
+        (.yaml: Node documents with status.allocatable and status.gpus; Workload documents, each \
+        replica one pod). The pod list, in creation order, is inflated with random draws until the \
+        GPU requested would exceed --inflation × the cluster's GPU capacity (0: no inflation); each \
+        pod is scheduled once, in order. Prints the GPU allocation ratio, failed pods, \
+        fragmentation and time, per seed and on average.
         """)
 
-    @Option(help: "The node list (CSV: sn,cpu_milli,memory_mib,gpu,model).") var nodes: String
-    @Option(help: "The pod list (CSV: name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,…).") var pods: String
+    @Option(help: "The node list: CSV (sn,cpu_milli,memory_mib,gpu,model) or Node manifests (.yaml).") var nodes: String
+    @Option(help: "The pod list: CSV (name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,…) or Workload manifests (.yaml).") var pods: String
     @Option(help: "A profile from the config, or a scheduler plugin.") var scheduler = "fgd"
     @Option(name: .shortAndLong, help: "The operator config (capstan.yaml). Default: the in-tree plugins.") var config: String?
     @Option(help: "Seeds: a list (42,43) or a range (42-51).") var seeds = "42-51"
-    @Option(help: "Arrival, as a multiple of the cluster's GPU capacity.") var inflation = 1.3
+    @Option(help: "Arrival, as a multiple of the cluster's GPU capacity; 0 schedules the pod list as given.") var inflation = 1.3
     @Option(help: "Share of nodes to filter before scoring (1-100).") var percentageOfNodesToScore = 100
+    @Option(help: "The original list's order: creation (the traces' README) or shuffled (what the paper's simulator does).") var order: Simulation.Order = .creation
     @Flag(help: "Print JSON.") var json = false
+
+    /// CSV trace files, or manifest files (`.yaml`/`.yml`: Node and Workload documents).
+    func loadTrace() throws -> ClusterTrace {
+        func isManifest(_ path: String) -> Bool { path.hasSuffix(".yaml") || path.hasSuffix(".yml") }
+        switch (isManifest(nodes), isManifest(pods)) {
+        case (false, false):
+            return try ClusterTrace.load(nodesFile: nodes, podsFile: pods)
+        case (true, true):
+            return ClusterTrace(manifests: try ManifestReader.read(file: nodes), try ManifestReader.read(file: pods))
+        default:
+            throw CapstanCore.ValidationError(subject: "--nodes and --pods", problems: [ValidationProblem(path: "", message: "give two CSV trace files or two manifest files (.yaml), not one of each")])
+        }
+    }
+
+    func validate() throws {
+        guard inflation >= 0, inflation.isFinite else { throw ArgumentParser.ValidationError("--inflation \(inflation) must be 0 or more (1.3 is the paper's protocol)") }
+        guard (1...100).contains(percentageOfNodesToScore) else { throw ArgumentParser.ValidationError("--percentage-of-nodes-to-score \(percentageOfNodesToScore) is outside 1...100") }
+    }
 
     func run() throws {
         let seedList = try parseSeeds(seeds)
         let trace: ClusterTrace
         do {
-            trace = try ClusterTrace.load(nodesFile: nodes, podsFile: pods)
+            trace = try loadTrace()
         } catch let error as ClusterTrace.ParseError {
             FileHandle.standardError.write(Data("capstan: \(error)\n".utf8))
+            throw ExitCode(2)
+        } catch let error as CapstanCore.ValidationError {
+            FileHandle.standardError.write(Data("capstan: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        guard !trace.nodes.isEmpty else {
+            FileHandle.standardError.write(Data("capstan: \(nodes) has no nodes\n".utf8))
             throw ExitCode(2)
         }
         let configuration = try config.map { try HostConfiguration.load(path: $0) }
@@ -46,13 +75,13 @@ struct SimulateCommand: ParsableCommand {
         }
         var runs: [Simulation.Run] = []
         for seed in seedList {
-            let run = Simulation.run(trace, profile: profile, seed: seed, inflation: inflation)
+            let run = Simulation.run(trace, profile: profile, seed: seed, inflation: inflation, order: order)
             runs.append(run)
             if !json {
                 print("seed \(seed): GPU allocated \(percent(run.gpuAllocationRatio)), \(run.failed) of \(run.pods) pods failed, fragmentation \(percent(run.fragmentationRatio)) of free GPU, \(String(format: "%.3f", run.seconds)) s (p99 decision \(String(format: "%.0f", run.p99DecisionMicroseconds)) µs)")
             }
         }
-        let summary = Summary(scheduler: profile.name, nodes: trace.nodes.count, podList: trace.pods.count, inflation: inflation, runs: runs)
+        let summary = Summary(scheduler: profile.name, nodes: trace.nodes.count, podList: trace.pods.count, inflation: inflation, order: order, runs: runs)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -67,13 +96,15 @@ struct SimulateCommand: ParsableCommand {
         var nodes: Int
         var podList: Int
         var inflation: Double
+        var order: Simulation.Order
         var runs: [Simulation.Run]
         var meanGPUAllocationRatio: Double
         var meanFailed: Double
         var meanSeconds: Double
 
-        init(scheduler: String, nodes: Int, podList: Int, inflation: Double, runs: [Simulation.Run]) {
+        init(scheduler: String, nodes: Int, podList: Int, inflation: Double, order: Simulation.Order, runs: [Simulation.Run]) {
             self.scheduler = scheduler
+            self.order = order
             self.nodes = nodes
             self.podList = podList
             self.inflation = inflation
@@ -92,8 +123,10 @@ struct SimulateCommand: ParsableCommand {
         if parts.count == 2, let low = UInt64(parts[0]), let high = UInt64(parts[1]), low <= high { return Array(low...high) }
         let list = text.split(separator: ",").compactMap { UInt64($0.trimmingCharacters(in: .whitespaces)) }
         guard !list.isEmpty, list.count == text.split(separator: ",").count else {
-            throw ValidationError("--seeds \"\(text)\" is not a list (42,43) or a range (42-51)")
+            throw ArgumentParser.ValidationError("--seeds \"\(text)\" is not a list (42,43) or a range (42-51)")
         }
         return list
     }
 }
+
+extension Simulation.Order: ExpressibleByArgument {}

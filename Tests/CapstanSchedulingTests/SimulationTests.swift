@@ -65,13 +65,37 @@ import Testing
         #expect(Simulation.inflate(pods, capacityMilli: 12_000, factor: 1.3, seed: 43) != inflated)
     }
 
+    @Test func inflationLeavesAListWithoutGPUDemandAlone() throws {
+        let cpuOnly = try trace().pods.filter { Simulation.gpuDemand($0) == 0 }
+        #expect(!cpuOnly.isEmpty)
+        // Would never reach the target: returned as it is rather than looping.
+        #expect(Simulation.inflate(cpuOnly, capacityMilli: 12_000, factor: 1.3, seed: 42) == cpuOnly)
+        #expect(Simulation.inflate(cpuOnly, capacityMilli: 0, factor: 1.3, seed: 42) == cpuOnly)
+        // Factor 0 schedules the list as given.
+        let pods = try trace().pods
+        #expect(Simulation.inflate(pods, capacityMilli: 12_000, factor: 0, seed: 42) == pods)
+    }
+
+    @Test func shuffledOrderIsASeededPermutation() throws {
+        let pods = (0..<50).map { SchedulingUnit(name: "p\($0)", requests: ResourceVector(cpuMilli: Int64($0))) }
+        let first = Simulation.ordered(pods, .shuffled, seed: 42)
+        #expect(first.map(\.name).sorted() == pods.map(\.name).sorted())
+        #expect(first != pods.sorted { $0.name < $1.name })
+        #expect(Simulation.ordered(pods.reversed(), .shuffled, seed: 42) == first)   // input order does not matter
+        #expect(Simulation.ordered(pods, .shuffled, seed: 43) != first)
+        #expect(Simulation.ordered(pods, .creation, seed: 42) == pods)
+    }
+
     @Test func simulationIsDeterministicForASeed() throws {
         let trace = try trace()
         for name in ["fgd", "bestfit"] {
             let profile = SchedulingProfile(name: name, entries: [.init(name: name, plugin: Plugins.scheduler(name))], percentageOfNodesToScore: 100)
+            for order in Simulation.Order.allCases {
+                let first = Simulation.run(trace, profile: profile, seed: 42, inflation: 1.3, order: order)
+                let second = Simulation.run(trace, profile: profile, seed: 42, inflation: 1.3, order: order)
+                #expect(first.placed == second.placed && first.gpuAllocatedMilli == second.gpuAllocatedMilli && first.fragmentationRatio == second.fragmentationRatio)
+            }
             let first = Simulation.run(trace, profile: profile, seed: 42, inflation: 1.3)
-            let second = Simulation.run(trace, profile: profile, seed: 42, inflation: 1.3)
-            #expect(first.placed == second.placed && first.gpuAllocatedMilli == second.gpuAllocatedMilli && first.fragmentationRatio == second.fragmentationRatio)
             #expect(first.gpuTotalMilli == 12_000)
             #expect(first.gpuAllocationRatio > 0.5 && first.gpuAllocationRatio <= 1)
         }

@@ -35,7 +35,9 @@ public enum ResourceFit {
                     feasible.append(index)
                     continue
                 }
-                if let slot = reasons.firstIndex(of: reason) {
+                // Lengths first: comparing different reason strings by content is the slow path.
+                let length = reason.utf8.count
+                if let slot = reasons.firstIndex(where: { $0.utf8.count == length && $0 == reason }) {
                     counts[slot] += 1
                 } else {
                     reasons.append(reason)

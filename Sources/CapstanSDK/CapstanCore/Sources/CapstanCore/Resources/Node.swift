@@ -55,4 +55,39 @@ public struct NodeStatus: Codable, Sendable, Hashable {
         self.ready = ready
         self.lastHeartbeat = lastHeartbeat
     }
+
+    /// Problems in what an agent (or a simulation's manifest) reports: malformed quantities,
+    /// GPU indices that repeat or are negative, GPUs listed beyond the `gpu` count.
+    public func validate(at path: String) -> [ValidationProblem] {
+        var problems = capacity.validate(at: "\(path).capacity") + allocatable.validate(at: "\(path).allocatable")
+        var seen = Set<Int>()
+        for (position, gpu) in gpus.enumerated() {
+            if gpu.index < 0 || !seen.insert(gpu.index).inserted {
+                problems.append(ValidationProblem(path: "\(path).gpus[\(position)].index", message: "\(gpu.index) is negative or repeated; number GPUs 0, 1, 2…"))
+            }
+        }
+        for (name, list) in [("allocatable", allocatable), ("capacity", capacity)] {
+            if let count = list.vector.extended[ResourceName.gpu], !gpus.isEmpty, count != Int64(gpus.count) {
+                problems.append(ValidationProblem(path: "\(path).\(name).gpu", message: "says \(count) but \(gpus.count) GPUs are listed in \(path).gpus"))
+            }
+        }
+        return problems
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case capacity, allocatable, gpus, addresses, ready, lastHeartbeat
+    }
+
+    /// Every field may be left out (a node not yet reported by its agent; a simulated node that
+    /// gives only `allocatable`).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        capacity = try container.decodeIfPresent(ResourceList.self, forKey: .capacity) ?? [:]
+        allocatable = try container.decodeIfPresent(ResourceList.self, forKey: .allocatable) ?? [:]
+        gpus = try container.decodeIfPresent([GPUDevice].self, forKey: .gpus) ?? []
+        addresses = try container.decodeIfPresent([String].self, forKey: .addresses) ?? []
+        ready = try container.decodeIfPresent(Bool.self, forKey: .ready) ?? false
+        lastHeartbeat = try container.decodeIfPresent(Timestamp.self, forKey: .lastHeartbeat)
+    }
 }
