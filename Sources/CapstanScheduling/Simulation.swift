@@ -50,6 +50,10 @@ public enum Simulation {
         public var seconds: Double
         /// Decision latency at the 99th percentile, microseconds (histogram bucket bound).
         public var p99DecisionMicroseconds: Double
+        /// Time spent inside each plugin's filter and score calls, seconds, by plugin name.
+        public var pluginSeconds: [String: Double]
+        /// Filter plus score calls (each one batch of nodes), by plugin name.
+        public var pluginCalls: [String: Int]
     }
 
     /// Milli-GPU a pod requests.
@@ -100,6 +104,8 @@ public enum Simulation {
             gpuAllocatedMilli: allocated, gpuTotalMilli: total,
             fragmentationRatio: free == 0 ? 0 : fragmented / Double(free),
             seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
-            p99DecisionMicroseconds: Double(framework.metrics.latency(quantile: 0.99)) / 1000)
+            p99DecisionMicroseconds: Double(framework.metrics.latency(quantile: 0.99)) / 1000,
+            pluginSeconds: framework.metrics.plugins.mapValues { Double($0.nanoseconds) / 1e9 },
+            pluginCalls: framework.metrics.plugins.mapValues { $0.filterCalls + $0.scoreCalls })
     }
 }

@@ -21,11 +21,11 @@ struct SimulateCommand: ParsableCommand {
 
     @Option(help: "The node list: CSV (sn,cpu_milli,memory_mib,gpu,model) or Node manifests (.yaml).") var nodes: String
     @Option(help: "The pod list: CSV (name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,…) or Workload manifests (.yaml).") var pods: String
-    @Option(help: "A profile from the config, or a scheduler plugin.") var scheduler = "fgd"
+    @Option(help: "A profile from the config, or a scheduler plugin. Default: the config's defaults.scheduler; fgd without --config.") var scheduler: String?
     @Option(name: .shortAndLong, help: "The operator config (capstan.yaml). Default: the in-tree plugins.") var config: String?
     @Option(help: "Seeds: a list (42,43) or a range (42-51).") var seeds = "42-51"
     @Option(help: "Arrival, as a multiple of the cluster's GPU capacity; 0 schedules the pod list as given.") var inflation = 1.3
-    @Option(help: "Share of nodes to filter before scoring (1-100).") var percentageOfNodesToScore = 100
+    @Option(help: "Share of nodes to filter before scoring (1-100). Default: the profile's, else 100.") var percentageOfNodesToScore: Int?
     @Option(help: "The original list's order: creation (the traces' README) or shuffled (what the paper's simulator does).") var order: Simulation.Order = .creation
     @Flag(help: "Print JSON.") var json = false
 
@@ -44,7 +44,9 @@ struct SimulateCommand: ParsableCommand {
 
     func validate() throws {
         guard inflation >= 0, inflation.isFinite else { throw ArgumentParser.ValidationError("--inflation \(inflation) must be 0 or more (1.3 is the paper's protocol)") }
-        guard (1...100).contains(percentageOfNodesToScore) else { throw ArgumentParser.ValidationError("--percentage-of-nodes-to-score \(percentageOfNodesToScore) is outside 1...100") }
+        if let percentage = percentageOfNodesToScore, !(1...100).contains(percentage) {
+            throw ArgumentParser.ValidationError("--percentage-of-nodes-to-score \(percentage) is outside 1...100")
+        }
     }
 
     func run() throws {
@@ -68,17 +70,20 @@ struct SimulateCommand: ParsableCommand {
         let host = PluginHost.load(configuration, log: { level, message in
             if level >= .warning { FileHandle.standardError.write(Data("\(message)\n".utf8)) }
         })
-        guard let profile = host.schedulingProfile(named: scheduler, percentageOfNodesToScore: percentageOfNodesToScore) else {
+        let wanted = scheduler ?? (config == nil ? "fgd" : nil)
+        guard var profile = host.schedulingProfile(named: wanted, percentageOfNodesToScore: percentageOfNodesToScore) else {
             let available = host.profiles.map(\.name) + host.registry.entries.filter { $0.kind == .scheduler }.map(\.name)
-            FileHandle.standardError.write(Data("capstan: no profile or scheduler plugin named \"\(scheduler)\"; available: \(available.joined(separator: ", "))\n".utf8))
+            FileHandle.standardError.write(Data("capstan: no profile or scheduler plugin named \"\(wanted ?? "(the config's default)")\"; available: \(available.joined(separator: ", "))\n".utf8))
             throw ExitCode(2)
         }
+        // The paper's protocol looks at every node, unless the option or the profile says otherwise.
+        if profile.percentageOfNodesToScore == nil { profile.percentageOfNodesToScore = 100 }
         var runs: [Simulation.Run] = []
         for seed in seedList {
             let run = Simulation.run(trace, profile: profile, seed: seed, inflation: inflation, order: order)
             runs.append(run)
             if !json {
-                print("seed \(seed): GPU allocated \(percent(run.gpuAllocationRatio)), \(run.failed) of \(run.pods) pods failed, fragmentation \(percent(run.fragmentationRatio)) of free GPU, \(String(format: "%.3f", run.seconds)) s (p99 decision \(String(format: "%.0f", run.p99DecisionMicroseconds)) µs)")
+                print("seed \(seed): GPU allocated \(percent(run.gpuAllocationRatio)), \(run.failed) of \(run.pods) pods failed, fragmentation \(percent(run.fragmentationRatio)) of free GPU, \(String(format: "%.3f", run.seconds)) s (p99 decision \(String(format: "%.0f", run.p99DecisionMicroseconds)) µs; in plugins: \(run.pluginSeconds.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.3f", $0.value)) s / \(run.pluginCalls[$0.key] ?? 0) calls" }.joined(separator: ", ")))")
             }
         }
         let summary = Summary(scheduler: profile.name, nodes: trace.nodes.count, podList: trace.pods.count, inflation: inflation, order: order, runs: runs)
