@@ -4,6 +4,7 @@
 // Table of contents
 //   Sources/CapstanSDK      nested packages: libCapstanSDK.so and (CapstanCore/) libCapstanCore.so, what plugins link
 //   Sources/PluginHost      dlopen loader, handshake checks, registry, operator config, C-ABI door
+//   Sources/CapstanStore    the object store (SQLite through GRDB), revisions, bus events
 //   Sources/CapstanScheduling  scheduling framework (profiles, per-GPU accounting) and trace simulator
 //   Sources/CFFI            libffi, for plugins written in C
 //   Sources/capstan         the one binary (CLI verbs)
@@ -44,6 +45,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // libffi through pkg-config, with static inline accessors for its globals (Swift 6 mode).
@@ -56,6 +58,10 @@ let package = Package(
         // The scheduling framework: profiles, cluster state with per-GPU accounting, filter/score/
         // reserve, and the trace simulator. Reaches plugins only as `any SchedulerPlugin`.
         .target(name: "CapstanScheduling", dependencies: [core, sdk], path: "Sources/CapstanScheduling"),
+
+        // The cluster's objects in SQLite (GRDB): one global revision, every write on the event bus.
+        .target(name: "CapstanStore", dependencies: [core, .product(name: "GRDB", package: "GRDB.swift")], path: "Sources/CapstanStore"),
+        .testTarget(name: "CapstanStoreTests", dependencies: ["CapstanStore", core], path: "Tests/CapstanStoreTests"),
         .testTarget(name: "CapstanSchedulingTests", dependencies: ["CapstanScheduling", "PluginHost", core, sdk], path: "Tests/CapstanSchedulingTests"),
 
         // Loads, verifies and registers plugins; reads capstan.yaml; builds scheduling profiles.

@@ -26,15 +26,29 @@ public enum AnyResource: Sendable, Hashable, Codable {
     }
 
     public var metadata: ObjectMeta {
-        switch self {
-        case .node(let r): r.metadata
-        case .workload(let r): r.metadata
-        case .instance(let r): r.metadata
-        case .volume(let r): r.metadata
-        case .volumeClaim(let r): r.metadata
-        case .service(let r): r.metadata
-        case .endpoints(let r): r.metadata
-        case .event(let r): r.metadata
+        get {
+            switch self {
+            case .node(let r): r.metadata
+            case .workload(let r): r.metadata
+            case .instance(let r): r.metadata
+            case .volume(let r): r.metadata
+            case .volumeClaim(let r): r.metadata
+            case .service(let r): r.metadata
+            case .endpoints(let r): r.metadata
+            case .event(let r): r.metadata
+            }
+        }
+        set {
+            switch self {
+            case .node(var r): r.metadata = newValue; self = .node(r)
+            case .workload(var r): r.metadata = newValue; self = .workload(r)
+            case .instance(var r): r.metadata = newValue; self = .instance(r)
+            case .volume(var r): r.metadata = newValue; self = .volume(r)
+            case .volumeClaim(var r): r.metadata = newValue; self = .volumeClaim(r)
+            case .service(var r): r.metadata = newValue; self = .service(r)
+            case .endpoints(var r): r.metadata = newValue; self = .endpoints(r)
+            case .event(var r): r.metadata = newValue; self = .event(r)
+            }
         }
     }
 

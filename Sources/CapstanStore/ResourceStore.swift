@@ -1,0 +1,211 @@
+import CapstanCore
+import Foundation
+import GRDB
+
+/// Why a store call failed. Each case maps to one API status (in brackets).
+public enum StoreError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The object has problems; nothing was written. [422]
+    case invalid(ValidationError)
+    /// An object of that kind and name exists. [409]
+    case alreadyExists(kind: String, name: String)
+    /// No object of that kind and name. [404]
+    case notFound(kind: String, name: String)
+    /// The caller's revision is not the stored one: someone wrote in between; re-read and retry. [409]
+    case conflict(kind: String, name: String, expected: UInt64, stored: UInt64)
+    /// SQLite failed (disk full, file unreadable); the write did not happen. [500]
+    case storage(String)
+
+    public var description: String {
+        switch self {
+        case .invalid(let error): return error.description
+        case .alreadyExists(let kind, let name): return "\(kind) \"\(name)\" already exists"
+        case .notFound(let kind, let name): return "\(kind) \"\(name)\" not found"
+        case .conflict(let kind, let name, let expected, let stored):
+            return "\(kind) \"\(name)\" was changed: you wrote over revision \(expected), the store has \(stored); read it again and retry"
+        case .storage(let message): return "the store failed: \(message)"
+        }
+    }
+}
+
+/// Every object of the cluster, in SQLite (through GRDB), with one global revision.
+///
+/// - One transaction per write, WAL journal, `synchronous = FULL`: a write that returned has been
+///   fsynced and survives `kill -9` of the process (and a power cut).
+/// - Each write takes the next global revision, stamps it on the object (`metadata.revision`),
+///   and publishes one ``ResourceEvent`` on the bus's ``Topic/resources`` with that revision —
+///   after the commit, on the writer's queue, so events go out in revision order and only for
+///   writes that happened.
+/// - Updates and deletes may name the revision they read (`metadata.revision`): if the object
+///   changed since, the call fails with ``StoreError/conflict(kind:name:expected:stored:)``.
+/// - Objects are validated before the transaction; an invalid one changes nothing.
+public final class ResourceStore: Sendable {
+    /// The database file.
+    public let path: String
+    public let bus: EventBus
+    private let pool: DatabasePool
+    private let channel: BusChannel<ResourceEvent>
+
+    /// Opens (or creates) the store at `path`.
+    public init(path: String, bus: EventBus) throws(StoreError) {
+        self.path = path
+        self.bus = bus
+        do {
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            var configuration = Configuration()
+            configuration.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+            }
+            pool = try DatabasePool(path: path, configuration: configuration)
+            var migrator = DatabaseMigrator()
+            migrator.registerMigration("v1") { db in
+                try db.execute(sql: """
+                    CREATE TABLE objects (
+                        kind TEXT NOT NULL,
+                        name TEXT NOT NULL,
+                        revision INTEGER NOT NULL,
+                        body BLOB NOT NULL,
+                        PRIMARY KEY (kind, name)
+                    );
+                    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                    INSERT INTO counters VALUES ('revision', 0);
+                    """)
+            }
+            try migrator.migrate(pool)
+            let revision = try pool.read { db in try UInt64.fetchOne(db, sql: "SELECT value FROM counters WHERE name = 'revision'") ?? 0 }
+            channel = bus.channel(.resources, startingRevision: revision)
+        } catch {
+            throw .storage("\(path): \(error)")
+        }
+    }
+
+    /// The revision of the newest write.
+    public var revision: UInt64 {
+        get throws(StoreError) {
+            try reading { db in try UInt64.fetchOne(db, sql: "SELECT value FROM counters WHERE name = 'revision'") ?? 0 }
+        }
+    }
+
+    /// One object, or nil.
+    public func get(kind: String, name: String) throws(StoreError) -> AnyResource? {
+        try reading { db in
+            try Data.fetchOne(db, sql: "SELECT body FROM objects WHERE kind = ? AND name = ?", arguments: [kind, name]).map(Self.decode)
+        }
+    }
+
+    /// Every object of a kind, by name, and the revision the list is consistent at (watch from it).
+    public func list(kind: String) throws(StoreError) -> (items: [AnyResource], revision: UInt64) {
+        try reading { db in
+            let items = try Data.fetchAll(db, sql: "SELECT body FROM objects WHERE kind = ? ORDER BY name", arguments: [kind]).map(Self.decode)
+            let revision = try UInt64.fetchOne(db, sql: "SELECT value FROM counters WHERE name = 'revision'") ?? 0
+            return (items, revision)
+        }
+    }
+
+    /// Stores a new object: assigns `uid`, `creationTimestamp` and `revision`.
+    @discardableResult
+    public func create(_ object: AnyResource) throws(StoreError) -> AnyResource {
+        try validate(object)
+        return try writing { db, revision in
+            if try Self.storedRevision(db, object.kind, object.name) != nil {
+                throw StoreError.alreadyExists(kind: object.kind, name: object.name)
+            }
+            var stored = object
+            stored.metadata.uid = UUID().uuidString.lowercased()
+            stored.metadata.creationTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
+            stored.metadata.revision = revision
+            try db.execute(sql: "INSERT INTO objects (kind, name, revision, body) VALUES (?, ?, ?, ?)",
+                           arguments: [stored.kind, stored.name, revision, try Self.encode(stored)])
+            return (stored, ResourceEvent(.added, stored))
+        }
+    }
+
+    /// Replaces an object. When `object.metadata.revision` is set it must be the stored one.
+    /// `uid` and `creationTimestamp` are kept from the stored object.
+    @discardableResult
+    public func update(_ object: AnyResource) throws(StoreError) -> AnyResource {
+        try validate(object)
+        return try writing { db, revision in
+            guard let current = try Self.storedRevision(db, object.kind, object.name) else {
+                throw StoreError.notFound(kind: object.kind, name: object.name)
+            }
+            if let expected = object.metadata.revision, expected != current {
+                throw StoreError.conflict(kind: object.kind, name: object.name, expected: expected, stored: current)
+            }
+            let previous = try Data.fetchOne(db, sql: "SELECT body FROM objects WHERE kind = ? AND name = ?", arguments: [object.kind, object.name]).map(Self.decode)
+            var stored = object
+            stored.metadata.uid = previous?.metadata.uid
+            stored.metadata.creationTimestamp = previous?.metadata.creationTimestamp
+            stored.metadata.revision = revision
+            try db.execute(sql: "UPDATE objects SET revision = ?, body = ? WHERE kind = ? AND name = ?",
+                           arguments: [revision, try Self.encode(stored), stored.kind, stored.name])
+            return (stored, ResourceEvent(.modified, stored))
+        }
+    }
+
+    /// Removes an object; `revision`, when given, must be the stored one.
+    /// - Returns: the object as it was (its `revision` is the delete's).
+    @discardableResult
+    public func delete(kind: String, name: String, revision expected: UInt64? = nil) throws(StoreError) -> AnyResource {
+        try writing { db, revision in
+            guard let current = try Self.storedRevision(db, kind, name),
+                  var removed = try Data.fetchOne(db, sql: "SELECT body FROM objects WHERE kind = ? AND name = ?", arguments: [kind, name]).map(Self.decode) else {
+                throw StoreError.notFound(kind: kind, name: name)
+            }
+            if let expected, expected != current {
+                throw StoreError.conflict(kind: kind, name: name, expected: expected, stored: current)
+            }
+            try db.execute(sql: "DELETE FROM objects WHERE kind = ? AND name = ?", arguments: [kind, name])
+            removed.metadata.revision = revision
+            return (removed, ResourceEvent(.deleted, removed))
+        }
+    }
+
+    // MARK: - Plumbing
+
+    private func validate(_ object: AnyResource) throws(StoreError) {
+        let problems = object.validate()
+        if !problems.isEmpty { throw .invalid(ValidationError(subject: "\(object.kind) \"\(object.name)\"", problems: problems)) }
+    }
+
+    private func reading<T>(_ body: (Database) throws -> T) throws(StoreError) -> T {
+        do {
+            return try pool.read(body)
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw .storage("\(error)")
+        }
+    }
+
+    /// One transaction: takes the next revision, runs `body`, and publishes its event after the commit.
+    private func writing(_ body: (Database, UInt64) throws -> (AnyResource, ResourceEvent)) throws(StoreError) -> AnyResource {
+        let channel = self.channel
+        do {
+            return try pool.write { db in
+                let revision = (try UInt64.fetchOne(db, sql: "SELECT value FROM counters WHERE name = 'revision'") ?? 0) + 1
+                let (stored, event) = try body(db, revision)
+                try db.execute(sql: "UPDATE counters SET value = ? WHERE name = 'revision'", arguments: [revision])
+                db.afterNextTransaction(onCommit: { _ in channel.publish(event, revision: revision) })
+                return stored
+            }
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw .storage("\(error)")
+        }
+    }
+
+    private static func storedRevision(_ db: Database, _ kind: String, _ name: String) throws -> UInt64? {
+        try UInt64.fetchOne(db, sql: "SELECT revision FROM objects WHERE kind = ? AND name = ?", arguments: [kind, name])
+    }
+
+    private static func encode(_ object: AnyResource) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return try encoder.encode(object)
+    }
+
+    private static func decode(_ data: Data) throws -> AnyResource {
+        try JSONDecoder().decode(AnyResource.self, from: data)
+    }
+}
