@@ -62,7 +62,6 @@ public final class ResourceStore: Sendable {
                     CREATE TABLE objects (
                         kind TEXT NOT NULL,
                         name TEXT NOT NULL,
-                        revision INTEGER NOT NULL,
                         body BLOB NOT NULL,
                         PRIMARY KEY (kind, name)
                     );
@@ -71,7 +70,7 @@ public final class ResourceStore: Sendable {
                     """)
             }
             try migrator.migrate(pool)
-            let revision = try pool.read { db in try UInt64.fetchOne(db, sql: "SELECT value FROM counters WHERE name = 'revision'") ?? 0 }
+            let revision = try pool.read(Self.currentRevision)
             channel = bus.channel(.resources, startingRevision: revision)
         } catch {
             throw .storage("\(path): \(error)")
@@ -81,23 +80,20 @@ public final class ResourceStore: Sendable {
     /// The revision of the newest write.
     public var revision: UInt64 {
         get throws(StoreError) {
-            try reading { db in try UInt64.fetchOne(db, sql: "SELECT value FROM counters WHERE name = 'revision'") ?? 0 }
+            try reading(Self.currentRevision)
         }
     }
 
     /// One object, or nil.
     public func get(kind: String, name: String) throws(StoreError) -> AnyResource? {
-        try reading { db in
-            try Data.fetchOne(db, sql: "SELECT body FROM objects WHERE kind = ? AND name = ?", arguments: [kind, name]).map(Self.decode)
-        }
+        try reading { db in try Self.stored(db, kind, name) }
     }
 
     /// Every object of a kind, by name, and the revision the list is consistent at (watch from it).
     public func list(kind: String) throws(StoreError) -> (items: [AnyResource], revision: UInt64) {
         try reading { db in
             let items = try Data.fetchAll(db, sql: "SELECT body FROM objects WHERE kind = ? ORDER BY name", arguments: [kind]).map(Self.decode)
-            let revision = try UInt64.fetchOne(db, sql: "SELECT value FROM counters WHERE name = 'revision'") ?? 0
-            return (items, revision)
+            return (items, try Self.currentRevision(db))
         }
     }
 
@@ -106,15 +102,15 @@ public final class ResourceStore: Sendable {
     public func create(_ object: AnyResource) throws(StoreError) -> AnyResource {
         try validate(object)
         return try writing { db, revision in
-            if try Self.storedRevision(db, object.kind, object.name) != nil {
+            if try Self.stored(db, object.kind, object.name) != nil {
                 throw StoreError.alreadyExists(kind: object.kind, name: object.name)
             }
             var stored = object
             stored.metadata.uid = UUID().uuidString.lowercased()
             stored.metadata.creationTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
             stored.metadata.revision = revision
-            try db.execute(sql: "INSERT INTO objects (kind, name, revision, body) VALUES (?, ?, ?, ?)",
-                           arguments: [stored.kind, stored.name, revision, try Self.encode(stored)])
+            try db.execute(sql: "INSERT INTO objects (kind, name, body) VALUES (?, ?, ?)",
+                           arguments: [stored.kind, stored.name, try Self.encode(stored)])
             return (stored, ResourceEvent(.added, stored))
         }
     }
@@ -125,19 +121,19 @@ public final class ResourceStore: Sendable {
     public func update(_ object: AnyResource) throws(StoreError) -> AnyResource {
         try validate(object)
         return try writing { db, revision in
-            guard let current = try Self.storedRevision(db, object.kind, object.name) else {
+            guard let previous = try Self.stored(db, object.kind, object.name) else {
                 throw StoreError.notFound(kind: object.kind, name: object.name)
             }
+            let current = previous.metadata.revision ?? 0
             if let expected = object.metadata.revision, expected != current {
                 throw StoreError.conflict(kind: object.kind, name: object.name, expected: expected, stored: current)
             }
-            let previous = try Data.fetchOne(db, sql: "SELECT body FROM objects WHERE kind = ? AND name = ?", arguments: [object.kind, object.name]).map(Self.decode)
             var stored = object
-            stored.metadata.uid = previous?.metadata.uid
-            stored.metadata.creationTimestamp = previous?.metadata.creationTimestamp
+            stored.metadata.uid = previous.metadata.uid
+            stored.metadata.creationTimestamp = previous.metadata.creationTimestamp
             stored.metadata.revision = revision
-            try db.execute(sql: "UPDATE objects SET revision = ?, body = ? WHERE kind = ? AND name = ?",
-                           arguments: [revision, try Self.encode(stored), stored.kind, stored.name])
+            try db.execute(sql: "UPDATE objects SET body = ? WHERE kind = ? AND name = ?",
+                           arguments: [try Self.encode(stored), stored.kind, stored.name])
             return (stored, ResourceEvent(.modified, stored))
         }
     }
@@ -147,10 +143,10 @@ public final class ResourceStore: Sendable {
     @discardableResult
     public func delete(kind: String, name: String, revision expected: UInt64? = nil) throws(StoreError) -> AnyResource {
         try writing { db, revision in
-            guard let current = try Self.storedRevision(db, kind, name),
-                  var removed = try Data.fetchOne(db, sql: "SELECT body FROM objects WHERE kind = ? AND name = ?", arguments: [kind, name]).map(Self.decode) else {
+            guard var removed = try Self.stored(db, kind, name) else {
                 throw StoreError.notFound(kind: kind, name: name)
             }
+            let current = removed.metadata.revision ?? 0
             if let expected, expected != current {
                 throw StoreError.conflict(kind: kind, name: name, expected: expected, stored: current)
             }
@@ -182,7 +178,7 @@ public final class ResourceStore: Sendable {
         let channel = self.channel
         do {
             return try pool.write { db in
-                let revision = (try UInt64.fetchOne(db, sql: "SELECT value FROM counters WHERE name = 'revision'") ?? 0) + 1
+                let revision = try Self.currentRevision(db) + 1
                 let (stored, event) = try body(db, revision)
                 try db.execute(sql: "UPDATE counters SET value = ? WHERE name = 'revision'", arguments: [revision])
                 db.afterNextTransaction(onCommit: { _ in channel.publish(event, revision: revision) })
@@ -195,8 +191,14 @@ public final class ResourceStore: Sendable {
         }
     }
 
-    private static func storedRevision(_ db: Database, _ kind: String, _ name: String) throws -> UInt64? {
-        try UInt64.fetchOne(db, sql: "SELECT revision FROM objects WHERE kind = ? AND name = ?", arguments: [kind, name])
+    /// The global revision: the newest write's.
+    private static func currentRevision(_ db: Database) throws -> UInt64 {
+        try UInt64.fetchOne(db, sql: "SELECT value FROM counters WHERE name = 'revision'") ?? 0
+    }
+
+    /// The stored object; its `metadata.revision` is its last write's (the compare-and-swap token).
+    private static func stored(_ db: Database, _ kind: String, _ name: String) throws -> AnyResource? {
+        try Data.fetchOne(db, sql: "SELECT body FROM objects WHERE kind = ? AND name = ?", arguments: [kind, name]).map(decode)
     }
 
     private static func encode(_ object: AnyResource) throws -> Data {

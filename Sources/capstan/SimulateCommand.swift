@@ -49,22 +49,21 @@ struct SimulateCommand: ParsableCommand {
         }
     }
 
+    /// Says what is wrong with the input on stderr; exit status 2.
+    func failure(_ message: String) -> ExitCode {
+        FileHandle.standardError.write(Data("capstan: \(message)\n".utf8))
+        return ExitCode(2)
+    }
+
     func run() throws {
         let seedList = try parseSeeds(seeds)
         let trace: ClusterTrace
         do {
-            trace = try loadTrace()
-        } catch let error as ClusterTrace.ParseError {
-            FileHandle.standardError.write(Data("capstan: \(error)\n".utf8))
-            throw ExitCode(2)
-        } catch let error as CapstanCore.ValidationError {
-            FileHandle.standardError.write(Data("capstan: \(error)\n".utf8))
-            throw ExitCode(2)
+            trace = try loadTrace()     // ClusterTrace.ParseError or ValidationError, each naming file and place
+        } catch {
+            throw failure("\(error)")
         }
-        guard !trace.nodes.isEmpty else {
-            FileHandle.standardError.write(Data("capstan: \(nodes) has no nodes\n".utf8))
-            throw ExitCode(2)
-        }
+        guard !trace.nodes.isEmpty else { throw failure("\(nodes) has no nodes") }
         let configuration = try config.map { try HostConfiguration.load(path: $0) }
             ?? HostConfiguration.builtIn(executableDirectory: ExecutablePath.directory, stateDirectory: NSTemporaryDirectory() + "capstan-simulate")
         let host = PluginHost.load(configuration, log: { level, message in
@@ -73,8 +72,7 @@ struct SimulateCommand: ParsableCommand {
         let wanted = scheduler ?? (config == nil ? "fgd" : nil)
         guard var profile = host.schedulingProfile(named: wanted, percentageOfNodesToScore: percentageOfNodesToScore) else {
             let available = host.profiles.map(\.name) + host.registry.entries.filter { $0.kind == .scheduler }.map(\.name)
-            FileHandle.standardError.write(Data("capstan: no profile or scheduler plugin named \"\(wanted ?? "(the config's default)")\"; available: \(available.joined(separator: ", "))\n".utf8))
-            throw ExitCode(2)
+            throw failure("no profile or scheduler plugin named \"\(wanted ?? "(the config's default)")\"; available: \(available.joined(separator: ", "))")
         }
         // The paper's protocol looks at every node, unless the option or the profile says otherwise.
         if profile.percentageOfNodesToScore == nil { profile.percentageOfNodesToScore = 100 }
