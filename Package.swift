@@ -27,7 +27,12 @@ let capstanPlugins: [(name: String, folder: String)] = [
     ("CapstanProcessRuntime", "ProcessRuntime"),
     ("CapstanBestFit", "BestFit"),
     ("CapstanFGD", "FGD"),
+    ("CapstanRuncRuntime", "RuncRuntime"),
 ]
+
+/// Plugin targets that also link the shared instance supervisor (a static helper module, one copy
+/// per .so; it is not a plugin and exports nothing the host reads).
+let supervisedPlugins: Set<String> = ["CapstanProcessRuntime", "CapstanRuncRuntime"]
 
 let sdk = Target.Dependency.product(name: "CapstanSDK", package: "CapstanSDK")
 let core = Target.Dependency.product(name: "CapstanCore", package: "CapstanCore")
@@ -98,7 +103,13 @@ let package = Package(
             path: "Sources/CapstanBench",
             linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath=$ORIGIN"])]
         ),
+        // Starts instances under a small supervisor that outlives the agent (process and runc runtimes).
+        .target(name: "CapstanSupervision", dependencies: [sdk, core], path: "Plugins/Supervision"),
     ] + capstanPlugins.map {
-        .target(name: $0.name, dependencies: [sdk, core], path: "Plugins/\($0.folder)")
+        .target(
+            name: $0.name,
+            dependencies: [sdk, core] + (supervisedPlugins.contains($0.name) ? ["CapstanSupervision"] : []),
+            path: "Plugins/\($0.folder)"
+        )
     }
 )

@@ -1,4 +1,5 @@
 import CapstanSDK
+import CapstanSupervision
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -4,10 +4,10 @@ import Glibc
 #endif
 
 /// What /proc says about a process.
-enum ProcessInspection {
+public enum ProcessInspection {
     /// The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), which,
     /// with the pid, identifies it even after the pid is reused.
-    static func startTicks(of pid: Int32) -> UInt64? {
+    public static func startTicks(of pid: Int32) -> UInt64? {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")") else { return nil }
         // After "pid (comm)": state is field 3, starttime field 22.
@@ -17,12 +17,12 @@ enum ProcessInspection {
     }
 
     /// The process's argument vector, raw, or nil when it is gone.
-    static func commandLine(of pid: Int32) -> Data? {
+    public static func commandLine(of pid: Int32) -> Data? {
         FileManager.default.contents(atPath: "/proc/\(pid)/cmdline")
     }
 
     /// True when `pid` is alive, not a zombie, and is the process that started at `ticks`.
-    static func isAlive(_ pid: Int32, startTicks ticks: UInt64?) -> Bool {
+    public static func isAlive(_ pid: Int32, startTicks ticks: UInt64?) -> Bool {
         guard pid > 0, let current = startTicks(of: pid) else { return false }
         return ticks == nil || ticks == current
     }

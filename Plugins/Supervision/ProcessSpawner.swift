@@ -11,9 +11,9 @@ import Glibc
 /// writes its exit status to a file. Because the shim is in its own session and the status is on
 /// disk, an instance outlives the agent that started it and its exit code is known even to an
 /// agent that re-adopted it after a restart.
-enum ProcessSpawner {
+public enum ProcessSpawner {
     /// The supervisor script. `$1` is the instance folder; the rest is the command.
-    static let shim = #"""
+    public static let shim = #"""
     child=""; pending=""
     for s in TERM INT HUP QUIT USR1 USR2; do trap "pending=$s; [ -n \"\$child\" ] && kill -$s \"\$child\" 2>/dev/null" "$s"; done
     dir="$1"; shift
@@ -40,10 +40,10 @@ enum ProcessSpawner {
 
     /// True while `pid` is a shim of ours whose exit is not yet recorded on disk: it counts as
     /// running until the reaper has written its status.
-    static func isPendingChild(_ pid: Int32) -> Bool { unreaped.withLock { $0.contains(pid) } }
+    public static func isPendingChild(_ pid: Int32) -> Bool { unreaped.withLock { $0.contains(pid) } }
 
     /// Spawns the shim for an instance; returns its pid (also the process group id).
-    static func spawn(command: [String], environment: [String: String], workingDir: String?, folder: URL) throws -> Int32 {
+    public static func spawn(command: [String], environment: [String: String], workingDir: String?, folder: URL) throws -> Int32 {
         var env = environment
         if env["PATH"] == nil { env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" }
         if let workingDir { env["CAPSTAN_WORKDIR"] = workingDir }
@@ -87,7 +87,7 @@ enum ProcessSpawner {
 
     /// Waits for the shim on a thread of its own, so it never lingers as a zombie, and records
     /// its status (including death by SIGKILL, which the shim cannot write itself).
-    static func reap(_ pid: Int32, folder: URL) {
+    public static func reap(_ pid: Int32, folder: URL) {
         let thread = Thread {
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
