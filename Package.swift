@@ -51,6 +51,13 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // libffi through pkg-config, with static inline accessors for its globals (Swift 6 mode).
@@ -82,18 +89,60 @@ let package = Package(
         .testTarget(name: "PluginHostTests", dependencies: ["PluginHost", core, sdk], path: "Tests/PluginHostTests"),
         .testTarget(name: "CapstanCoreTests", dependencies: [core], path: "Tests/CapstanCoreTests"),
 
+        // The wire format (paths, watch events, error bodies) and the HTTP client the CLI and the
+        // agent use.
+        .target(
+            name: "CapstanAPI",
+            dependencies: [
+                core,
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Sources/CapstanAPI"
+        ),
+        // The control plane: the HTTP API (Hummingbird) over the store, the scheduler loop, the
+        // workload controller, /metrics.
+        .target(
+            name: "CapstanServer",
+            dependencies: [
+                "CapstanAPI", "CapstanStore", "CapstanScheduling", "PluginHost", core, sdk,
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/CapstanServer"
+        ),
+        // The node agent: registers its Node, runs bound instances through the runtime plugin,
+        // restarts with backoff, probes, re-adopts after a restart, serves logs.
+        .target(
+            name: "CapstanAgent",
+            dependencies: [
+                "CapstanAPI", "PluginHost", core, sdk,
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/CapstanAgent"
+        ),
+
         // The capstan binary. Links the Swift runtime dynamically (DESIGN.md rule 8) and finds
         // libCapstan*.so beside itself or in ../lib (rule 9).
         .executableTarget(
             name: "capstan",
             dependencies: [
-                "PluginHost", "CapstanScheduling", core, sdk,
+                "PluginHost", "CapstanScheduling", "CapstanAPI", "CapstanServer", "CapstanAgent", core, sdk,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/capstan",
             linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath=$ORIGIN", "-Xlinker", "-rpath=$ORIGIN/../lib"])]
         ),
-        .testTarget(name: "CapstanCLITests", dependencies: [core], path: "Tests/CapstanCLITests"),
+        .testTarget(name: "CapstanCLITests", dependencies: [core, "CapstanAPI"], path: "Tests/CapstanCLITests"),
 
         // Benchmarks: `swift run -c release capstan-bench`. Links Binpack statically to compare a
         // direct call with the same code reached through the loaded .so.

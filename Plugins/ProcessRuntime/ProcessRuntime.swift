@@ -170,7 +170,7 @@ actor ProcessRuntime: RuntimePlugin {
 
     /// Derives the state from the shim's files and /proc; nothing is cached, so it is as true
     /// after an agent restart as before it.
-    private func status(of record: InstanceRecord) -> RuntimeInstanceStatus {
+    func status(of record: InstanceRecord) -> RuntimeInstanceStatus {
         let folder = folder(record.id)
         let childPID = (try? String(contentsOf: folder.appendingPathComponent("pid"), encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         guard let shimPID = record.shimPID else {
@@ -192,9 +192,9 @@ actor ProcessRuntime: RuntimePlugin {
         ((try? files.attributesOfItem(atPath: url.path))?[.modificationDate] as? Date)?.timeIntervalSince1970
     }
 
-    private func folder(_ id: String) -> URL { root.appendingPathComponent(id) }
+    func folder(_ id: String) -> URL { root.appendingPathComponent(id) }
 
-    private func record(_ id: String) throws -> InstanceRecord? {
+    func record(_ id: String) throws -> InstanceRecord? {
         guard DNSLabel.problem(with: id) == nil,
               let data = files.contents(atPath: folder(id).appendingPathComponent("instance.json").path) else { return nil }
         return try JSONDecoder().decode(InstanceRecord.self, from: data)
@@ -204,7 +204,7 @@ actor ProcessRuntime: RuntimePlugin {
         try JSONEncoder().encode(record).write(to: folder(record.id).appendingPathComponent("instance.json"), options: .atomic)
     }
 
-    private func notFound(_ id: String) -> PluginError {
+    func notFound(_ id: String) -> PluginError {
         PluginError(.notFound, "instance \"\(id)\" does not exist on this node")
     }
 

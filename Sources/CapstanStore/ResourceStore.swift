@@ -100,9 +100,73 @@ public final class ResourceStore: Sendable {
     /// Stores a new object: assigns `uid`, `creationTimestamp` and `revision`.
     @discardableResult
     public func create(_ object: AnyResource) throws(StoreError) -> AnyResource {
-        try validate(object)
-        return try writing { db, revision in
-            if try Self.stored(db, object.kind, object.name) != nil {
+        try write([.create(object)])[0].get()
+    }
+
+    /// Replaces an object. When `object.metadata.revision` is set it must be the stored one.
+    /// `uid` and `creationTimestamp` are kept from the stored object.
+    @discardableResult
+    public func update(_ object: AnyResource) throws(StoreError) -> AnyResource {
+        try write([.update(object)])[0].get()
+    }
+
+    /// Removes an object; `revision`, when given, must be the stored one.
+    /// - Returns: the object as it was (its `revision` is the delete's).
+    @discardableResult
+    public func delete(kind: String, name: String, revision expected: UInt64? = nil) throws(StoreError) -> AnyResource {
+        try write([.delete(kind: kind, name: name, revision: expected)])[0].get()
+    }
+
+    /// Applies several writes in one transaction (one fsync), in order; each succeeds or fails
+    /// on its own, as if applied alone, and each that succeeds takes the next revision and
+    /// publishes its event after the commit. If the transaction itself fails (disk full), every
+    /// write fails with ``StoreError/storage(_:)`` and nothing is written.
+    public func write(_ operations: [StoreOperation]) -> [Result<AnyResource, StoreError>] {
+        // Invalid objects fail before the transaction; nil marks the writes still to apply.
+        let checked: [Result<AnyResource, StoreError>?] = operations.map { operation in
+            if let object = operation.object, case .failure(let error) = Self.check(object) { return .failure(error) }
+            return nil
+        }
+        let channel = self.channel
+        do {
+            return try pool.write { db in
+                var revision = try Self.currentRevision(db)
+                var events: [(ResourceEvent, UInt64)] = []
+                var outcome: [Result<AnyResource, StoreError>] = []
+                outcome.reserveCapacity(operations.count)
+                for (operation, early) in zip(operations, checked) {
+                    if let early {
+                        outcome.append(early)
+                        continue
+                    }
+                    do {
+                        let (stored, event) = try Self.apply(operation, db, revision: revision + 1)
+                        revision += 1
+                        events.append((event, revision))
+                        outcome.append(.success(stored))
+                    } catch let error as StoreError {
+                        outcome.append(.failure(error))
+                    }
+                }
+                if !events.isEmpty {
+                    try db.execute(sql: "UPDATE counters SET value = ? WHERE name = 'revision'", arguments: [revision])
+                    let committed = events
+                    db.afterNextTransaction(onCommit: { _ in
+                        for (event, revision) in committed { channel.publish(event, revision: revision) }
+                    })
+                }
+                return outcome
+            }
+        } catch {
+            let failure = StoreError.storage("\(error)")
+            return operations.map { _ in .failure(failure) }
+        }
+    }
+
+    private static func apply(_ operation: StoreOperation, _ db: Database, revision: UInt64) throws -> (AnyResource, ResourceEvent) {
+        switch operation {
+        case .create(let object):
+            if try stored(db, object.kind, object.name) != nil {
                 throw StoreError.alreadyExists(kind: object.kind, name: object.name)
             }
             var stored = object
@@ -110,18 +174,10 @@ public final class ResourceStore: Sendable {
             stored.metadata.creationTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
             stored.metadata.revision = revision
             try db.execute(sql: "INSERT INTO objects (kind, name, body) VALUES (?, ?, ?)",
-                           arguments: [stored.kind, stored.name, try Self.encode(stored)])
+                           arguments: [stored.kind, stored.name, try encode(stored)])
             return (stored, ResourceEvent(.added, stored))
-        }
-    }
-
-    /// Replaces an object. When `object.metadata.revision` is set it must be the stored one.
-    /// `uid` and `creationTimestamp` are kept from the stored object.
-    @discardableResult
-    public func update(_ object: AnyResource) throws(StoreError) -> AnyResource {
-        try validate(object)
-        return try writing { db, revision in
-            guard let previous = try Self.stored(db, object.kind, object.name) else {
+        case .update(let object):
+            guard let previous = try stored(db, object.kind, object.name) else {
                 throw StoreError.notFound(kind: object.kind, name: object.name)
             }
             let current = previous.metadata.revision ?? 0
@@ -133,17 +189,10 @@ public final class ResourceStore: Sendable {
             stored.metadata.creationTimestamp = previous.metadata.creationTimestamp
             stored.metadata.revision = revision
             try db.execute(sql: "UPDATE objects SET body = ? WHERE kind = ? AND name = ?",
-                           arguments: [try Self.encode(stored), stored.kind, stored.name])
+                           arguments: [try encode(stored), stored.kind, stored.name])
             return (stored, ResourceEvent(.modified, stored))
-        }
-    }
-
-    /// Removes an object; `revision`, when given, must be the stored one.
-    /// - Returns: the object as it was (its `revision` is the delete's).
-    @discardableResult
-    public func delete(kind: String, name: String, revision expected: UInt64? = nil) throws(StoreError) -> AnyResource {
-        try writing { db, revision in
-            guard var removed = try Self.stored(db, kind, name) else {
+        case .delete(let kind, let name, let expected):
+            guard var removed = try stored(db, kind, name) else {
                 throw StoreError.notFound(kind: kind, name: name)
             }
             let current = removed.metadata.revision ?? 0
@@ -158,32 +207,15 @@ public final class ResourceStore: Sendable {
 
     // MARK: - Plumbing
 
-    private func validate(_ object: AnyResource) throws(StoreError) {
+    private static func check(_ object: AnyResource) -> Result<Void, StoreError> {
         let problems = object.validate()
-        if !problems.isEmpty { throw .invalid(ValidationError(subject: "\(object.kind) \"\(object.name)\"", problems: problems)) }
+        if !problems.isEmpty { return .failure(.invalid(ValidationError(subject: "\(object.kind) \"\(object.name)\"", problems: problems))) }
+        return .success(())
     }
 
     private func reading<T>(_ body: (Database) throws -> T) throws(StoreError) -> T {
         do {
             return try pool.read(body)
-        } catch let error as StoreError {
-            throw error
-        } catch {
-            throw .storage("\(error)")
-        }
-    }
-
-    /// One transaction: takes the next revision, runs `body`, and publishes its event after the commit.
-    private func writing(_ body: (Database, UInt64) throws -> (AnyResource, ResourceEvent)) throws(StoreError) -> AnyResource {
-        let channel = self.channel
-        do {
-            return try pool.write { db in
-                let revision = try Self.currentRevision(db) + 1
-                let (stored, event) = try body(db, revision)
-                try db.execute(sql: "UPDATE counters SET value = ? WHERE name = 'revision'", arguments: [revision])
-                db.afterNextTransaction(onCommit: { _ in channel.publish(event, revision: revision) })
-                return stored
-            }
         } catch let error as StoreError {
             throw error
         } catch {
@@ -209,5 +241,20 @@ public final class ResourceStore: Sendable {
 
     private static func decode(_ data: Data) throws -> AnyResource {
         try JSONDecoder().decode(AnyResource.self, from: data)
+    }
+}
+
+/// One write, for ``ResourceStore/write(_:)``.
+public enum StoreOperation: Sendable, Hashable {
+    case create(AnyResource)
+    case update(AnyResource)
+    case delete(kind: String, name: String, revision: UInt64?)
+
+    /// The object written, for creates and updates.
+    var object: AnyResource? {
+        switch self {
+        case .create(let object), .update(let object): object
+        case .delete: nil
+        }
     }
 }

@@ -155,3 +155,40 @@ public struct LogChunk: Sendable, Hashable {
         self.nextOffset = nextOffset
     }
 }
+
+/// A runtime that can run a command inside a running instance: its namespaces, root and
+/// environment (`runc exec`; for host processes, the instance's environment and working
+/// directory). The agent uses it for `exec` probes. An optional ability (STYLE.md rule 3):
+/// runtimes without it get a clear probe error naming the runtime.
+public protocol RuntimeExec: RuntimePlugin {
+    /// Runs `request.command` in the instance and waits for it, at most `request.timeout`
+    /// seconds; a command still running then is killed and reported with exit code 137 and
+    /// `timedOut`.
+    /// - Throws: ``PluginError/Code/notFound`` for an unknown instance,
+    ///   ``PluginError/Code/failedPrecondition`` when it is not running.
+    func exec(_ request: ExecInstanceRequest) async throws -> ExecResult
+}
+
+public struct ExecInstanceRequest: Sendable, Hashable {
+    public var id: String
+    public var command: [String]
+    /// Seconds before the command is killed.
+    public var timeout: Double
+    public init(id: String, command: [String], timeout: Double = 10) {
+        self.id = id
+        self.command = command
+        self.timeout = timeout
+    }
+}
+
+public struct ExecResult: Sendable, Hashable {
+    public var exitCode: Int32
+    /// stdout and stderr, interleaved, at most 64 KiB.
+    public var output: [UInt8]
+    public var timedOut: Bool
+    public init(exitCode: Int32, output: [UInt8], timedOut: Bool = false) {
+        self.exitCode = exitCode
+        self.output = output
+        self.timedOut = timedOut
+    }
+}

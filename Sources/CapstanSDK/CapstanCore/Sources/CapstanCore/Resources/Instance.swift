@@ -9,21 +9,33 @@ public struct InstanceSpec: ResourceSpec {
     /// Set by the scheduler when it binds the instance.
     public var nodeName: String?
     public var restartPolicy: RestartPolicy
+    public var restartBackoff: RestartBackoff
 
-    public init(template: InstanceTemplate, nodeName: String? = nil, restartPolicy: RestartPolicy = .always) {
+    public init(template: InstanceTemplate, nodeName: String? = nil, restartPolicy: RestartPolicy = .always, restartBackoff: RestartBackoff = RestartBackoff()) {
         self.template = template
         self.nodeName = nodeName
         self.restartPolicy = restartPolicy
+        self.restartBackoff = restartBackoff
     }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case template, nodeName, restartPolicy, restartBackoff }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
+        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
         template = try container.decode(InstanceTemplate.self, forKey: .template)
         nodeName = try container.decodeIfPresent(String.self, forKey: .nodeName)
         restartPolicy = try container.decodeIfPresent(RestartPolicy.self, forKey: .restartPolicy) ?? .always
+        restartBackoff = try container.decodeIfPresent(RestartBackoff.self, forKey: .restartBackoff) ?? RestartBackoff()
     }
 
-    public func validate(at path: String) -> [ValidationProblem] { template.validate(at: "\(path).template") }
+    public func validate(at path: String) -> [ValidationProblem] {
+        var problems = template.validate(at: "\(path).template") + restartBackoff.validate(at: "\(path).restartBackoff")
+        if let nodeName, let problem = DNSLabel.problem(with: nodeName) {
+            problems.append(ValidationProblem(path: "\(path).nodeName", message: problem))
+        }
+        return problems
+    }
 
     public static var initialStatus: InstanceStatus { InstanceStatus() }
 }
@@ -41,13 +53,19 @@ public struct InstanceStatus: Codable, Sendable, Hashable {
     public var phase: InstancePhase
     public var ready: Bool
     public var restarts: Int
+    /// The last exit's status (128 + signal when killed by one).
     public var exitCode: Int32?
+    /// A short CamelCase cause: `CrashLoopBackOff`, `LivenessProbeFailed`, `Completed`, `Unschedulable`.
     public var reason: String?
     public var message: String?
     public var startedAt: Timestamp?
     public var addresses: [String]
+    /// The instance's main process on its node, while it runs.
+    public var pid: Int32?
+    /// When the agent will start it again, while it waits out a restart backoff.
+    public var nextRestartAt: Timestamp?
 
-    public init(phase: InstancePhase = .pending, ready: Bool = false, restarts: Int = 0, exitCode: Int32? = nil, reason: String? = nil, message: String? = nil, startedAt: Timestamp? = nil, addresses: [String] = []) {
+    public init(phase: InstancePhase = .pending, ready: Bool = false, restarts: Int = 0, exitCode: Int32? = nil, reason: String? = nil, message: String? = nil, startedAt: Timestamp? = nil, addresses: [String] = [], pid: Int32? = nil, nextRestartAt: Timestamp? = nil) {
         self.phase = phase
         self.ready = ready
         self.restarts = restarts
@@ -56,5 +74,25 @@ public struct InstanceStatus: Codable, Sendable, Hashable {
         self.message = message
         self.startedAt = startedAt
         self.addresses = addresses
+        self.pid = pid
+        self.nextRestartAt = nextRestartAt
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case phase, ready, restarts, exitCode, reason, message, startedAt, addresses, pid, nextRestartAt
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        phase = try container.decodeIfPresent(InstancePhase.self, forKey: .phase) ?? .pending
+        ready = try container.decodeIfPresent(Bool.self, forKey: .ready) ?? false
+        restarts = try container.decodeIfPresent(Int.self, forKey: .restarts) ?? 0
+        exitCode = try container.decodeIfPresent(Int32.self, forKey: .exitCode)
+        reason = try container.decodeIfPresent(String.self, forKey: .reason)
+        message = try container.decodeIfPresent(String.self, forKey: .message)
+        startedAt = try container.decodeIfPresent(Timestamp.self, forKey: .startedAt)
+        addresses = try container.decodeIfPresent([String].self, forKey: .addresses) ?? []
+        pid = try container.decodeIfPresent(Int32.self, forKey: .pid)
+        nextRestartAt = try container.decodeIfPresent(Timestamp.self, forKey: .nextRestartAt)
     }
 }

@@ -16,8 +16,14 @@ public struct InstanceTemplate: Codable, Sendable, Hashable {
     public var scheduler: String?
     /// Acceptable GPU models (any when empty).
     public var gpuModels: [String]
+    /// Restarts the instance when it fails.
+    public var livenessProbe: Probe?
+    /// Decides whether the instance is `Ready`.
+    public var readinessProbe: Probe?
+    /// Seconds between the polite stop signal (SIGTERM) and SIGKILL; default 30.
+    public var terminationGracePeriodSeconds: Double?
 
-    public init(command: [String], labels: [String: String] = [:], image: String? = nil, env: [String: String] = [:], workingDir: String? = nil, resources: ResourceRequirements = ResourceRequirements(), ports: [PortSpec] = [], volumeMounts: [VolumeMount] = [], runtime: String? = nil, scheduler: String? = nil, gpuModels: [String] = []) {
+    public init(command: [String], labels: [String: String] = [:], image: String? = nil, env: [String: String] = [:], workingDir: String? = nil, resources: ResourceRequirements = ResourceRequirements(), ports: [PortSpec] = [], volumeMounts: [VolumeMount] = [], runtime: String? = nil, scheduler: String? = nil, gpuModels: [String] = [], livenessProbe: Probe? = nil, readinessProbe: Probe? = nil, terminationGracePeriodSeconds: Double? = nil) {
         self.labels = labels
         self.image = image
         self.command = command
@@ -29,10 +35,14 @@ public struct InstanceTemplate: Codable, Sendable, Hashable {
         self.runtime = runtime
         self.scheduler = scheduler
         self.gpuModels = gpuModels
+        self.livenessProbe = livenessProbe
+        self.readinessProbe = readinessProbe
+        self.terminationGracePeriodSeconds = terminationGracePeriodSeconds
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case labels, image, command, env, workingDir, resources, ports, volumeMounts, runtime, scheduler, gpuModels
+        case livenessProbe, readinessProbe, terminationGracePeriodSeconds
     }
 
     public init(from decoder: any Decoder) throws {
@@ -49,6 +59,9 @@ public struct InstanceTemplate: Codable, Sendable, Hashable {
         runtime = try container.decodeIfPresent(String.self, forKey: .runtime)
         scheduler = try container.decodeIfPresent(String.self, forKey: .scheduler)
         gpuModels = try container.decodeIfPresent([String].self, forKey: .gpuModels) ?? []
+        livenessProbe = try container.decodeIfPresent(Probe.self, forKey: .livenessProbe)
+        readinessProbe = try container.decodeIfPresent(Probe.self, forKey: .readinessProbe)
+        terminationGracePeriodSeconds = try container.decodeIfPresent(Double.self, forKey: .terminationGracePeriodSeconds)
     }
 
     func validate(at path: String) -> [ValidationProblem] {
@@ -65,6 +78,14 @@ public struct InstanceTemplate: Codable, Sendable, Hashable {
             if let hostPort = port.hostPort, !(0...65535).contains(hostPort) {
                 problems.append(ValidationProblem(path: "\(path).ports[\(index)].hostPort", message: "\(hostPort) is not a port (0-65535; 0 picks a free one)"))
             }
+        }
+        if let livenessProbe { problems += livenessProbe.validate(at: "\(path).livenessProbe") }
+        if let readinessProbe { problems += readinessProbe.validate(at: "\(path).readinessProbe") }
+        if let grace = terminationGracePeriodSeconds, grace < 0 {
+            problems.append(ValidationProblem(path: "\(path).terminationGracePeriodSeconds", message: "\(grace) is negative"))
+        }
+        for (key, _) in labels where !LabelKey.isValid(key) {
+            problems.append(ValidationProblem(path: "\(path).labels.\(key)", message: "is not a label key"))
         }
         for (index, mount) in volumeMounts.enumerated() where !mount.mountPath.hasPrefix("/") {
             problems.append(ValidationProblem(path: "\(path).volumeMounts[\(index)].mountPath", message: "\"\(mount.mountPath)\" is not an absolute path"))

@@ -7,22 +7,37 @@ public struct WorkloadSpec: ResourceSpec {
     public var template: InstanceTemplate
     /// `Always` (default), `OnFailure` or `Never`.
     public var restartPolicy: RestartPolicy
+    /// Delays between restarts of an exited instance.
+    public var restartBackoff: RestartBackoff
+    /// How a template change rolls out.
+    public var strategy: RolloutStrategy
 
-    public init(replicas: Int, template: InstanceTemplate, restartPolicy: RestartPolicy = .always) {
+    public init(replicas: Int, template: InstanceTemplate, restartPolicy: RestartPolicy = .always, restartBackoff: RestartBackoff = RestartBackoff(), strategy: RolloutStrategy = RolloutStrategy()) {
         self.replicas = replicas
         self.template = template
         self.restartPolicy = restartPolicy
+        self.restartBackoff = restartBackoff
+        self.strategy = strategy
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case replicas, template, restartPolicy, restartBackoff, strategy
     }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
+        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
         replicas = try container.decodeIfPresent(Int.self, forKey: .replicas) ?? 1
         template = try container.decode(InstanceTemplate.self, forKey: .template)
         restartPolicy = try container.decodeIfPresent(RestartPolicy.self, forKey: .restartPolicy) ?? .always
+        restartBackoff = try container.decodeIfPresent(RestartBackoff.self, forKey: .restartBackoff) ?? RestartBackoff()
+        strategy = try container.decodeIfPresent(RolloutStrategy.self, forKey: .strategy) ?? RolloutStrategy()
     }
 
     public func validate(at path: String) -> [ValidationProblem] {
         var problems = template.validate(at: "\(path).template")
+        problems += restartBackoff.validate(at: "\(path).restartBackoff")
+        problems += strategy.validate(at: "\(path).strategy")
         if replicas < 0 {
             problems.append(ValidationProblem(path: "\(path).replicas", message: "\(replicas) is negative"))
         }
@@ -39,11 +54,29 @@ public enum RestartPolicy: String, Codable, Sendable, Hashable, CaseIterable {
 }
 
 public struct WorkloadStatus: Codable, Sendable, Hashable {
+    /// Instances that exist and are not being deleted.
     public var replicas: Int
     public var readyReplicas: Int
+    /// Instances of the current template.
+    public var updatedReplicas: Int
+    /// The hash of the template the controller last acted on: the middle part of its instances'
+    /// names. `rollout status` compares it with the hash of the spec it applied.
+    public var templateHash: String?
 
-    public init(replicas: Int = 0, readyReplicas: Int = 0) {
+    public init(replicas: Int = 0, readyReplicas: Int = 0, updatedReplicas: Int = 0, templateHash: String? = nil) {
         self.replicas = replicas
         self.readyReplicas = readyReplicas
+        self.updatedReplicas = updatedReplicas
+        self.templateHash = templateHash
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case replicas, readyReplicas, updatedReplicas, templateHash }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        replicas = try container.decodeIfPresent(Int.self, forKey: .replicas) ?? 0
+        readyReplicas = try container.decodeIfPresent(Int.self, forKey: .readyReplicas) ?? 0
+        updatedReplicas = try container.decodeIfPresent(Int.self, forKey: .updatedReplicas) ?? 0
+        templateHash = try container.decodeIfPresent(String.self, forKey: .templateHash)
     }
 }

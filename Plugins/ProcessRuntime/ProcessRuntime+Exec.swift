@@ -1,0 +1,47 @@
+import CapstanSDK
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Exec for host processes: the command runs on the host with the instance's environment and
+/// working directory (there is no namespace to enter).
+extension ProcessRuntime: RuntimeExec {
+    func exec(_ request: ExecInstanceRequest) async throws -> ExecResult {
+        guard let record = try record(request.id) else { throw notFound(request.id) }
+        guard status(of: record).state == .running else {
+            throw PluginError(.failedPrecondition, "instance \"\(request.id)\" is not running")
+        }
+        guard !request.command.isEmpty else { throw PluginError(.invalidArgument, "command is empty") }
+        var environment = record.env
+        if environment["PATH"] == nil { environment["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = request.command
+        process.environment = environment
+        process.currentDirectoryURL = URL(fileURLWithPath: record.workingDir ?? folder(request.id).path)
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = FileHandle.nullDevice
+        do {
+            try process.run()
+        } catch {
+            throw PluginError(.internal, "cannot run \(request.command[0]): \(error)")
+        }
+        let pid = process.processIdentifier
+        let timer = DispatchWorkItem { Glibc.kill(pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + max(0.001, request.timeout), execute: timer)
+        let data = await withCheckedContinuation { (continuation: CheckedContinuation<Data, Never>) in
+            DispatchQueue.global().async {
+                let data = output.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                continuation.resume(returning: data)
+            }
+        }
+        timer.cancel()
+        let killed = process.terminationReason == .uncaughtSignal
+        let code: Int32 = killed ? 128 + process.terminationStatus : process.terminationStatus
+        return ExecResult(exitCode: code, output: Array(data.prefix(64 << 10)), timedOut: killed && process.terminationStatus == SIGKILL)
+    }
+}

@@ -1,0 +1,194 @@
+import AsyncHTTPClient
+import CapstanCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// A failed API call: the server's answer (status and ``ErrorBody``), or a transport failure.
+public struct APIError: Error, Sendable, CustomStringConvertible {
+    /// The HTTP status; 0 when the server could not be reached.
+    public var status: Int
+    public var body: ErrorBody
+
+    public init(status: Int, body: ErrorBody) {
+        self.status = status
+        self.body = body
+    }
+
+    static func unreachable(_ server: String, _ error: any Error) -> APIError {
+        APIError(status: 0, body: ErrorBody(code: 0, reason: "Unreachable", message: "cannot reach the Capstan server at \(server): \(error). Is `capstan server` (or `capstan dev`) running? Set --server or CAPSTAN_SERVER."))
+    }
+
+    public var description: String {
+        ([body.message] + body.problems.map { "  \($0)" }).joined(separator: "\n")
+    }
+}
+
+/// The Capstan HTTP API, for the CLI and the node agent. Every method is one request; none
+/// retries, so callers decide what a conflict means.
+public struct APIClient: Sendable {
+    /// `http://host:port`, without a trailing slash.
+    public let server: String
+    private let http: HTTPClient
+    private let timeout: TimeAmount
+
+    public init(server: String, http: HTTPClient = .shared, timeout: TimeAmount = .seconds(30)) {
+        self.server = server.hasSuffix("/") ? String(server.dropLast()) : server
+        self.http = http
+        self.timeout = timeout
+    }
+
+    // MARK: Objects
+
+    public func list(_ kind: ResourceKind, query: [String: String] = [:]) async throws(APIError) -> ObjectList {
+        try await decode(ObjectList.self, from: call(.GET, "/v1/\(kind.plural)", query: query))
+    }
+
+    public func get(_ kind: ResourceKind, _ name: String) async throws(APIError) -> AnyResource {
+        try await decode(AnyResource.self, from: call(.GET, "/v1/\(kind.plural)/\(name)"))
+    }
+
+    /// Creates; the answer carries `uid`, `creationTimestamp` and `revision`.
+    public func create(_ object: AnyResource) async throws(APIError) -> AnyResource {
+        try await decode(AnyResource.self, from: call(.POST, "/v1/\(plural(of: object))", body: encode(object)))
+    }
+
+    /// Replaces; `metadata.revision`, when set, must be the stored one (else 409 Conflict).
+    public func update(_ object: AnyResource) async throws(APIError) -> AnyResource {
+        try await decode(AnyResource.self, from: call(.PUT, "/v1/\(plural(of: object))/\(object.name)", body: encode(object)))
+    }
+
+    /// Deletes. Instances on a node are stopped first (within their grace period) unless `force`;
+    /// the answer is then the object marked for deletion.
+    @discardableResult
+    public func delete(_ kind: ResourceKind, _ name: String, revision: UInt64? = nil, force: Bool = false) async throws(APIError) -> AnyResource {
+        var query: [String: String] = [:]
+        if let revision { query["revision"] = String(revision) }
+        if force { query["force"] = "true" }
+        return try await decode(AnyResource.self, from: call(.DELETE, "/v1/\(kind.plural)/\(name)", query: query))
+    }
+
+    /// The plugins loaded by the server and by every agent.
+    public func plugins() async throws(APIError) -> [PluginInfo] {
+        try await decode([PluginInfo].self, from: call(.GET, "/v1/plugins"))
+    }
+
+    /// Up to `maxBytes` of an instance's output from `offset`, and where to read next.
+    public func logs(_ name: String, stream: String = "stdout", offset: UInt64 = 0, maxBytes: Int = 1 << 20) async throws(APIError) -> (data: [UInt8], nextOffset: UInt64) {
+        let (buffer, headers) = try await callWithHeaders(.GET, "/v1/instances/\(name)/log", query: ["stream": stream, "offset": String(offset), "maxBytes": String(maxBytes)])
+        let next = headers.first(name: LogHeaders.nextOffset).flatMap(UInt64.init) ?? offset + UInt64(buffer.readableBytes)
+        return (Array(buffer.readableBytesView), next)
+    }
+
+    /// A plain GET of a non-JSON path (`/metrics`, `/healthz`).
+    public func text(_ path: String) async throws(APIError) -> String {
+        String(buffer: try await call(.GET, path))
+    }
+
+    // MARK: Watch
+
+    /// Every change to objects of `kind` after `revision`, in order, until the stream ends
+    /// (server shutdown, or a ``WatchEvent/EventType/resync``). Throws an ``APIError`` with
+    /// status 410 when `revision` is older than the server still holds: relist and watch again.
+    public func watch(_ kind: ResourceKind, after revision: UInt64, query: [String: String] = [:]) async throws(APIError) -> AsyncThrowingStream<WatchEvent, any Error> {
+        var query = query
+        query["revision"] = String(revision)
+        let request = makeRequest(.GET, "/v1/watch/\(kind.plural)", query: query, body: nil)
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(request, deadline: .distantFuture)
+        } catch {
+            throw .unreachable(server, error)
+        }
+        guard response.status == .ok else {
+            let body = (try? await response.body.collect(upTo: 1 << 20)) ?? ByteBuffer()
+            throw errorFrom(status: response.status, body: body)
+        }
+        let body = response.body
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                var pending: [UInt8] = []
+                do {
+                    for try await chunk in body {
+                        pending.append(contentsOf: chunk.readableBytesView)
+                        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                            let line = Array(pending[..<newline])
+                            pending.removeSubrange(...newline)
+                            if line.isEmpty { continue }
+                            continuation.yield(try JSONDecoder().decode(WatchEvent.self, from: Data(line)))
+                        }
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    // MARK: Plumbing
+
+    private func plural(of object: AnyResource) -> String {
+        ResourceKind.kind(object.kind)?.plural ?? object.kind.lowercased() + "s"
+    }
+
+    private func encode(_ object: AnyResource) throws(APIError) -> ByteBuffer {
+        do {
+            return ByteBuffer(bytes: try JSONEncoder().encode(object))
+        } catch {
+            throw APIError(status: 0, body: ErrorBody(code: 0, reason: "BadRequest", message: "cannot encode \(object.kind) \"\(object.name)\": \(error)"))
+        }
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws(APIError) -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch {
+            throw APIError(status: 0, body: ErrorBody(code: 0, reason: "BadResponse", message: "the server's answer is not a \(T.self): \(error)"))
+        }
+    }
+
+    private func makeRequest(_ method: HTTPMethod, _ path: String, query: [String: String], body: ByteBuffer?) -> HTTPClientRequest {
+        var url = server + path
+        if !query.isEmpty {
+            var components = URLComponents()
+            components.queryItems = query.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
+            url += "?" + (components.percentEncodedQuery ?? "")
+        }
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        if let body {
+            request.headers.add(name: "content-type", value: "application/json")
+            request.body = .bytes(body)
+        }
+        return request
+    }
+
+    private func call(_ method: HTTPMethod, _ path: String, query: [String: String] = [:], body: ByteBuffer? = nil) async throws(APIError) -> ByteBuffer {
+        try await callWithHeaders(method, path, query: query, body: body).body
+    }
+
+    private func callWithHeaders(_ method: HTTPMethod, _ path: String, query: [String: String] = [:], body: ByteBuffer? = nil) async throws(APIError) -> (body: ByteBuffer, headers: HTTPHeaders) {
+        let request = makeRequest(method, path, query: query, body: body)
+        let response: HTTPClientResponse
+        let collected: ByteBuffer
+        do {
+            response = try await http.execute(request, timeout: timeout)
+            collected = try await response.body.collect(upTo: 256 << 20)
+        } catch {
+            throw .unreachable(server, error)
+        }
+        guard (200..<300).contains(Int(response.status.code)) else {
+            throw errorFrom(status: response.status, body: collected)
+        }
+        return (collected, response.headers)
+    }
+
+    private func errorFrom(status: HTTPResponseStatus, body: ByteBuffer) -> APIError {
+        if let decoded = try? JSONDecoder().decode(ErrorBody.self, from: Data(body.readableBytesView)) {
+            return APIError(status: Int(status.code), body: decoded)
+        }
+        return APIError(status: Int(status.code), body: ErrorBody(code: Int(status.code), reason: status.reasonPhrase, message: "\(status.code) \(status.reasonPhrase): \(String(buffer: body))"))
+    }
+}

@@ -1,0 +1,99 @@
+import CapstanCore
+
+/// What `GET /v1/<kind>` answers: the objects and the revision they are consistent at, from
+/// which a watch resumes without missing a write.
+public struct ObjectList: Codable, Sendable {
+    public var kind: String
+    public var revision: UInt64
+    public var items: [AnyResource]
+
+    public init(kind: String, revision: UInt64, items: [AnyResource]) {
+        self.kind = kind
+        self.revision = revision
+        self.items = items
+    }
+}
+
+/// One line of a watch stream (`GET /v1/watch/<kind>?revision=N`), newline-delimited JSON.
+public struct WatchEvent: Codable, Sendable {
+    public enum EventType: String, Codable, Sendable {
+        case added = "Added"
+        case modified = "Modified"
+        case deleted = "Deleted"
+        /// The watcher fell behind and events were dropped: relist, then watch from the list's
+        /// revision. The stream ends after it.
+        case resync = "Resync"
+    }
+
+    public var type: EventType
+    public var revision: UInt64
+    public var object: AnyResource?
+
+    public init(type: EventType, revision: UInt64, object: AnyResource? = nil) {
+        self.type = type
+        self.revision = revision
+        self.object = object
+    }
+
+    public init(_ event: ResourceEvent, revision: UInt64) {
+        switch event.change {
+        case .added: type = .added
+        case .modified: type = .modified
+        case .deleted: type = .deleted
+        @unknown default: type = .modified
+        }
+        self.revision = revision
+        self.object = event.object
+    }
+}
+
+/// The body of every error answer.
+public struct ErrorBody: Codable, Sendable, Hashable {
+    /// The HTTP status code.
+    public var code: Int
+    /// A CamelCase cause: `Invalid`, `Conflict`, `NotFound`, `AlreadyExists`, `BadRequest`,
+    /// `Gone` (watch revision too old), `PayloadTooLarge`, `Internal`, `Unavailable`.
+    public var reason: String
+    public var message: String
+    /// For `Invalid`: every problem, with its field path.
+    public var problems: [ValidationProblem]
+
+    public init(code: Int, reason: String, message: String, problems: [ValidationProblem] = []) {
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.problems = problems
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        code = try container.decode(Int.self, forKey: .code)
+        reason = try container.decode(String.self, forKey: .reason)
+        message = try container.decode(String.self, forKey: .message)
+        problems = try container.decodeIfPresent([ValidationProblem].self, forKey: .problems) ?? []
+    }
+}
+
+/// One plugin as `/v1/plugins` lists it.
+public struct PluginInfo: Codable, Sendable, Hashable {
+    public var name: String
+    public var kind: String
+    public var library: String
+    public var isDefault: Bool
+    /// Where it is loaded: `server` or `node/<name>`.
+    public var loadedBy: String
+
+    public init(name: String, kind: String, library: String, isDefault: Bool, loadedBy: String) {
+        self.name = name
+        self.kind = kind
+        self.library = library
+        self.isDefault = isDefault
+        self.loadedBy = loadedBy
+    }
+}
+
+/// A piece of an instance's output (`GET /v1/instances/<name>/log`); the bytes are the body and
+/// the next offset is in the `capstan-next-offset` header.
+public enum LogHeaders {
+    public static let nextOffset = "capstan-next-offset"
+}

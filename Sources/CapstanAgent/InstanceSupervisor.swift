@@ -1,0 +1,309 @@
+import CapstanAPI
+import CapstanCore
+import CapstanSDK
+import Foundation
+
+/// Runs one instance on this node through its runtime plugin, like the kubelet's pod worker:
+/// starts (or re-adopts) it, watches for its exit, runs its probes, restarts it by its restart
+/// policy with exponential backoff, and reports phase, readiness, pid, exit code, restart count
+/// and reasons to the API (and Events for `describe`).
+actor InstanceSupervisor {
+    let name: String
+    let uid: String?
+    let runtime: any RuntimePlugin
+    let runtimeName: String
+    private(set) var instance: Instance
+    private let api: APIClient
+    private let events: EventRecorder
+    private let network: (any NetworkPlugin)?
+    private var prober: Prober
+    private var task: Task<Void, Never>?
+    private var addresses: [String] = []
+    /// How often a running instance's state is read.
+    static let pollInterval = Duration.milliseconds(100)
+
+    init(instance: Instance, runtime: any RuntimePlugin, runtimeName: String, network: (any NetworkPlugin)?, api: APIClient, events: EventRecorder, probeHost: String) {
+        self.name = instance.metadata.name
+        self.uid = instance.metadata.uid
+        self.instance = instance
+        self.runtime = runtime
+        self.runtimeName = runtimeName
+        self.network = network
+        self.api = api
+        self.events = events
+        self.prober = Prober(host: probeHost)
+    }
+
+    /// Keeps the newest copy seen (the watch and our own writes both bring them).
+    func observe(_ newer: Instance) {
+        if (newer.metadata.revision ?? 0) >= (instance.metadata.revision ?? 0) { instance = newer }
+    }
+
+    /// Starts supervising: adopts what the runtime already runs, or creates and starts it.
+    func launch(adopting existing: RuntimeInstanceStatus?) {
+        guard task == nil else { return }
+        task = Task { await self.supervise(adopting: existing) }
+    }
+
+    /// Stops supervising, stops the instance (SIGTERM, then SIGKILL after its grace period),
+    /// removes it from the runtime and detaches its network.
+    func shutdown() async {
+        task?.cancel()
+        await task?.value
+        let grace = instance.spec.template.terminationGracePeriodSeconds ?? 30
+        _ = try? await runtime.stop(StopInstanceRequest(id: name, gracePeriod: grace))
+        try? await runtime.remove(name)
+        try? await network?.detach(NetworkDetachRequest(instanceID: name))
+    }
+
+    // MARK: The loop
+
+    private func supervise(adopting existing: RuntimeInstanceStatus?) async {
+        var current: RuntimeInstanceStatus
+        var exitReason: (reason: String, message: String)?
+        if existing != nil, let network, let attachment = try? await network.attach(NetworkAttachRequest(instanceID: name, ports: instance.spec.template.ports)) {
+            // Attach is idempotent: it gives back the adopted instance's ports and addresses.
+            addresses = attachment.addresses
+            for mapping in attachment.ports { prober.ports[mapping.containerPort] = mapping.hostPort }
+        }
+        if let existing, existing.state == .running {
+            current = existing
+            let probed = instance.spec.template.readinessProbe != nil
+            await report { status in
+                status.phase = .running
+                status.pid = existing.pid
+                status.ready = !probed
+                status.nextRestartAt = nil
+            }
+            await events.record("Instance/\(name)", reason: "Adopted", message: "re-adopted running instance (pid \(existing.pid.map(String.init) ?? "?")) after an agent restart")
+        } else if let existing, existing.state == .exited {
+            current = existing
+        } else {
+            switch await startFresh() {
+            case .success(let started): current = started
+            case .failure(let failure):
+                current = RuntimeInstanceStatus(id: name, state: .exited, labels: [:], reason: failure.description)
+                exitReason = ("StartFailed", failure.description)
+            }
+        }
+        var consecutive = 0
+        while !Task.isCancelled {
+            if current.state == .running {
+                let (ended, reason) = await watchRunning(current)
+                guard let ended else { return }
+                current = ended
+                exitReason = reason
+            }
+            guard !Task.isCancelled else { return }
+            let code = current.exitCode
+            let description = exitReason?.message ?? Self.describe(current)
+            let policy = instance.spec.restartPolicy
+            let restart = policy == .always || (policy == .onFailure && (code ?? 1) != 0)
+            if !restart {
+                let succeeded = code == 0
+                let finalReason = exitReason?.reason ?? (succeeded ? "Completed" : "Error")
+                await report { status in
+                    status.phase = succeeded ? .succeeded : .failed
+                    status.ready = false
+                    status.exitCode = code
+                    status.pid = nil
+                    status.reason = finalReason
+                    status.message = description
+                    status.nextRestartAt = nil
+                }
+                await events.record("Instance/\(name)", reason: succeeded ? "Completed" : "Failed", message: description, type: succeeded ? .normal : .warning)
+                return
+            }
+            let backoff = instance.spec.restartBackoff
+            let ranFor = (current.finishedAt ?? Date().timeIntervalSince1970) - (current.startedAt ?? Date().timeIntervalSince1970)
+            if ranFor >= backoff.resetAfterSeconds { consecutive = 0 }
+            let delay = backoff.delay(forRestart: consecutive)
+            consecutive += 1
+            let waitReason = consecutive > 1 ? "CrashLoopBackOff" : (exitReason?.reason ?? "BackOff")
+            let message = "\(description); restarting in \(Self.seconds(delay))"
+            await report { status in
+                status.phase = .running
+                status.ready = false
+                status.restarts += 1
+                status.exitCode = code
+                status.pid = nil
+                status.reason = waitReason
+                status.message = message
+                status.nextRestartAt = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970 + delay)
+            }
+            await events.record("Instance/\(name)", reason: "BackOff", message: "back-off restarting: \(message)", type: .warning)
+            do {
+                try await Task.sleep(for: .seconds(delay))
+            } catch {
+                return
+            }
+            exitReason = nil
+            do {
+                current = try await runtime.start(name)
+                await reportStarted(current, restarted: true)
+            } catch {
+                current = RuntimeInstanceStatus(id: name, state: .exited, labels: [:], reason: "\(error)")
+                exitReason = ("StartFailed", "start failed: \(error)")
+            }
+        }
+    }
+
+    /// Creates and starts the instance; reports it Running.
+    private func startFresh() async -> Result<RuntimeInstanceStatus, PluginError> {
+        let template = instance.spec.template
+        do {
+            var environment = template.env
+            if let network {
+                let attachment = try await network.attach(NetworkAttachRequest(instanceID: name, ports: template.ports))
+                addresses = attachment.addresses
+                for mapping in attachment.ports { prober.ports[mapping.containerPort] = mapping.hostPort }
+                environment.merge(attachment.environment) { own, _ in own }
+            }
+            var labels = [WellKnown.instanceLabel: name]
+            if let uid { labels[WellKnown.uidLabel] = uid }
+            let request = CreateInstanceRequest(id: name, command: template.command, env: environment, workingDir: template.workingDir, image: template.image,
+                                                limits: template.resources.limits.vector, hostname: name, labels: labels)
+            // A leftover of an earlier instance of the same name (scale down, then up) goes first.
+            if let stale = try? await runtime.status(name), stale.labels[WellKnown.uidLabel] != uid {
+                _ = try? await runtime.stop(StopInstanceRequest(id: name, gracePeriod: 1))
+                try? await runtime.remove(name)
+            }
+            _ = try await runtime.create(request)
+            let started = try await runtime.start(name)
+            await reportStarted(started, restarted: false)
+            return .success(started)
+        } catch let error as PluginError {
+            return .failure(error)
+        } catch {
+            return .failure(PluginError(.internal, "\(error)"))
+        }
+    }
+
+    private func reportStarted(_ started: RuntimeInstanceStatus, restarted: Bool) async {
+        let ready = instance.spec.template.readinessProbe == nil
+        let addresses = self.addresses
+        await report { status in
+            status.phase = .running
+            status.pid = started.pid
+            status.startedAt = Timestamp(secondsSinceEpoch: started.startedAt ?? Date().timeIntervalSince1970)
+            status.ready = ready
+            status.reason = nil
+            status.message = nil
+            status.nextRestartAt = nil
+            if !addresses.isEmpty { status.addresses = addresses }
+        }
+        await events.record("Instance/\(name)", reason: "Started", message: "\(restarted ? "restarted" : "started") with the \(runtimeName) runtime")
+    }
+
+    /// Polls the runtime and runs the probes until the instance exits; nil when cancelled.
+    /// A liveness failure stops it (grace period) and is returned as the exit's reason.
+    private func watchRunning(_ running: RuntimeInstanceStatus) async -> (RuntimeInstanceStatus?, (reason: String, message: String)?) {
+        let clock = ContinuousClock()
+        let template = instance.spec.template
+        let start = clock.now
+        var liveness = ProbeState(probe: template.livenessProbe, start: start)
+        var readiness = ProbeState(probe: template.readinessProbe, start: start)
+        var ready = template.readinessProbe == nil
+        var pid = running.pid
+        while !Task.isCancelled {
+            try? await Task.sleep(for: Self.pollInterval)
+            guard !Task.isCancelled else { return (nil, nil) }
+            guard let status = try? await runtime.status(name) else { continue }
+            if status.state != .running { return (status, nil) }
+            if status.pid != pid, let newPID = status.pid {
+                pid = newPID
+                await report { $0.pid = newPID }
+            }
+            if let probe = liveness.dueProbe(at: clock.now) {
+                let outcome = await prober.check(probe, instanceID: name, runtime: runtime, runtimeName: runtimeName)
+                if liveness.record(outcome, at: clock.now) == .failed, case .failure(let why) = outcome {
+                    let message = "liveness probe failed \(probe.failureThreshold) time(s): \(why)"
+                    await events.record("Instance/\(name)", reason: "Unhealthy", message: message + "; restarting", type: .warning)
+                    let stopped = try? await runtime.stop(StopInstanceRequest(id: name, gracePeriod: template.terminationGracePeriodSeconds ?? 30))
+                    return (stopped ?? RuntimeInstanceStatus(id: name, state: .exited, labels: [:]), ("LivenessProbeFailed", message))
+                }
+            }
+            if let probe = readiness.dueProbe(at: clock.now) {
+                let outcome = await prober.check(probe, instanceID: name, runtime: runtime, runtimeName: runtimeName)
+                let verdict = readiness.record(outcome, at: clock.now)
+                let nowReady = verdict == .passed ? true : (verdict == .failed ? false : ready)
+                if nowReady != ready {
+                    ready = nowReady
+                    await report { $0.ready = nowReady }
+                    if !nowReady, case .failure(let why) = outcome {
+                        await events.record("Instance/\(name)", reason: "NotReady", message: "readiness probe failed: \(why)", type: .warning)
+                    }
+                }
+            }
+        }
+        return (nil, nil)
+    }
+
+    // MARK: Reporting
+
+    /// Applies `change` to the instance's status and writes it (compare-and-swap, re-read on
+    /// conflict). Gives up quietly when the instance is gone: the agent's watch handles that.
+    private func report(_ change: @Sendable (inout InstanceStatus) -> Void) async {
+        var attempt = instance
+        for _ in 0..<5 {
+            var updated = attempt
+            change(&updated.status)
+            if updated.status == attempt.status { return }
+            do {
+                guard case .instance(let stored) = try await api.update(.instance(updated)) else { return }
+                observe(stored)
+                return
+            } catch where error.status == 409 {
+                guard case .instance(let fresh)? = try? await api.get(.instance, name) else { return }
+                observe(fresh)
+                attempt = fresh
+            } catch {
+                return
+            }
+        }
+    }
+
+    static func describe(_ status: RuntimeInstanceStatus) -> String {
+        guard let code = status.exitCode else { return status.reason ?? "exited (exit code unknown)" }
+        if let signal = status.signal { return "killed by signal \(signal) (exit code \(code))" + (status.reason.map { ", \($0)" } ?? "") }
+        return "exited with code \(code)"
+    }
+
+    static func seconds(_ value: Double) -> String {
+        value == value.rounded() ? "\(Int(value))s" : String(format: "%.1fs", value)
+    }
+}
+
+/// A probe's schedule and its run of successes or failures.
+struct ProbeState {
+    enum Verdict { case passed, failed, undecided }
+    let probe: Probe?
+    var next: ContinuousClock.Instant
+    var failures = 0
+    var successes = 0
+
+    init(probe: Probe?, start: ContinuousClock.Instant) {
+        self.probe = probe
+        self.next = start + .milliseconds(Int64((probe?.initialDelaySeconds ?? 0) * 1000))
+    }
+
+    func dueProbe(at now: ContinuousClock.Instant) -> Probe? {
+        guard let probe, now >= next else { return nil }
+        return probe
+    }
+
+    mutating func record(_ outcome: Prober.Outcome, at now: ContinuousClock.Instant) -> Verdict {
+        guard let probe else { return .undecided }
+        next = now + .milliseconds(Int64(probe.periodSeconds * 1000))
+        switch outcome {
+        case .success:
+            failures = 0
+            successes += 1
+            return successes >= probe.successThreshold ? .passed : .undecided
+        case .failure:
+            successes = 0
+            failures += 1
+            return failures >= probe.failureThreshold ? .failed : .undecided
+        }
+    }
+}

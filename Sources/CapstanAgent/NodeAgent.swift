@@ -1,0 +1,247 @@
+import CapstanAPI
+import CapstanCore
+import CapstanSDK
+import Foundation
+import Hummingbird
+import Logging
+import PluginHost
+import ServiceLifecycle
+import Synchronization
+
+/// `capstan agent`: one per machine. Registers its Node (detected cpu and memory, labels),
+/// heartbeats, watches the instances bound to it and runs each through an
+/// ``InstanceSupervisor``; serves their logs and its plugin list over HTTP.
+///
+/// After a restart it **re-adopts**: what the runtimes still run (`list()`, matched by the
+/// instance's name and uid labels) is supervised again without a restart; runtime instances no
+/// bound instance claims are orphans and are stopped and removed.
+public final class NodeAgent: Sendable {
+    public struct Options: Sendable {
+        public var nodeName: String
+        public var labels: [String: String]
+        /// Where the agent's own HTTP endpoint listens (logs); port 0 picks one.
+        public var listenHost: String
+        public var listenPort: Int
+        public var heartbeatInterval: Duration
+
+        public init(nodeName: String? = nil, labels: [String: String] = [:], listenHost: String = "127.0.0.1", listenPort: Int = 0, heartbeatInterval: Duration = .seconds(10)) {
+            self.nodeName = nodeName ?? NodeResources.defaultNodeName()
+            self.labels = labels
+            self.listenHost = listenHost
+            self.listenPort = listenPort
+            self.heartbeatInterval = heartbeatInterval
+        }
+    }
+
+    public let options: Options
+    public let plugins: PluginHost
+    private let server: @Sendable () async -> String?
+    private let supervisors = Mutex<[String: InstanceSupervisor]>([:])
+    private let agentAddress = Mutex<String?>(nil)
+    private let addressReady = AsyncStream<String>.makeStream()
+    private let logger: Logger
+
+    /// - Parameter server: the API's address (`http://host:port`); asked once, at start; nil
+    ///   when cancelled before it is known.
+    public init(options: Options, plugins: PluginHost, logger: Logger, server: @escaping @Sendable () async -> String?) {
+        self.options = options
+        self.plugins = plugins
+        self.server = server
+        self.logger = logger
+    }
+
+    public func services() -> [any ServiceLifecycle.Service] {
+        let routes = AgentRoutes(nodeName: options.nodeName, plugins: plugins, runtimeFor: { [self] name in runtime(forInstance: name) })
+        let app = Application(
+            router: routes.router(),
+            configuration: .init(address: .hostname(options.listenHost, port: options.listenPort), serverName: "capstan-agent"),
+            onServerRunning: { [self] channel in
+                let address = "http://\(options.listenHost):\(channel.localAddress?.port ?? options.listenPort)"
+                agentAddress.withLock { $0 = address }
+                addressReady.continuation.yield(address)
+                addressReady.continuation.finish()
+            },
+            logger: logger
+        )
+        return [app, AgentLoop(agent: self)]
+    }
+
+    // MARK: Run
+
+    func run() async throws {
+        var ownAddress: String?
+        for await address in addressReady.stream { ownAddress = address }
+        // Cancelled before either endpoint listened (the group is shutting down).
+        guard ownAddress != nil, let serverAddress = await server() else { return }
+        let api = APIClient(server: serverAddress)
+        let events = EventRecorder(writer: api, source: "agent/\(options.nodeName)")
+        try await register(api, address: ownAddress)
+        logger.info("agent of node \(options.nodeName) registered with \(api.server), serving logs on \(ownAddress ?? "?")")
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { await self.heartbeat(api) }
+            group.addTask { await self.follow(api, events: events) }
+            try await gracefulShutdown()
+            group.cancelAll()
+        }
+        // Leave instances running: they outlive the agent and are re-adopted on its return.
+        logger.info("agent of node \(options.nodeName) stopped; its instances keep running")
+    }
+
+    private func register(_ api: APIClient, address: String?) async throws {
+        let capacity = NodeResources.capacity()
+        var labels = options.labels
+        labels[WellKnown.hostnameLabel] = ProcessInfo.processInfo.hostName.lowercased()
+        labels["capstan.dev/os"] = "linux"
+        labels["capstan.dev/arch"] = NodeResources.architecture
+        for attempt in 0..<60 {
+            do {
+                let now = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
+                let status = NodeStatus(capacity: capacity, allocatable: capacity, addresses: [options.listenHost], ready: true, lastHeartbeat: now)
+                if case .node(var node)? = try await api.fetch(kind: "Node", name: options.nodeName) {
+                    node.metadata.labels.merge(labels) { _, new in new }
+                    node.spec.agentAddress = address
+                    node.status = status
+                    _ = try await api.update(.node(node))
+                } else {
+                    _ = try await api.create(.node(Node(name: options.nodeName, labels: labels, spec: NodeSpec(agentAddress: address), status: status)))
+                }
+                return
+            } catch let error as APIError where error.status == 0 || error.status == 409 {
+                if attempt == 59 { throw error }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
+    }
+
+    private func heartbeat(_ api: APIClient) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: options.heartbeatInterval)
+            guard !Task.isCancelled else { return }
+            for _ in 0..<3 {
+                guard case .node(var node)? = try? await api.fetch(kind: "Node", name: options.nodeName) else { break }
+                node.status.lastHeartbeat = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
+                node.status.ready = true
+                if (try? await api.update(.node(node))) != nil { break }
+            }
+        }
+    }
+
+    /// List, re-adopt, then watch; on any break, list again.
+    private func follow(_ api: APIClient, events: EventRecorder) async {
+        var first = true
+        while !Task.isCancelled {
+            do {
+                let list = try await api.list(.instance, query: ["nodeName": options.nodeName])
+                var bound: [String: Instance] = [:]
+                for case .instance(let instance) in list.items { bound[instance.metadata.name] = instance }
+                if first {
+                    await adopt(bound, api: api, events: events)
+                    first = false
+                }
+                for instance in bound.values { await sync(instance, deleted: false, api: api, events: events) }
+                for name in supervisors.withLock({ Array($0.keys) }) where bound[name] == nil {
+                    await forget(name)
+                }
+                let stream = try await api.watch(.instance, after: list.revision, query: ["nodeName": options.nodeName])
+                for try await event in stream {
+                    guard let object = event.object, case .instance(let instance) = object else {
+                        if event.type == .resync { break }
+                        continue
+                    }
+                    await sync(instance, deleted: event.type == .deleted, api: api, events: events)
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("instance watch broke (\(error)); listing again")
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// Matches what the runtimes run with the bound instances; removes orphans.
+    private func adopt(_ bound: [String: Instance], api: APIClient, events: EventRecorder) async {
+        for entry in plugins.registry.entries where entry.kind == .runtime {
+            guard let runtime = plugins.registry.runtime(named: entry.name), let running = try? await runtime.list() else { continue }
+            for status in running {
+                guard let name = status.labels[WellKnown.instanceLabel] else { continue }
+                if let instance = bound[name], instance.metadata.uid == status.labels[WellKnown.uidLabel],
+                   instance.metadata.deletionTimestamp == nil, runtimeName(for: instance) == entry.name {
+                    let supervisor = makeSupervisor(instance, api: api, events: events)
+                    await supervisor.launch(adopting: status)
+                    logger.info("re-adopted \(name) (\(status.state.rawValue), pid \(status.pid.map(String.init) ?? "-"))")
+                } else {
+                    logger.info("removing orphan \(status.id) from runtime \(entry.name)")
+                    _ = try? await runtime.stop(StopInstanceRequest(id: status.id, gracePeriod: 5))
+                    try? await runtime.remove(status.id)
+                }
+            }
+        }
+    }
+
+    /// Brings one instance's supervision in line with its stored state.
+    private func sync(_ instance: Instance, deleted: Bool, api: APIClient, events: EventRecorder) async {
+        let name = instance.metadata.name
+        let existing = supervisors.withLock { $0[name] }
+        if deleted || instance.spec.nodeName != options.nodeName {
+            await forget(name)
+            return
+        }
+        if let existing, existing.uid != instance.metadata.uid {
+            await forget(name)
+        } else if let existing {
+            await existing.observe(instance)
+        }
+        if instance.metadata.deletionTimestamp != nil {
+            await forget(name)
+            do {
+                _ = try await api.delete(.instance, name, force: true)
+            } catch where error.status == 404 {
+            } catch {
+                logger.warning("could not remove instance \(name): \(error)")
+            }
+            return
+        }
+        if supervisors.withLock({ $0[name] }) == nil {
+            guard plugins.registry.runtime(named: runtimeName(for: instance)) != nil else {
+                var failed = instance
+                failed.status.phase = .failed
+                failed.status.reason = "NoRuntime"
+                failed.status.message = "runtime \"\(runtimeName(for: instance))\" is not loaded on node \(options.nodeName)"
+                if failed.status != instance.status { _ = try? await api.update(.instance(failed)) }
+                return
+            }
+            if instance.status.phase == .succeeded || instance.status.phase == .failed { return }
+            let supervisor = makeSupervisor(instance, api: api, events: events)
+            await supervisor.launch(adopting: nil)
+        }
+    }
+
+    private func makeSupervisor(_ instance: Instance, api: APIClient, events: EventRecorder) -> InstanceSupervisor {
+        let runtimeName = runtimeName(for: instance)
+        let supervisor = InstanceSupervisor(instance: instance, runtime: plugins.registry.runtime(named: runtimeName)!, runtimeName: runtimeName,
+                                            network: plugins.registry.network(), api: api, events: events, probeHost: "127.0.0.1")
+        supervisors.withLock { $0[instance.metadata.name] = supervisor }
+        return supervisor
+    }
+
+    /// Stops and removes an instance this agent supervises.
+    private func forget(_ name: String) async {
+        guard let supervisor = supervisors.withLock({ $0.removeValue(forKey: name) }) else { return }
+        await supervisor.shutdown()
+    }
+
+    private func runtimeName(for instance: Instance) -> String {
+        instance.spec.template.runtime ?? plugins.registry.defaults[.runtime] ?? "process"
+    }
+
+    func runtime(forInstance name: String) -> (any RuntimePlugin)? {
+        if let supervisor = supervisors.withLock({ $0[name] }) { return supervisor.runtime }
+        return plugins.registry.runtime()
+    }
+}
+
+/// The agent's control loop as a service.
+struct AgentLoop: ServiceLifecycle.Service {
+    let agent: NodeAgent
+    func run() async throws { try await agent.run() }
+}

@@ -1,0 +1,76 @@
+/// How long the agent waits before restarting an instance that exited: `initialSeconds`, doubled
+/// after each restart up to `maxSeconds`; once an instance has run `resetAfterSeconds` without
+/// exiting, the next delay starts from `initialSeconds` again (Kubernetes' CrashLoopBackOff).
+public struct RestartBackoff: Codable, Sendable, Hashable {
+    public var initialSeconds: Double
+    public var maxSeconds: Double
+    public var resetAfterSeconds: Double
+
+    public init(initialSeconds: Double = 1, maxSeconds: Double = 300, resetAfterSeconds: Double = 600) {
+        self.initialSeconds = initialSeconds
+        self.maxSeconds = maxSeconds
+        self.resetAfterSeconds = resetAfterSeconds
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case initialSeconds, maxSeconds, resetAfterSeconds }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        initialSeconds = try container.decodeIfPresent(Double.self, forKey: .initialSeconds) ?? 1
+        maxSeconds = try container.decodeIfPresent(Double.self, forKey: .maxSeconds) ?? 300
+        resetAfterSeconds = try container.decodeIfPresent(Double.self, forKey: .resetAfterSeconds) ?? 600
+    }
+
+    /// The delay before restart number `restart` (0 is the first restart of a run of failures).
+    public func delay(forRestart restart: Int) -> Double {
+        let exponent = Double(min(max(restart, 0), 60))
+        return min(maxSeconds, initialSeconds * pow2(exponent))
+    }
+
+    private func pow2(_ exponent: Double) -> Double {
+        var value = 1.0
+        var remaining = Int(exponent)
+        while remaining > 0 && value < 1e12 { value *= 2; remaining -= 1 }
+        return value
+    }
+
+    func validate(at path: String) -> [ValidationProblem] {
+        var problems: [ValidationProblem] = []
+        if initialSeconds < 0 { problems.append(ValidationProblem(path: "\(path).initialSeconds", message: "\(initialSeconds) is negative")) }
+        if maxSeconds < initialSeconds { problems.append(ValidationProblem(path: "\(path).maxSeconds", message: "\(maxSeconds) is below initialSeconds (\(initialSeconds))")) }
+        if resetAfterSeconds < 0 { problems.append(ValidationProblem(path: "\(path).resetAfterSeconds", message: "\(resetAfterSeconds) is negative")) }
+        return problems
+    }
+}
+
+/// How a workload replaces its instances when its template changes: at most `maxSurge`
+/// instances above `replicas`, at most `maxUnavailable` below it (counting only Ready ones).
+public struct RolloutStrategy: Codable, Sendable, Hashable {
+    public var maxSurge: Int
+    public var maxUnavailable: Int
+
+    public init(maxSurge: Int = 1, maxUnavailable: Int = 0) {
+        self.maxSurge = maxSurge
+        self.maxUnavailable = maxUnavailable
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case maxSurge, maxUnavailable }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        maxSurge = try container.decodeIfPresent(Int.self, forKey: .maxSurge) ?? 1
+        maxUnavailable = try container.decodeIfPresent(Int.self, forKey: .maxUnavailable) ?? 0
+    }
+
+    func validate(at path: String) -> [ValidationProblem] {
+        var problems: [ValidationProblem] = []
+        if maxSurge < 0 { problems.append(ValidationProblem(path: "\(path).maxSurge", message: "\(maxSurge) is negative")) }
+        if maxUnavailable < 0 { problems.append(ValidationProblem(path: "\(path).maxUnavailable", message: "\(maxUnavailable) is negative")) }
+        if maxSurge == 0 && maxUnavailable == 0 {
+            problems.append(ValidationProblem(path: path, message: "maxSurge and maxUnavailable are both 0, so no update could ever proceed; raise one of them"))
+        }
+        return problems
+    }
+}

@@ -1,0 +1,244 @@
+import AsyncHTTPClient
+import CapstanAPI
+import CapstanCore
+import CapstanStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import PluginHost
+
+/// The HTTP API: `/v1/<kind>[/<name>]`, `/v1/watch/<kind>`, `/v1/instances/<name>/log`,
+/// `/v1/plugins`, `/healthz`, `/readyz`, `/metrics`. Every answer is JSON; errors carry an
+/// ``ErrorBody`` (400 malformed, 404, 409 conflict, 410 watch too old, 413 too large,
+/// 422 invalid with every field path).
+struct APIRoutes: Sendable {
+    let writer: StoreWriter
+    let metrics: ServerMetrics
+    let plugins: @Sendable () async -> [PluginInfo]
+    let isReady: @Sendable () -> Bool
+
+    var store: ResourceStore { writer.store }
+
+    func router() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        route(router, .get, "/healthz", "healthz") { _, _ in text("ok\n") }
+        route(router, .get, "/readyz", "readyz") { _, _ in
+            guard isReady() else { throw APIFailure(.serviceUnavailable, "Unavailable", "the control plane is starting") }
+            _ = try? store.revision
+            return text("ok\n")
+        }
+        route(router, .get, "/metrics", "metrics") { _, _ in
+            if let revision = try? store.revision { metrics.revision.set(Double(revision)) }
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
+        }
+        route(router, .get, "/v1/plugins", "plugins") { _, _ in try json(await plugins()) }
+        route(router, .get, "/v1/watch/{plural}", "watch") { request, context in try watch(request, context) }
+        // Hummingbird's trie does not fall back from a constant segment to a parameter, so the log
+        // route is `/v1/{plural}/{name}/log` and checks the kind itself.
+        route(router, .get, "/v1/{plural}/{name}/log", "log") { request, context in
+            guard try kind(context).kind == "Instance" else { throw APIFailure.notFound("only instances have logs") }
+            return try await log(request, context)
+        }
+        route(router, .get, "/v1/{plural}", "list") { request, context in try await list(request, context) }
+        route(router, .post, "/v1/{plural}", "create") { request, context in try await create(request, context) }
+        route(router, .get, "/v1/{plural}/{name}", "get") { _, context in
+            let kind = try kind(context)
+            let name = try name(context)
+            guard let object = try await writer.read({ store throws(StoreError) in try store.get(kind: kind.kind, name: name) }) else {
+                throw APIFailure.notFound("\(kind.kind) \"\(name)\" not found")
+            }
+            return try json(object)
+        }
+        route(router, .put, "/v1/{plural}/{name}", "update") { request, context in try await update(request, context) }
+        route(router, .delete, "/v1/{plural}/{name}", "delete") { request, context in try await delete(request, context) }
+        return router
+    }
+
+    // MARK: Handlers
+
+    private func list(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let kind = try kind(context)
+        let filter = try ObjectFilter { request.uri.queryParameters.get($0) }
+        let (items, revision) = try await writer.read { store throws(StoreError) in try store.list(kind: kind.kind) }
+        return try json(ObjectList(kind: "\(kind.kind)List", revision: revision, items: items.filter(filter.matches)))
+    }
+
+    private func create(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let kind = try kind(context)
+        var object = try await RequestDecoding.object(from: request)
+        guard object.kind == kind.kind else {
+            throw APIFailure.badRequest("kind: \"\(object.kind)\" cannot be created under /v1/\(kind.plural); send it to /v1/\(ResourceKind.kind(object.kind)?.plural ?? "?")")
+        }
+        object.metadata.revision = nil
+        object.metadata.deletionTimestamp = nil
+        return try json(try await writer.create(object), status: .created)
+    }
+
+    private func update(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let kind = try kind(context)
+        let name = try name(context)
+        let object = try await RequestDecoding.object(from: request)
+        guard object.kind == kind.kind, object.name == name else {
+            throw APIFailure.badRequest("the body is \(object.kind) \"\(object.name)\" but the path names \(kind.kind) \"\(name)\"")
+        }
+        return try json(try await writer.update(object))
+    }
+
+    /// Instances bound to a node are stopped by their agent first: the delete marks them
+    /// (`deletionTimestamp`, 202) and the agent removes them once stopped. `force=true` removes
+    /// at once; other kinds are removed at once (a workload's instances follow through its
+    /// controller).
+    private func delete(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let kind = try kind(context)
+        let name = try name(context)
+        let query = request.uri.queryParameters
+        let revision = try query.get("revision").map { text in
+            guard let value = UInt64(text) else { throw APIFailure.badRequest("revision: \"\(text)\" is not a revision number") }
+            return value
+        }
+        let force = query.get("force") == "true"
+        if kind.kind == "Instance" && !force {
+            guard let stored = try await writer.read({ store throws(StoreError) in try store.get(kind: kind.kind, name: name) }) else {
+                throw APIFailure.notFound("Instance \"\(name)\" not found")
+            }
+            if case .instance(var instance) = stored, instance.spec.nodeName != nil {
+                if let revision, revision != instance.metadata.revision {
+                    throw APIFailure(StoreError.conflict(kind: kind.kind, name: name, expected: revision, stored: instance.metadata.revision ?? 0))
+                }
+                if instance.metadata.deletionTimestamp != nil { return try json(AnyResource.instance(instance), status: .accepted) }
+                instance.metadata.deletionTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
+                return try json(try await writer.update(.instance(instance)), status: .accepted)
+            }
+        }
+        return try json(try await writer.delete(kind: kind.kind, name: name, revision: revision))
+    }
+
+    /// Newline-delimited ``WatchEvent``s after `revision` (or from now), filtered like a list.
+    private func watch(_ request: Request, _ context: BasicRequestContext) throws -> Response {
+        let kind = try kind(context)
+        let query = request.uri.queryParameters
+        let filter = try ObjectFilter { query.get($0) }
+        var after: UInt64?
+        if let text = query.get("revision") {
+            guard let value = UInt64(text) else { throw APIFailure.badRequest("revision: \"\(text)\" is not a revision number") }
+            after = value
+        }
+        let subscription: BusSubscription<ResourceEvent>
+        do {
+            subscription = try store.bus.subscribe(to: .resources, after: after ?? (try store.revision))
+        } catch let error as BusError {
+            if case .revisionTooOld = error { throw APIFailure(.gone, "Gone", error.description) }
+            throw APIFailure(.serviceUnavailable, "Unavailable", error.description)
+        }
+        let metrics = self.metrics
+        metrics.watchers.increment(by: 1)
+        return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: ResponseBody { writer in
+            defer {
+                subscription.cancel()
+                metrics.watchers.decrement(by: 1)
+            }
+            let encoder = JSONEncoder()
+            for await delivery in subscription {
+                switch delivery {
+                case .event(let revision, let event):
+                    guard event.object.kind == kind.kind, filter.matches(event.object) else { continue }
+                    var line = try encoder.encode(WatchEvent(event, revision: revision))
+                    line.append(UInt8(ascii: "\n"))
+                    try await writer.write(ByteBuffer(bytes: line))
+                case .resync(let revision):
+                    var line = try encoder.encode(WatchEvent(type: .resync, revision: revision))
+                    line.append(UInt8(ascii: "\n"))
+                    try await writer.write(ByteBuffer(bytes: line))
+                    try await writer.finish(nil)
+                    return
+                }
+            }
+            try await writer.finish(nil)
+        })
+    }
+
+    /// Reads an instance's output from its node's agent.
+    private func log(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let name = try name(context)
+        guard case .instance(let instance)? = try await writer.read({ store throws(StoreError) in try store.get(kind: "Instance", name: name) }) else {
+            throw APIFailure.notFound("Instance \"\(name)\" not found")
+        }
+        guard let nodeName = instance.spec.nodeName else {
+            throw APIFailure(.badRequest, "NotScheduled", "instance \"\(name)\" is not on a node yet, so it has no output")
+        }
+        guard case .node(let node)? = try await writer.read({ store throws(StoreError) in try store.get(kind: "Node", name: nodeName) }),
+              let address = node.spec.agentAddress else {
+            throw APIFailure(.serviceUnavailable, "Unavailable", "node \"\(nodeName)\" has no agent address; is its agent running?")
+        }
+        var url = "\(address)/v1/instances/\(name)/log"
+        if let query = request.uri.query { url += "?" + query }
+        let response: HTTPClientResponse
+        let body: ByteBuffer
+        do {
+            response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
+            body = try await response.body.collect(upTo: 64 << 20)
+        } catch {
+            throw APIFailure(.badGateway, "Unavailable", "the agent of node \"\(nodeName)\" at \(address) did not answer: \(error)")
+        }
+        var answer = Response(status: .init(code: Int(response.status.code)), headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: body))
+        if let next = response.headers.first(name: LogHeaders.nextOffset), let field = APIRoutes.nextOffsetField {
+            answer.headers[field] = next
+        }
+        return answer
+    }
+
+    // MARK: Plumbing
+
+    static let nextOffsetField = HTTPField.Name(LogHeaders.nextOffset)
+
+    private func kind(_ context: BasicRequestContext) throws -> ResourceKind {
+        let plural = context.parameters.get("plural") ?? ""
+        guard let kind = ResourceKind.plural(plural) else {
+            throw APIFailure.notFound("/v1/\(plural): no such kind; the API serves \(ResourceKind.names)")
+        }
+        return kind
+    }
+
+    private func name(_ context: BasicRequestContext) throws -> String {
+        guard let name = context.parameters.get("name"), !name.isEmpty else { throw APIFailure.badRequest("the path names no object") }
+        return name
+    }
+
+    /// Registers a handler that answers failures as ``ErrorBody`` JSON and records its latency.
+    private func route(_ router: Router<BasicRequestContext>, _ method: HTTPRequest.Method, _ path: RouterPath, _ name: String, _ handler: @escaping @Sendable (Request, BasicRequestContext) async throws -> Response) {
+        let metrics = self.metrics
+        router.on(path, method: method) { request, context -> Response in
+            let started = ContinuousClock.now
+            let response: Response
+            do {
+                response = try await handler(request, context)
+            } catch let failure as APIFailure {
+                response = failureResponse(failure)
+            } catch let error as StoreError {
+                response = failureResponse(APIFailure(error))
+            } catch let error as HTTPError {
+                response = failureResponse(APIFailure(error.status, error.status.reasonPhrase.replacingOccurrences(of: " ", with: ""), error.body ?? error.status.reasonPhrase))
+            } catch {
+                response = failureResponse(APIFailure(.internalServerError, "Internal", "\(error)"))
+            }
+            metrics.recordRequest(method: method.rawValue, route: name, code: response.status.code, duration: ContinuousClock.now - started)
+            return response
+        }
+    }
+}
+
+private func failureResponse(_ failure: APIFailure) -> Response {
+    let data = (try? JSONEncoder().encode(failure.body)) ?? Data()
+    return Response(status: failure.status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+}
+
+private func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = .sortedKeys
+    return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+}
+
+private func text(_ value: String) -> Response {
+    Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: value)))
+}

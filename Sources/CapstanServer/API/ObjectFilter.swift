@@ -1,0 +1,39 @@
+import CapstanCore
+
+/// The query filters of list and watch: `labelSelector=k=v,k2=v2`, `nodeName=` (instances),
+/// `owner=Kind/name`, `involvedObject=Kind/name` (events).
+struct ObjectFilter: Sendable {
+    var labels: [(String, String)] = []
+    var nodeName: String?
+    var owner: String?
+    var involvedObject: String?
+
+    /// - Parameter query: looks up a query parameter.
+    init(_ query: (String) -> String?) throws {
+        if let selector = query("labelSelector"), !selector.isEmpty {
+            for term in selector.split(separator: ",") {
+                let parts = term.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, !parts[0].isEmpty else {
+                    throw APIFailure.badRequest("labelSelector: \"\(term)\" is not key=value")
+                }
+                labels.append((parts[0], parts[1]))
+            }
+        }
+        nodeName = query("nodeName")
+        owner = query("owner")
+        involvedObject = query("involvedObject")
+    }
+
+    func matches(_ object: AnyResource) -> Bool {
+        let metadata = object.metadata
+        for (key, value) in labels where metadata.labels[key] != value { return false }
+        if let owner, metadata.owner != owner { return false }
+        if let nodeName {
+            guard case .instance(let instance) = object, instance.spec.nodeName == nodeName else { return false }
+        }
+        if let involvedObject {
+            guard case .event(let event) = object, event.spec.involvedObject == involvedObject else { return false }
+        }
+        return true
+    }
+}

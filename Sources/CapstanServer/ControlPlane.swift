@@ -1,0 +1,107 @@
+import AsyncHTTPClient
+import CapstanAPI
+import CapstanCore
+import CapstanStore
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import PluginHost
+import ServiceLifecycle
+import Synchronization
+
+/// Everything `capstan server` runs: the store (SQLite in the data directory), the HTTP API,
+/// the scheduler loop and the workload controller, as services of one ``ServiceGroup``.
+public final class ControlPlane: Sendable {
+    public struct Options: Sendable {
+        /// Where `capstan.db` lives.
+        public var dataDirectory: String
+        public var host: String
+        /// 0 picks a free port; ``ControlPlane/address`` tells which once listening.
+        public var port: Int
+        public var heartbeatTimeout: Double
+
+        public init(dataDirectory: String, host: String = "127.0.0.1", port: Int = 7070, heartbeatTimeout: Double = 40) {
+            self.dataDirectory = dataDirectory
+            self.host = host
+            self.port = port
+            self.heartbeatTimeout = heartbeatTimeout
+        }
+    }
+
+    public let options: Options
+    public let bus: EventBus
+    public let store: ResourceStore
+    public let writer: StoreWriter
+    public let plugins: PluginHost
+    public let metrics = ServerMetrics()
+    private let listening = Mutex<String?>(nil)
+
+    /// Opens the store. The plugins are the server's own (scheduler plugins run here).
+    public init(options: Options, plugins: PluginHost) throws(StoreError) {
+        self.options = options
+        self.plugins = plugins
+        bus = EventBus(subscriberCapacity: 16_384, replayWindow: 16_384)
+        store = try ResourceStore(path: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("capstan.db").path, bus: bus)
+        writer = StoreWriter(store: store)
+    }
+
+    /// `http://host:port` once the API listens; nil if cancelled first.
+    public var address: String? {
+        get async {
+            while !Task.isCancelled {
+                if let address = listening.withLock({ $0 }) { return address }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            return nil
+        }
+    }
+
+    /// The services to run, in start order: the API last, so it answers only once the loops run.
+    public func services(logger: Logger) -> [any ServiceLifecycle.Service] {
+        let scheduler = SchedulerLoop(writer: writer, host: plugins, metrics: metrics, heartbeatTimeout: options.heartbeatTimeout)
+        let workloads = WorkloadController(writer: writer)
+        let routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { true })
+        let app = Application(
+            router: routes.router(),
+            configuration: .init(address: .hostname(options.host, port: options.port), serverName: "capstan"),
+            onServerRunning: { [self] channel in
+                let port = channel.localAddress?.port ?? options.port
+                let address = "http://\(options.host):\(port)"
+                listening.withLock { $0 = address }
+                try? (address + "\n").write(toFile: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("server.address").path, atomically: true, encoding: .utf8)
+                logger.info("capstan server listening on \(address), data in \(options.dataDirectory)")
+            },
+            logger: logger
+        )
+        return [scheduler, workloads, app, BusShutdown(bus: bus)]
+    }
+
+    /// The server's plugins and each registered node's, as the agents report them.
+    func pluginInfo() async -> [PluginInfo] {
+        let defaults = plugins.registry.defaults
+        var all = plugins.registry.entries.map {
+            PluginInfo(name: $0.name, kind: "\($0.kind)", library: $0.library, isDefault: defaults[$0.kind] == $0.name, loadedBy: "server")
+        }
+        let nodes = (try? store.list(kind: "Node").items) ?? []
+        for case .node(let node) in nodes {
+            guard let address = node.spec.agentAddress else { continue }
+            guard let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: "\(address)/v1/plugins"), timeout: .seconds(2)),
+                  let body = try? await response.body.collect(upTo: 1 << 20),
+                  let list = try? JSONDecoder().decode([PluginInfo].self, from: Data(body.readableBytesView)) else { continue }
+            all += list
+        }
+        return all
+    }
+}
+
+/// Finishes the bus on graceful shutdown, which ends every watch stream and controller loop.
+/// Last in the group, so it is shut down first (services stop in reverse order): the API's
+/// graceful stop would otherwise wait for its open watch streams.
+struct BusShutdown: ServiceLifecycle.Service {
+    let bus: EventBus
+    func run() async throws {
+        try? await gracefulShutdown()
+        bus.finish()
+    }
+}

@@ -1,0 +1,198 @@
+import CapstanAPI
+import CapstanCore
+import CapstanScheduling
+import CapstanSDK
+import CapstanStore
+import Foundation
+import PluginHost
+import ServiceLifecycle
+
+/// Binds pending instances to nodes, like kube-scheduler's loop.
+///
+/// - Keeps a cache of nodes and of what bound instances request, fed by the store's changes.
+/// - Each pass takes every pending instance, groups them by the profile their template names
+///   (or the configured default), and places each with a ``SchedulingFramework`` built on the
+///   cache. A binding is a store write (compare-and-swap on the instance's revision); the
+///   writes of one pass go out together, so they share commits.
+/// - An instance that fits nowhere gets a `FailedScheduling` event with the reasons and waits:
+///   it is tried again only when the cluster changed (a node came, changed or freed capacity),
+///   or after ``retryPeriod`` — never in a hot loop.
+/// - Only nodes that are ready, not cordoned, and heard from within ``heartbeatTimeout`` count.
+final class SchedulerLoop: ServiceLifecycle.Service {
+    let writer: StoreWriter
+    let host: PluginHost
+    let metrics: ServerMetrics
+    let heartbeatTimeout: Double
+    let retryPeriod: Duration
+    private let recorder: EventRecorder
+
+    init(writer: StoreWriter, host: PluginHost, metrics: ServerMetrics, heartbeatTimeout: Double = 40, retryPeriod: Duration = .seconds(30)) {
+        self.writer = writer
+        self.host = host
+        self.metrics = metrics
+        self.heartbeatTimeout = heartbeatTimeout
+        self.retryPeriod = retryPeriod
+        self.recorder = EventRecorder(writer: writer, source: "scheduler")
+    }
+
+    /// What the loop knows of the cluster.
+    struct Cache {
+        var nodes: [String: Node] = [:]
+        /// Instance → its node and requests, for bound instances that still hold resources.
+        var bound: [String: (node: String, requests: ResourceVector)] = [:]
+        /// Requests per node, summed over `bound`.
+        var requested: [String: ResourceVector] = [:]
+        var pending: [String: Instance] = [:]
+        /// Bumped whenever capacity may have appeared: a node added or changed, an instance gone.
+        var generation = 0
+        /// Unschedulable instance → the generation it failed at, and when.
+        var failed: [String: (generation: Int, at: ContinuousClock.Instant)] = [:]
+
+        mutating func apply(_ event: ResourceEvent) {
+            switch event.object {
+            case .node(let node):
+                if event.change == .deleted {
+                    nodes[node.metadata.name] = nil
+                } else {
+                    let before = nodes[node.metadata.name]
+                    nodes[node.metadata.name] = node
+                    // A heartbeat alone changes no capacity; do not wake unschedulables for it.
+                    if before?.status.allocatable != node.status.allocatable || before?.status.ready != node.status.ready || before?.spec != node.spec {
+                        generation += 1
+                    }
+                }
+            case .instance(let instance):
+                let name = instance.metadata.name
+                let holdsResources = event.change != .deleted && instance.spec.nodeName != nil
+                    && instance.status.phase != .succeeded && instance.status.phase != .failed
+                if let nodeName = instance.spec.nodeName, holdsResources {
+                    if bound[name] == nil {
+                        let requests = instance.spec.template.resources.requests.vector
+                        bound[name] = (nodeName, requests)
+                        requested[nodeName, default: ResourceVector()] += requests
+                    }
+                } else if let previous = bound.removeValue(forKey: name) {
+                    requested[previous.node, default: ResourceVector()] -= previous.requests
+                    generation += 1
+                }
+                if event.change != .deleted, instance.spec.nodeName == nil, instance.metadata.deletionTimestamp == nil {
+                    pending[name] = instance
+                } else {
+                    pending[name] = nil
+                    failed[name] = nil
+                }
+            default:
+                break
+            }
+        }
+
+        func snapshots(now: Double, heartbeatTimeout: Double) -> [NodeSnapshot] {
+            var snapshots: [NodeSnapshot] = []
+            for node in nodes.values.sorted(by: { $0.metadata.name < $1.metadata.name }) {
+                guard node.status.ready, !node.spec.unschedulable,
+                      let beat = node.status.lastHeartbeat, now - beat.secondsSinceEpoch <= heartbeatTimeout else { continue }
+                var snapshot = NodeSnapshot(node: node, index: snapshots.count)
+                snapshot.requested = requested[node.metadata.name] ?? ResourceVector()
+                snapshots.append(snapshot)
+            }
+            return snapshots
+        }
+    }
+
+    func run() async throws {
+        let store = writer.store
+        let subscription = try store.bus.subscribe(to: .resources, after: try store.revision)
+        var cache = Cache()
+        for kind in ["Node", "Instance"] {
+            for object in try store.list(kind: kind).items { cache.apply(ResourceEvent(.added, object)) }
+        }
+        // Ends when the bus finishes (graceful shutdown).
+        await pass(&cache)
+        for await batch in ChangeFeed(subscription: subscription).batches(every: .seconds(5)) {
+            for case .event(_, let event) in batch { cache.apply(event) }
+            if batch.contains(where: { if case .resync = $0 { true } else { false } }) {
+                cache = Cache()
+                for kind in ["Node", "Instance"] {
+                    for object in (try? store.list(kind: kind).items) ?? [] { cache.apply(ResourceEvent(.added, object)) }
+                }
+            }
+            await pass(&cache)
+        }
+    }
+
+    /// Places every pending instance that is due.
+    func pass(_ cache: inout Cache) async {
+        let clock = ContinuousClock()
+        let now = clock.now
+        let due = cache.pending.values.filter { instance in
+            guard let failure = cache.failed[instance.metadata.name] else { return true }
+            return failure.generation < cache.generation || now - failure.at >= retryPeriod
+        }.sorted { ($0.metadata.creationTimestamp ?? Timestamp(secondsSinceEpoch: 0), $0.metadata.name) < ($1.metadata.creationTimestamp ?? Timestamp(secondsSinceEpoch: 0), $1.metadata.name) }
+        guard !due.isEmpty else { return }
+        let wall = Date().timeIntervalSince1970
+        var byProfile: [String?: [Instance]] = [:]
+        for instance in due { byProfile[instance.spec.template.scheduler, default: []].append(instance) }
+
+        var bindings: [(Instance, Placement)] = []
+        var failures: [(Instance, String)] = []
+        for (profileName, instances) in byProfile.sorted(by: { ($0.key ?? "") < ($1.key ?? "") }) {
+            guard let profile = host.schedulingProfile(named: profileName) else {
+                let wanted = profileName ?? host.defaultScheduler ?? "(default)"
+                for instance in instances { failures.append((instance, "no scheduler profile or plugin named \"\(wanted)\" is loaded on the server; see `capstan plugins list`")) }
+                continue
+            }
+            let framework = SchedulingFramework(profile: profile, nodes: cache.snapshots(now: wall, heartbeatTimeout: heartbeatTimeout))
+            for instance in instances {
+                let started = clock.now
+                let decision = framework.schedule(SchedulingUnit(name: instance.metadata.name, template: instance.spec.template))
+                metrics.recordDecision(profile: profile.name, placed: decision.placement != nil, duration: clock.now - started)
+                switch decision {
+                case .placed(let placement):
+                    bindings.append((instance, placement))
+                    // Count it at once, so the next profile's snapshots see it.
+                    cache.apply(ResourceEvent(.modified, .instance(bound(instance, to: placement.nodeName))))
+                case .unschedulable(let why):
+                    failures.append((instance, why.description))
+                }
+            }
+            metrics.add(framework.metrics)
+        }
+        for (instance, _) in failures { cache.failed[instance.metadata.name] = (cache.generation, now) }
+        await withTaskGroup(of: Void.self) { group in
+            for (instance, placement) in bindings {
+                group.addTask { await self.bind(instance, to: placement.nodeName) }
+            }
+            for (instance, reason) in failures {
+                group.addTask { await self.markUnschedulable(instance, reason: reason) }
+            }
+        }
+    }
+
+    private func bound(_ instance: Instance, to node: String) -> Instance {
+        var bound = instance
+        bound.spec.nodeName = node
+        bound.status.phase = .scheduled
+        bound.status.reason = nil
+        bound.status.message = nil
+        return bound
+    }
+
+    /// The binding write. A conflict means the instance changed (deleted, bound elsewhere); the
+    /// change comes back through the feed and the cache corrects itself.
+    private func bind(_ instance: Instance, to node: String) async {
+        do {
+            _ = try await writer.update(.instance(bound(instance, to: node)))
+        } catch {
+            // The feed brings the instance's real state; nothing else to do.
+        }
+    }
+
+    private func markUnschedulable(_ instance: Instance, reason: String) async {
+        await recorder.record("Instance/\(instance.metadata.name)", reason: "FailedScheduling", message: reason, type: .warning)
+        guard instance.status.reason != "Unschedulable" || instance.status.message != reason else { return }
+        var marked = instance
+        marked.status.reason = "Unschedulable"
+        marked.status.message = reason
+        _ = try? await writer.update(.instance(marked))
+    }
+}

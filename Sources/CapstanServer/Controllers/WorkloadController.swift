@@ -1,0 +1,219 @@
+import CapstanAPI
+import CapstanCore
+import CapstanStore
+import Foundation
+import ServiceLifecycle
+
+/// Keeps each Workload's instances: as many as `replicas`, of its current template, replaced by
+/// a rolling update when the template changes; and its status (replicas, ready, updated).
+///
+/// - Instance names are deterministic: `<workload>-<template hash>-<ordinal>`. Scaling up takes
+///   the lowest free ordinals, scaling down removes the highest.
+/// - A rolling update creates instances of the new template while the total stays within
+///   `replicas + maxSurge`, and removes old ones while the Ready count stays at least
+///   `replicas - maxUnavailable` (old instances that are not Ready go first, as they count for
+///   nothing).
+/// - Removing an instance on a node is graceful: it is marked for deletion and its agent stops it
+///   within the template's grace period, then deletes it. A deleted workload's instances go the
+///   same way.
+/// - Restarts (backoff, probes) are the agents' job: an instance's process restarting does not
+///   make a new instance.
+final class WorkloadController: ServiceLifecycle.Service {
+    let writer: StoreWriter
+    private let recorder: EventRecorder
+
+    init(writer: StoreWriter) {
+        self.writer = writer
+        self.recorder = EventRecorder(writer: writer, source: "workload-controller")
+    }
+
+    struct Cache {
+        var workloads: [String: Workload] = [:]
+        /// Owner workload name → its instances by name.
+        var instances: [String: [String: Instance]] = [:]
+
+        /// Applies a change; returns the workload it concerns, if any.
+        mutating func apply(_ event: ResourceEvent) -> String? {
+            switch event.object {
+            case .workload(let workload):
+                let name = workload.metadata.name
+                if event.change == .deleted { workloads[name] = nil } else { workloads[name] = workload }
+                return name
+            case .instance(let instance):
+                guard let owner = instance.metadata.owner, owner.hasPrefix("Workload/") else { return nil }
+                let name = String(owner.dropFirst("Workload/".count))
+                if event.change == .deleted {
+                    instances[name]?[instance.metadata.name] = nil
+                    if instances[name]?.isEmpty == true { instances[name] = nil }
+                } else {
+                    instances[name, default: [:]][instance.metadata.name] = instance
+                }
+                return name
+            default:
+                return nil
+            }
+        }
+    }
+
+    func run() async throws {
+        let store = writer.store
+        let subscription = try store.bus.subscribe(to: .resources, after: try store.revision)
+        var cache = Cache()
+        func relist() {
+            cache = Cache()
+            for kind in ["Workload", "Instance"] {
+                for object in (try? store.list(kind: kind).items) ?? [] { _ = cache.apply(ResourceEvent(.added, object)) }
+            }
+        }
+        relist()
+        // Ends when the bus finishes (graceful shutdown).
+        await reconcile(Set(cache.workloads.keys).union(cache.instances.keys), cache)
+        for await batch in ChangeFeed(subscription: subscription).batches(every: .seconds(30)) {
+            var dirty = Set<String>()
+            for delivery in batch {
+                switch delivery {
+                case .event(_, let event):
+                    if let name = cache.apply(event) { dirty.insert(name) }
+                case .resync:
+                    relist()
+                    dirty.formUnion(cache.workloads.keys)
+                    dirty.formUnion(cache.instances.keys)
+                }
+            }
+            if batch.isEmpty {
+                // The periodic resync: everything, in case a write failed.
+                dirty.formUnion(cache.workloads.keys)
+                dirty.formUnion(cache.instances.keys)
+            }
+            await reconcile(dirty, cache)
+        }
+    }
+
+    /// Reconciles the named workloads; their writes go out concurrently (one group commit).
+    func reconcile(_ names: Set<String>, _ cache: Cache) async {
+        var operations: [StoreOperation] = []
+        var events: [(String, String, String)] = []
+        for name in names.sorted() {
+            let owned = Array((cache.instances[name] ?? [:]).values)
+            let plan = Self.plan(workload: cache.workloads[name], owned: owned)
+            operations += plan.operations
+            events += plan.events.map { ("Workload/\(name)", $0.reason, $0.message) }
+        }
+        guard !operations.isEmpty || !events.isEmpty else { return }
+        await withTaskGroup(of: Void.self) { group in
+            for operation in operations {
+                group.addTask { _ = try? await self.writer.perform(operation) }
+            }
+            for (object, reason, message) in events {
+                group.addTask { await self.recorder.record(object, reason: reason, message: message) }
+            }
+        }
+    }
+
+    struct Plan {
+        var operations: [StoreOperation] = []
+        var events: [(reason: String, message: String)] = []
+    }
+
+    /// What to write for one workload: pure, so tests can drive it.
+    static func plan(workload: Workload?, owned: [Instance]) -> Plan {
+        var plan = Plan()
+        let live = owned.filter { $0.metadata.deletionTimestamp == nil }
+        guard let workload else {
+            for instance in live { plan.operations.append(remove(instance)) }
+            return plan
+        }
+        let hash = TemplateHash.of(workload.spec)
+        let replicas = workload.spec.replicas
+        let current = live.filter { $0.metadata.labels[WellKnown.templateHashLabel] == hash }
+        let old = live.filter { $0.metadata.labels[WellKnown.templateHashLabel] != hash }
+        let strategy = workload.spec.strategy
+        var removing = Set<String>()
+
+        // How many of the current template to add, within the surge budget during an update.
+        var toCreate = max(0, replicas - current.count)
+        if !old.isEmpty { toCreate = min(toCreate, max(0, replicas + strategy.maxSurge - live.count)) }
+        let taken = Set(current.compactMap { ordinal(of: $0.metadata.name) })
+        var next = 0
+        var created = 0
+        while created < toCreate {
+            if !taken.contains(next) {
+                plan.operations.append(.create(.instance(makeInstance(workload, hash: hash, ordinal: next))))
+                created += 1
+            }
+            next += 1
+        }
+        if created > 0 {
+            plan.events.append(("ScalingUp", "creating \(created) instance(s) of template \(hash)"))
+        }
+
+        // Extra instances of the current template: highest ordinals first.
+        let surplus = current.count - replicas
+        if surplus > 0 {
+            for instance in current.sorted(by: { (ordinal(of: $0.metadata.name) ?? 0) > (ordinal(of: $1.metadata.name) ?? 0) }).prefix(surplus) {
+                plan.operations.append(remove(instance))
+                removing.insert(instance.metadata.name)
+            }
+            plan.events.append(("ScalingDown", "removing \(surplus) instance(s)"))
+        }
+
+        // Old instances: the ones not Ready go at once; Ready ones while enough stay available.
+        if !old.isEmpty {
+            let minAvailable = max(0, replicas - strategy.maxUnavailable)
+            var available = live.filter { $0.status.ready && !removing.contains($0.metadata.name) }.count
+            var removedOld = 0
+            for instance in old.sorted(by: { (!$0.status.ready && $1.status.ready) || ($0.status.ready == $1.status.ready && $0.metadata.name > $1.metadata.name) }) {
+                if instance.status.ready {
+                    guard available - 1 >= minAvailable else { break }
+                    available -= 1
+                }
+                plan.operations.append(remove(instance))
+                removedOld += 1
+            }
+            if removedOld > 0 { plan.events.append(("RollingUpdate", "replacing \(removedOld) old instance(s) with template \(hash)")) }
+        }
+
+        var status = workload.status
+        status.replicas = live.count - removing.count
+        status.readyReplicas = live.filter { $0.status.ready && !removing.contains($0.metadata.name) }.count
+        status.updatedReplicas = current.count - removing.count
+        status.templateHash = hash
+        if status != workload.status {
+            var updated = workload
+            updated.status = status
+            plan.operations.append(.update(.workload(updated)))
+        }
+        return plan
+    }
+
+    /// A graceful removal: instances on a node are marked; the others go at once.
+    static func remove(_ instance: Instance) -> StoreOperation {
+        if instance.spec.nodeName == nil || instance.status.phase == .succeeded || instance.status.phase == .failed && instance.status.pid == nil {
+            return .delete(kind: "Instance", name: instance.metadata.name, revision: nil)
+        }
+        var marked = instance
+        marked.metadata.deletionTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
+        return .update(.instance(marked))
+    }
+
+    static func makeInstance(_ workload: Workload, hash: String, ordinal: Int) -> Instance {
+        let name = instanceName(workload: workload.metadata.name, hash: hash, ordinal: ordinal)
+        var labels = workload.spec.template.labels
+        labels[WellKnown.workloadLabel] = workload.metadata.name
+        labels[WellKnown.templateHashLabel] = hash
+        var instance = Instance(name: name, labels: labels, spec: InstanceSpec(template: workload.spec.template, restartPolicy: workload.spec.restartPolicy, restartBackoff: workload.spec.restartBackoff))
+        instance.metadata.owner = "Workload/\(workload.metadata.name)"
+        return instance
+    }
+
+    static func instanceName(workload: String, hash: String, ordinal: Int) -> String {
+        let suffix = "-\(hash)-\(ordinal)"
+        var prefix = String(workload.prefix(63 - suffix.count))
+        while prefix.hasSuffix("-") { prefix.removeLast() }
+        return prefix + suffix
+    }
+
+    static func ordinal(of name: String) -> Int? {
+        name.split(separator: "-").last.flatMap { Int($0) }
+    }
+}

@@ -1,0 +1,59 @@
+import CapstanScheduling
+import Prometheus
+
+/// What `/metrics` exposes, in Prometheus' text format:
+/// - `capstan_api_request_duration_seconds{method,route,code}`: API latency;
+/// - `capstan_scheduling_duration_seconds{profile,result}`: one scheduling decision;
+/// - `capstan_scheduler_plugin_calls_total{plugin,stage}`, `capstan_scheduler_plugin_seconds_total{plugin}`,
+///   `capstan_scheduler_plugin_errors_total{plugin}`: per-plugin calls, time and reserve failures;
+/// - `capstan_store_revision`, `capstan_watchers`.
+public final class ServerMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    private static let latencyBuckets: [Duration] = [
+        .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5),
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
+    ]
+    let watchers: Gauge
+    let revision: Gauge
+
+    public init() {
+        watchers = registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "capstan", metricName: "watchers", unitName: "", helpText: "Open watch streams."))
+        revision = registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "capstan", metricName: "store_revision", unitName: "", helpText: "The newest store revision."))
+    }
+
+    func recordRequest(method: String, route: String, code: Int, duration: Duration) {
+        registry.makeDurationHistogram(
+            descriptor: MetricNameDescriptor(namespace: "capstan", subsystem: "api", metricName: "request_duration", unitName: "seconds", helpText: "API request latency."),
+            labels: [("method", method), ("route", route), ("code", String(code))],
+            buckets: Self.latencyBuckets
+        ).record(duration)
+    }
+
+    func recordDecision(profile: String, placed: Bool, duration: Duration) {
+        registry.makeDurationHistogram(
+            descriptor: MetricNameDescriptor(namespace: "capstan", metricName: "scheduling_duration", unitName: "seconds", helpText: "Latency of one scheduling decision."),
+            labels: [("profile", profile), ("result", placed ? "placed" : "unschedulable")],
+            buckets: Self.latencyBuckets
+        ).record(duration)
+    }
+
+    /// Adds one pass's per-plugin numbers (the framework's own counters, which start at zero
+    /// for each pass).
+    func add(_ metrics: SchedulerMetrics) {
+        for (name, timing) in metrics.plugins {
+            for (stage, calls) in [("filter", timing.filterCalls), ("score", timing.scoreCalls)] where calls > 0 {
+                registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "capstan", subsystem: "scheduler", metricName: "plugin_calls", unitName: "total", helpText: "Calls into a scheduler plugin, by stage (one call covers a batch of nodes)."), labels: [("plugin", name), ("stage", stage)]).increment(by: Int64(calls))
+            }
+            registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "capstan", subsystem: "scheduler", metricName: "plugin_seconds", unitName: "total", helpText: "Time spent inside a scheduler plugin."), labels: [("plugin", name)]).increment(by: Double(timing.nanoseconds) / 1e9)
+            registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "capstan", subsystem: "scheduler", metricName: "plugin_errors", unitName: "total", helpText: "Reserve failures of a scheduler plugin."), labels: [("plugin", name)]).increment(by: Int64(timing.reserveFailures))
+        }
+    }
+
+    /// The text exposition.
+    public func render() -> [UInt8] {
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return buffer
+    }
+}

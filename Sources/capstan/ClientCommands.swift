@@ -1,0 +1,325 @@
+import ArgumentParser
+import CapstanAPI
+import CapstanCore
+import Foundation
+import PluginHost
+
+/// Reads manifests from files, directories (their .yaml/.yml/.json files, sorted) or `-` (stdin).
+func readManifests(_ paths: [String]) throws -> [AnyResource] {
+    var objects: [AnyResource] = []
+    for path in paths {
+        if path == "-" {
+            let text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            objects += try ManifestReader.parse(text, source: "stdin")
+            continue
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ValidationError("\(path): no such file or directory")
+        }
+        if isDirectory.boolValue {
+            let files = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") || $0.hasSuffix(".json") }.sorted()
+            for file in files { objects += try ManifestReader.read(file: (path as NSString).appendingPathComponent(file)) }
+        } else {
+            objects += try ManifestReader.read(file: path)
+        }
+    }
+    return objects
+}
+
+/// `capstan apply -f`: create what is new, replace what exists (keeping its status).
+struct ApplyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "apply", abstract: "Create or update objects from manifests (files, directories, multi-document YAML, - for stdin).")
+    @OptionGroup var client: ClientOptions
+    @Option(name: .shortAndLong, help: "A manifest file or directory (repeatable).") var filename: [String]
+    @Flag(help: "Wait until every applied workload is rolled out and Ready.") var wait = false
+    @Option(help: "Seconds to wait with --wait.") var timeout: Double = 120
+
+    func run() async throws {
+        let objects = try readManifests(filename)
+        let api = client.client
+        var failed = false
+        for object in objects {
+            do {
+                let ref = "\(object.kind.lowercased())/\(object.name)"
+                if var existing = try await api.fetch(kind: object.kind, name: object.name) {
+                    var updated = object
+                    updated.metadata.revision = existing.metadata.revision
+                    updated.metadata.owner = updated.metadata.owner ?? existing.metadata.owner
+                    updated = Self.keepingStatus(updated, of: existing)
+                    existing.metadata.revision = nil
+                    _ = try await api.update(updated)
+                    print("\(ref) configured")
+                } else {
+                    _ = try await api.create(object)
+                    print("\(ref) created")
+                }
+            } catch let error as APIError {
+                failed = true
+                FileHandle.standardError.write(Data("error: \(object.kind.lowercased())/\(object.name): \(error)\n".utf8))
+                if error.status == 0 { throw ExitCode(CLIExit.unreachable) }
+            }
+        }
+        if failed { throw ExitCode(CLIExit.refused) }
+        if wait {
+            for case .workload(let workload) in objects {
+                try await RolloutCommand.waitForRollout(api: api, name: workload.metadata.name, timeout: timeout)
+            }
+        }
+    }
+
+    /// Status belongs to the cluster, not to the manifest.
+    static func keepingStatus(_ object: AnyResource, of existing: AnyResource) -> AnyResource {
+        switch (object, existing) {
+        case (.workload(var new), .workload(let old)): new.status = old.status; return .workload(new)
+        case (.instance(var new), .instance(let old)): new.status = old.status; return .instance(new)
+        case (.node(var new), .node(let old)): new.status = old.status; return .node(new)
+        default: return object
+        }
+    }
+}
+
+/// `capstan get KIND [NAME]`.
+struct GetCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "get", abstract: "List objects of a kind, or show one.")
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "The kind: instances (inst, i), workloads (wl), nodes (no), events (ev), services, volumes…") var kind: String
+    @Argument(help: "One object's name.") var name: String?
+    @Option(name: .shortAndLong, help: "table, wide, json or yaml.") var output = "table"
+    @Option(name: .shortAndLong, help: "Only objects with these labels (k=v,k2=v2).") var selector: String?
+    @Flag(name: .shortAndLong, help: "After listing, print each change as it happens.") var watch = false
+
+    func run() async throws {
+        let kind = try resourceKind(kind)
+        guard let format = OutputFormat(rawValue: output) else { throw ValidationError("-o \(output): use table, wide, json or yaml") }
+        let api = client.client
+        var query: [String: String] = [:]
+        if let selector { query["labelSelector"] = selector }
+        do {
+            let revision: UInt64
+            if let name {
+                let object = try await api.get(kind, name)
+                print(try ResourceTable.render([object], kind: kind, format: format))
+                revision = object.metadata.revision ?? 0
+            } else {
+                let list = try await api.list(kind, query: query)
+                if list.items.isEmpty && !watch {
+                    FileHandle.standardError.write(Data("No \(kind.plural) found.\n".utf8))
+                } else {
+                    print(try ResourceTable.render(list.items, kind: kind, format: format))
+                }
+                revision = list.revision
+            }
+            guard watch else { return }
+            for try await event in try await api.watch(kind, after: revision, query: query) {
+                guard let object = event.object, name == nil || object.name == name else { continue }
+                print(try ResourceTable.render([object], kind: kind, format: format, headers: false))
+            }
+        } catch let error as APIError {
+            throw CLIExit.fail(error)
+        }
+    }
+}
+
+/// `capstan describe KIND NAME`: the object and its recent events.
+struct DescribeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "describe", abstract: "Show an object in detail, with its recent events.")
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "The kind.") var kind: String
+    @Argument(help: "The name.") var name: String
+
+    func run() async throws {
+        let kind = try resourceKind(kind)
+        let api = client.client
+        do {
+            let object = try await api.get(kind, name)
+            print(try ResourceTable.render([object], kind: kind, format: .yaml), terminator: "")
+            var events = try await api.list(.event, query: ["involvedObject": "\(kind.kind)/\(name)"]).items
+            if case .workload = object {
+                // A workload's story includes its instances'.
+                let instances = try await api.list(.instance, query: ["owner": "Workload/\(name)"]).items.map { "Instance/\($0.name)" }
+                for involved in instances { events += try await api.list(.event, query: ["involvedObject": involved]).items }
+            }
+            events.sort { eventTime($0) < eventTime($1) }
+            print("Events:")
+            if events.isEmpty {
+                print("  <none>")
+            } else {
+                print(try ResourceTable.render(Array(events.suffix(20)), kind: .event, format: .table).split(separator: "\n").map { "  \($0)" }.joined(separator: "\n"))
+            }
+        } catch let error as APIError {
+            throw CLIExit.fail(error)
+        }
+    }
+
+    private func eventTime(_ object: AnyResource) -> Double {
+        if case .event(let event) = object { return event.spec.lastTimestamp?.secondsSinceEpoch ?? 0 }
+        return 0
+    }
+}
+
+/// `capstan delete KIND NAME` or `capstan delete -f manifests`.
+struct DeleteCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete objects by kind and name, or those a manifest names.")
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "The kind and name (omit with -f).") var target: [String] = []
+    @Option(name: .shortAndLong, help: "Delete what these manifests name.") var filename: [String] = []
+    @Flag(help: "Remove instances at once, without waiting for their agent to stop them.") var force = false
+
+    func run() async throws {
+        var targets: [(ResourceKind, String)] = []
+        if !filename.isEmpty {
+            for object in try readManifests(filename) {
+                targets.append((try resourceKind(object.kind), object.name))
+            }
+        } else {
+            guard target.count >= 2 else { throw ValidationError("give a kind and a name (capstan delete workload hello-web), or -f manifests") }
+            let kind = try resourceKind(target[0])
+            targets = target.dropFirst().map { (kind, $0) }
+        }
+        let api = client.client
+        var failed = false
+        for (kind, name) in targets {
+            let outcome = await deleting(api, kind, name)
+            if let error = outcome {
+                if error.status == 0 { throw CLIExit.fail(error) }
+                FileHandle.standardError.write(Data("error: \(kind.kind.lowercased())/\(name): \(error)\n".utf8))
+                failed = true
+            } else {
+                print("\(kind.kind.lowercased())/\(name) deleted")
+            }
+        }
+        if failed { throw ExitCode(CLIExit.refused) }
+    }
+
+    /// The delete's error, if any.
+    private func deleting(_ api: APIClient, _ kind: ResourceKind, _ name: String) async -> APIError? {
+        do {
+            try await api.delete(kind, name, force: force)
+            return nil
+        } catch {
+            return error
+        }
+    }
+}
+
+/// `capstan logs NAME [-f]`.
+struct LogsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print an instance's output.")
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "The instance.") var name: String
+    @Flag(name: .shortAndLong, help: "Keep printing new output.") var follow = false
+    @Flag(help: "Print stderr instead of stdout.") var stderr = false
+
+    func run() async throws {
+        let api = client.client
+        var offset: UInt64 = 0
+        do {
+            while true {
+                let (data, next) = try await api.logs(name, stream: stderr ? "stderr" : "stdout", offset: offset)
+                if !data.isEmpty { FileHandle.standardOutput.write(Data(data)) }
+                offset = next
+                guard follow else { return }
+                if data.isEmpty { try await Task.sleep(for: .milliseconds(300)) }
+            }
+        } catch let error as APIError {
+            throw CLIExit.fail(error)
+        }
+    }
+}
+
+/// `capstan events`.
+struct EventsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "events", abstract: "List recent events, oldest first.")
+    @OptionGroup var client: ClientOptions
+    @Option(name: .customLong("for"), help: "Only events about this object (Kind/name, e.g. Instance/hello-web-1a2b3c4d-0).") var involved: String?
+
+    func run() async throws {
+        do {
+            var query: [String: String] = [:]
+            if let involved { query["involvedObject"] = involved }
+            let events = try await client.client.list(.event, query: query).items.sorted {
+                guard case .event(let a) = $0, case .event(let b) = $1 else { return false }
+                return (a.spec.lastTimestamp?.secondsSinceEpoch ?? 0) < (b.spec.lastTimestamp?.secondsSinceEpoch ?? 0)
+            }
+            print(try ResourceTable.render(events, kind: .event, format: .table))
+        } catch let error as APIError {
+            throw CLIExit.fail(error)
+        }
+    }
+}
+
+/// `capstan scale workload NAME --replicas N`.
+struct ScaleCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "scale", abstract: "Set a workload's replicas.")
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "workload") var kind: String
+    @Argument(help: "The workload's name.") var name: String
+    @Option(help: "The number of instances.") var replicas: Int
+
+    func run() async throws {
+        guard try resourceKind(kind).kind == "Workload" else { throw ValidationError("only workloads scale") }
+        guard replicas >= 0 else { throw ValidationError("--replicas \(replicas) is negative") }
+        let api = client.client
+        for attempt in 0..<5 {
+            do {
+                guard case .workload(var workload) = try await api.get(.workload, name) else { return }
+                workload.spec.replicas = replicas
+                _ = try await api.update(.workload(workload))
+                print("workload/\(name) scaled to \(replicas)")
+                return
+            } catch {
+                if error.status == 409 && attempt < 4 { continue }
+                throw CLIExit.fail(error)
+            }
+        }
+    }
+}
+
+/// `capstan rollout status NAME`.
+struct RolloutCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rollout", abstract: "Follow a workload's rollout.", subcommands: [Status.self])
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "status", abstract: "Wait until a workload's instances are all of its current template and Ready.")
+        @OptionGroup var client: ClientOptions
+        @Argument(help: "The workload.") var name: String
+        @Option(help: "Seconds to wait.") var timeout: Double = 300
+
+        func run() async throws {
+            try await RolloutCommand.waitForRollout(api: client.client, name: name, timeout: timeout)
+        }
+    }
+
+    /// Prints a progress line until done; exits 4 on timeout.
+    static func waitForRollout(api: APIClient, name: String, timeout: Double) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last = ""
+        do {
+            while true {
+                guard case .workload(let workload) = try await api.get(.workload, name) else { return }
+                let status = workload.status
+                let want = workload.spec.replicas
+                let seen = status.templateHash == TemplateHash.of(workload.spec)
+                let line: String
+                if seen && status.updatedReplicas == want && status.readyReplicas == want && status.replicas == want {
+                    print("workload \"\(name)\" successfully rolled out: \(want)/\(want) ready")
+                    return
+                } else if !seen {
+                    line = "Waiting for the controller to see workload \"\(name)\"..."
+                } else if status.updatedReplicas < want {
+                    line = "Waiting for rollout of \"\(name)\": \(status.updatedReplicas) of \(want) updated instances, \(status.readyReplicas) ready..."
+                } else if status.replicas > want {
+                    line = "Waiting for rollout of \"\(name)\": \(status.replicas - want) old instance(s) pending termination..."
+                } else {
+                    line = "Waiting for rollout of \"\(name)\": \(status.readyReplicas) of \(want) ready..."
+                }
+                if line != last { print(line); last = line }
+                if Date() > deadline { throw CLIExit.fail("timed out after \(Int(timeout))s: \(line)", code: CLIExit.timedOut) }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+        } catch let error as APIError {
+            throw CLIExit.fail(error)
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import ArgumentParser
+import CapstanAPI
+import Foundation
+
+/// `--server`, shared by every verb that talks to the API.
+struct ClientOptions: ParsableArguments {
+    @Option(help: "The API server (default: $CAPSTAN_SERVER, else http://127.0.0.1:7070).")
+    var server: String?
+
+    var client: APIClient { APIClient(server: Self.resolve(server)) }
+
+    static func resolve(_ server: String?) -> String {
+        var address = server ?? ProcessInfo.processInfo.environment["CAPSTAN_SERVER"] ?? "http://127.0.0.1:7070"
+        if !address.contains("://") { address = "http://" + address }
+        return address
+    }
+}
+
+/// Exit codes a script can rely on (docs/cli.md): 0 done; 1 the server refused (invalid,
+/// conflict, not found…); 2 bad usage; 3 the server cannot be reached; 4 timed out waiting.
+enum CLIExit {
+    static let refused: Int32 = 1
+    static let unreachable: Int32 = 3
+    static let timedOut: Int32 = 4
+
+    /// Prints an API error to stderr and exits with its code.
+    static func fail(_ error: APIError) -> ExitCode {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        return ExitCode(error.status == 0 ? unreachable : refused)
+    }
+
+    static func fail(_ message: String, code: Int32) -> ExitCode {
+        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+        return ExitCode(code)
+    }
+}
+
+/// Resolves a kind name the way kubectl does (`instances`, `instance`, `inst`, `i`).
+func resourceKind(_ name: String) throws -> ResourceKind {
+    guard let kind = ResourceKind.named(name) else {
+        throw ValidationError("\"\(name)\" is not a kind; use one of \(ResourceKind.names)")
+    }
+    return kind
+}

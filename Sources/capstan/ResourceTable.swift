@@ -1,0 +1,79 @@
+import CapstanAPI
+import CapstanCore
+import Foundation
+import Yams
+
+/// How `get` prints objects: a table (`-o wide` adds columns), JSON or YAML.
+enum OutputFormat: String, CaseIterable, Sendable {
+    case table, wide, json, yaml
+}
+
+enum ResourceTable {
+    static func render(_ objects: [AnyResource], kind: ResourceKind, format: OutputFormat, headers: Bool = true) throws -> String {
+        switch format {
+        case .json:
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            if objects.count == 1 { return String(decoding: try encoder.encode(objects[0]), as: UTF8.self) }
+            return String(decoding: try encoder.encode(objects), as: UTF8.self)
+        case .yaml:
+            return try objects.map { try YAMLEncoder().encode($0) }.joined(separator: "---\n")
+        case .table, .wide:
+            let wide = format == .wide
+            var rows = headers ? [columns(kind, wide: wide)] : []
+            rows += objects.map { row($0, wide: wide) }
+            guard !rows.isEmpty else { return "" }
+            return PluginTable.table(rows)
+        }
+    }
+
+    static func columns(_ kind: ResourceKind, wide: Bool) -> [String] {
+        switch kind.kind {
+        case "Instance": ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] + (wide ? ["NODE", "PID", "ADDRESSES", "PORTS"] : [])
+        case "Workload": ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"] + (wide ? ["TEMPLATE", "COMMAND"] : [])
+        case "Node": ["NAME", "STATUS", "CPU", "MEMORY", "AGE"] + (wide ? ["AGENT", "LABELS"] : [])
+        case "Event": ["LAST SEEN", "TYPE", "REASON", "OBJECT", "COUNT", "MESSAGE"]
+        default: ["NAME", "AGE"]
+        }
+    }
+
+    static func row(_ object: AnyResource, wide: Bool) -> [String] {
+        let age = self.age(object.metadata.creationTimestamp)
+        switch object {
+        case .instance(let instance):
+            let status = instance.status
+            let shown = instance.metadata.deletionTimestamp != nil ? "Terminating" : (status.reason.flatMap { $0 == "Adopted" ? nil : $0 } ?? status.phase.rawValue)
+            let ports = instance.spec.template.ports.map { "\($0.hostPort.map(String.init) ?? "-"):\($0.containerPort)" }.joined(separator: ",")
+            return [instance.metadata.name, status.ready ? "1/1" : "0/1", shown, String(status.restarts), age]
+                + (wide ? [instance.spec.nodeName ?? "<none>", status.pid.map(String.init) ?? "-", status.addresses.joined(separator: ",").nonEmpty ?? "-", ports.nonEmpty ?? "-"] : [])
+        case .workload(let workload):
+            let status = workload.status
+            return [workload.metadata.name, "\(status.readyReplicas)/\(workload.spec.replicas)", String(status.updatedReplicas), String(status.readyReplicas), age]
+                + (wide ? [status.templateHash ?? "-", workload.spec.template.command.joined(separator: " ")] : [])
+        case .node(let node):
+            let fresh = node.status.lastHeartbeat.map { Date().timeIntervalSince1970 - $0.secondsSinceEpoch < 40 } ?? false
+            let state = (node.status.ready && fresh ? "Ready" : "NotReady") + (node.spec.unschedulable ? ",SchedulingDisabled" : "")
+            return [node.metadata.name, state, node.status.allocatable.texts["cpu"] ?? "-", node.status.allocatable.texts["memory"].flatMap(memory) ?? "-", age]
+                + (wide ? [node.spec.agentAddress ?? "-", node.metadata.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")] : [])
+        case .event(let event):
+            return [self.age(event.spec.lastTimestamp), event.spec.type.rawValue, event.spec.reason, event.spec.involvedObject, String(event.spec.count), event.spec.message]
+        default:
+            return [object.name, age]
+        }
+    }
+
+    static func memory(_ text: String) -> String? {
+        guard let bytes = Int64(text) else { return text }
+        return bytes >= 1 << 30 ? "\(bytes >> 30)Gi" : "\(bytes >> 20)Mi"
+    }
+
+    /// `5s`, `3m`, `2h`, `4d`, like kubectl.
+    static func age(_ timestamp: Timestamp?) -> String {
+        guard let timestamp else { return "-" }
+        let seconds = max(0, Int(Date().timeIntervalSince1970 - timestamp.secondsSinceEpoch))
+        if seconds < 120 { return "\(seconds)s" }
+        if seconds < 7200 { return "\(seconds / 60)m" }
+        if seconds < 172_800 { return "\(seconds / 3600)h" }
+        return "\(seconds / 86_400)d"
+    }
+}

@@ -1,0 +1,142 @@
+import ArgumentParser
+import CapstanAgent
+import CapstanServer
+import Foundation
+import Logging
+import PluginHost
+import ServiceLifecycle
+
+/// What `server`, `agent` and `dev` share: the config, the data directory, logging.
+struct RunOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "The operator config (capstan.yaml). Default: the in-tree plugins next to this binary, with their defaults.")
+    var config: String?
+
+    @Option(help: "Where the store (capstan.db) and plugin state live.")
+    var dataDir = ".capstan"
+
+    var dataDirectory: String { URL(fileURLWithPath: dataDir).standardizedFileURL.path }
+
+    /// Loads the plugins once for this process; refuses to start if the config is broken.
+    func loadPlugins(nodeName: String?, logger: Logger) throws -> PluginHost {
+        let configuration: HostConfiguration
+        if let config {
+            configuration = try HostConfiguration.load(path: config)
+        } else {
+            configuration = HostConfiguration.builtIn(executableDirectory: ExecutablePath.directory, stateDirectory: dataDirectory)
+        }
+        let host = PluginHost.load(configuration, nodeName: nodeName) { level, message in
+            switch level {
+            case .debug: logger.debug("\(message)")
+            case .info: logger.info("\(message)")
+            case .warning: logger.warning("\(message)")
+            default: logger.error("\(message)")
+            }
+        }
+        for report in host.reports where !report.isLoaded {
+            logger.warning("plugin library \(report.path) was refused: \(report.failure?.description ?? report.plugins.compactMap(\.failure?.description).joined(separator: "; "))")
+        }
+        if !host.problems.isEmpty {
+            throw ValidationError((["\(configuration.source) has problems:"] + host.problems.map { "  \($0)" }).joined(separator: "\n"))
+        }
+        return host
+    }
+}
+
+/// `host:port`.
+struct ListenAddress: ExpressibleByArgument, Sendable {
+    var host: String
+    var port: Int
+
+    init?(argument: String) {
+        guard let colon = argument.lastIndex(of: ":"), let port = Int(argument[argument.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        host = String(argument[..<colon])
+        self.port = port
+        if host.isEmpty { host = "127.0.0.1" }
+    }
+}
+
+enum Runner {
+    static let bootstrap: Void = LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = ProcessInfo.processInfo.environment["CAPSTAN_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        return handler
+    }
+
+    static func logger(_ label: String) -> Logger {
+        _ = bootstrap
+        return Logger(label: label)
+    }
+
+    /// Runs services until SIGINT or SIGTERM, then shuts them down gracefully.
+    static func run(_ services: [any Service], logger: Logger) async throws {
+        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+/// `capstan server`.
+struct ServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "server",
+        abstract: "Run the control plane: API, store, scheduler and controllers.")
+
+    @OptionGroup var options: RunOptions
+    @Option(help: "Where the API listens (host:port; port 0 picks one, written to <data-dir>/server.address).")
+    var listen = ListenAddress(argument: "127.0.0.1:7070")!
+
+    func run() async throws {
+        let logger = Runner.logger("capstan.server")
+        let plugins = try options.loadPlugins(nodeName: nil, logger: logger)
+        let plane = try ControlPlane(options: .init(dataDirectory: options.dataDirectory, host: listen.host, port: listen.port), plugins: plugins)
+        try await Runner.run(plane.services(logger: logger), logger: logger)
+    }
+}
+
+/// `capstan agent`.
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent",
+        abstract: "Run a node agent: register this machine and run the instances bound to it.")
+
+    @OptionGroup var options: RunOptions
+    @Option(help: "The API server (default: $CAPSTAN_SERVER, else http://127.0.0.1:7070).") var server: String?
+    @Option(help: "This node's name (default: the host name).") var nodeName: String?
+    @Option(name: .customLong("label"), help: "A node label, key=value (repeatable).") var labels: [String] = []
+    @Option(help: "Where the agent serves logs (host:port; port 0 picks one).") var listen = ListenAddress(argument: "127.0.0.1:0")!
+
+    func run() async throws {
+        let logger = Runner.logger("capstan.agent")
+        var parsed: [String: String] = [:]
+        for label in labels {
+            let parts = label.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw ValidationError("--label \(label): expected key=value") }
+            parsed[parts[0]] = parts[1]
+        }
+        let agentOptions = NodeAgent.Options(nodeName: nodeName, labels: parsed, listenHost: listen.host, listenPort: listen.port)
+        let plugins = try options.loadPlugins(nodeName: agentOptions.nodeName, logger: logger)
+        let server = ClientOptions.resolve(self.server)
+        let agent = NodeAgent(options: agentOptions, plugins: plugins, logger: logger, server: { server })
+        try await Runner.run(agent.services(), logger: logger)
+    }
+}
+
+/// `capstan dev`: server and agent in one process.
+struct DevCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev",
+        abstract: "Run a one-machine cluster in one process: control plane and a local agent, data in ./.capstan.")
+
+    @OptionGroup var options: RunOptions
+    @Option(help: "Where the API listens (host:port; port 0 picks one, written to <data-dir>/server.address).")
+    var listen = ListenAddress(argument: "127.0.0.1:7070")!
+    @Option(help: "The local node's name (default: the host name).") var nodeName: String?
+
+    func run() async throws {
+        let logger = Runner.logger("capstan.dev")
+        let agentOptions = NodeAgent.Options(nodeName: nodeName)
+        let plugins = try options.loadPlugins(nodeName: agentOptions.nodeName, logger: logger)
+        let plane = try ControlPlane(options: .init(dataDirectory: options.dataDirectory, host: listen.host, port: listen.port), plugins: plugins)
+        let agent = NodeAgent(options: agentOptions, plugins: plugins, logger: logger, server: { await plane.address })
+        try await Runner.run(plane.services(logger: logger) + agent.services(), logger: logger)
+    }
+}
