@@ -1,9 +1,10 @@
 import CapstanSDK
+import CapstanSupervision
 import Foundation
 
 /// What the runtime keeps on disk per instance, in `<root>/instances/<id>/instance.json`.
 /// Together with the shim's `pid` and `exit` files it is all `list()` needs after a restart.
-struct InstanceRecord: Codable, Equatable {
+struct InstanceRecord: SupervisedInstance, Equatable {
     var id: String
     var command: [String]
     var env: [String: String]

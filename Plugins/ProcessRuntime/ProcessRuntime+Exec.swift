@@ -8,7 +8,7 @@ import Glibc
 /// working directory (there is no namespace to enter).
 extension ProcessRuntime: RuntimeExec {
     func exec(_ request: ExecInstanceRequest) async throws -> ExecResult {
-        guard let record = try record(request.id) else { throw notFound(request.id) }
+        guard let record = try folders.record(request.id) else { throw notFound(request.id) }
         guard status(of: record).state == .running else {
             throw PluginError(.failedPrecondition, "instance \"\(request.id)\" is not running")
         }
@@ -19,7 +19,7 @@ extension ProcessRuntime: RuntimeExec {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = request.command
         process.environment = environment
-        process.currentDirectoryURL = URL(fileURLWithPath: record.workingDir ?? folder(request.id).path)
+        process.currentDirectoryURL = URL(fileURLWithPath: record.workingDir ?? folders.folder(request.id).path)
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output

@@ -35,9 +35,10 @@ public enum ProcessSpawner {
     /// glibc's POSIX_SPAWN_SETSID (spawn.h, since 2.26), which Swift does not import.
     static let posixSpawnSetSID: Int32 = 0x80
 
-    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+), which Swift does not import.
+    /// glibc's posix_spawn_file_actions_addclosefrom_np (2.34+), which Swift does not import;
+    /// nil on an older C library.
     static let closeFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
         return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
     }()
 
@@ -67,9 +68,10 @@ public enum ProcessSpawner {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, folder.appendingPathComponent("stdout.log").path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_addopen(&actions, 2, folder.appendingPathComponent("stderr.log").path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        // Nothing else of the agent's: an inherited listening socket would keep its port bound
-        // for as long as the instance runs, and the agent could not listen again after a restart.
-        _ = closeFrom?(&actions, 3)
+        // Nothing else of the agent's: an inherited pipe end (Foundation's Pipe is not
+        // close-on-exec) would keep a reader elsewhere in the agent from ever seeing EOF for as
+        // long as the instance lives, and inherited sockets or database files would outlive the agent.
+        if let closeFrom = closeFrom { _ = closeFrom(&actions, 3) }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -122,6 +122,20 @@ import Testing
         #expect(result.state == .exited && result.exitCode == 137)
     }
 
+    @Test func instancesInheritNoDescriptorsOfTheAgent() async throws {
+        // Regression: a pipe the agent had open (Foundation's Pipe is not close-on-exec) leaked
+        // into instances, so its reader saw no EOF until they ended.
+        let runtime = try runtime()
+        let pipe = Pipe()
+        let leaked = pipe.fileHandleForWriting.fileDescriptor
+        _ = try await runtime.create(CreateInstanceRequest(id: "sealed", command: ["/bin/sh", "-c", "ls /proc/$$/fd"]))
+        _ = try await runtime.start("sealed")
+        _ = try await waitFor(runtime, "sealed", .exited)
+        let descriptors = try await text(runtime, "sealed").split(separator: "\n").compactMap { Int32($0) }
+        #expect(descriptors.contains(1) && !descriptors.contains(leaked), "\(descriptors), pipe \(leaked)")
+        try pipe.fileHandleForWriting.close()
+    }
+
     @Test func createIsIdempotentAndRefusesChanges() async throws {
         let runtime = try runtime()
         let request = CreateInstanceRequest(id: "same", command: ["/bin/true"])

@@ -182,7 +182,7 @@ public struct HostConfiguration: Sendable, Hashable {
     }
 
     /// The plugin libraries that ship with Capstan.
-    public static let inTreePlugins = ["CapstanBinpack", "CapstanSpread", "CapstanBestFit", "CapstanFGD", "CapstanHostPath", "CapstanHostNetwork", "CapstanRoundRobin", "CapstanLeastConn", "CapstanProcessRuntime"]
+    public static let inTreePlugins = ["CapstanBinpack", "CapstanSpread", "CapstanBestFit", "CapstanFGD", "CapstanHostPath", "CapstanHostNetwork", "CapstanRoundRobin", "CapstanLeastConn", "CapstanProcessRuntime", "CapstanRuncRuntime"]
 }
 
 /// The file's shape, decoded strictly.

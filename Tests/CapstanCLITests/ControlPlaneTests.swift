@@ -1,0 +1,240 @@
+import CapstanAPI
+import CapstanCore
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The control plane end to end: a real `capstan dev` (API server, store, scheduler, controller,
+/// agent, process runtime), driven through the CLI and the API as a user would.
+@Suite(.serialized) struct ControlPlaneTests {
+    @Test func replicasComeUpAndAKilledInstanceRestartsWithGrowingDelays() async throws {
+        let cluster = try DevCluster()
+        try await cluster.start()
+        defer { Task { await cluster.tearDown() } }
+        let path = try cluster.manifest("crash.yaml", workloadYAML("crash", replicas: 2, command: "echo up; exec sleep 1000"))
+        let apply = try cluster.capstan("apply", "-f", path, "--wait", "--timeout", "30")
+        #expect(apply.status == 0, "\(apply.error)")
+        #expect(apply.output.contains("workload/crash created"))
+        let instances = try await cluster.instances(of: "crash")
+        #expect(instances.count == 2)
+        #expect(instances.allSatisfy { $0.status.phase == .running && $0.spec.nodeName == "e2e" })
+        let name = instances[0].metadata.name
+
+        // Kill it twice; the second restart waits longer (0.5 s, then 1 s).
+        var delays: [Double] = []
+        for round in 1...2 {
+            let before = try await cluster.instance(name)
+            let pid = try #require(before.status.pid)
+            let killedAt = Date()
+            kill(pid, SIGKILL)
+            try await eventually("restart \(round)", timeout: 20) {
+                let now = try await cluster.instance(name)
+                return now.status.restarts == round && now.status.phase == .running && now.status.pid != nil && now.status.pid != pid && now.status.nextRestartAt == nil
+            }
+            delays.append(Date().timeIntervalSince(killedAt))
+        }
+        #expect(delays[1] > delays[0] + 0.3, "delays \(delays) do not grow")
+        let describe = try cluster.capstan("describe", "instance", name)
+        #expect(describe.output.contains("BackOff"))
+        #expect(describe.output.contains("killed by signal 9"))
+        let events = try await cluster.api.list(.event, query: ["involvedObject": "Instance/\(name)"]).items
+        let backoff = events.compactMap { if case .event(let e) = $0, e.spec.reason == "BackOff" { e } else { nil } }.first
+        #expect(backoff?.spec.count == 2)
+        #expect(backoff?.spec.message.contains("restarting in 1s") == true)
+        let logs = try cluster.capstan("logs", name)
+        #expect(logs.output.contains("up"))
+    }
+
+    @Test func aFailingLivenessProbeRestartsTheInstance() async throws {
+        let cluster = try DevCluster()
+        try await cluster.start()
+        defer { Task { await cluster.tearDown() } }
+        let template = """
+            livenessProbe:
+              exec: ["test", "-f", "alive"]
+              periodSeconds: 0.2
+              failureThreshold: 2
+        """
+        let path = try cluster.manifest("live.yaml", workloadYAML("live", replicas: 1, command: "touch alive; sleep 1; rm alive; exec sleep 1000", template: template))
+        #expect(try cluster.capstan("apply", "-f", path).status == 0)
+        try await eventually("the liveness probe restarts it", timeout: 20) {
+            try await cluster.instances(of: "live").first.map { $0.status.restarts >= 1 } ?? false
+        }
+        let name = try await cluster.instances(of: "live")[0].metadata.name
+        let events = try cluster.capstan("events", "--for", "Instance/\(name)")
+        #expect(events.output.contains("Unhealthy"))
+        #expect(events.output.contains("liveness probe failed"))
+    }
+
+    @Test func readinessGatesReady() async throws {
+        let cluster = try DevCluster()
+        try await cluster.start()
+        defer { Task { await cluster.tearDown() } }
+        let template = """
+            readinessProbe:
+              exec: ["test", "-f", "ready"]
+              periodSeconds: 0.2
+              failureThreshold: 1
+        """
+        let path = try cluster.manifest("ready.yaml", workloadYAML("ready", replicas: 1, command: "sleep 2; touch ready; exec sleep 1000", template: template))
+        #expect(try cluster.capstan("apply", "-f", path).status == 0)
+        try await eventually("it runs", timeout: 20) { try await cluster.instances(of: "ready").first?.status.phase == .running }
+        let early = try await cluster.instances(of: "ready")[0]
+        #expect(!early.status.ready, "Ready before its probe passed")
+        try await eventually("it becomes Ready", timeout: 20) { try await cluster.instances(of: "ready").first?.status.ready == true }
+        guard case .workload(let workload) = try await cluster.api.get(.workload, "ready") else { Issue.record("no workload"); return }
+        try await eventually("the workload counts it", timeout: 5) {
+            guard case .workload(let w) = try await cluster.api.get(.workload, "ready") else { return false }
+            return w.status.readyReplicas == 1
+        }
+        _ = workload
+    }
+
+    @Test func aRollingUpdateKeepsTheMinimumAvailable() async throws {
+        let cluster = try DevCluster()
+        try await cluster.start()
+        defer { Task { await cluster.tearDown() } }
+        let probe = """
+            readinessProbe:
+              exec: ["test", "-f", "ready"]
+              periodSeconds: 0.1
+        """
+        let strategy = "  strategy: {maxSurge: 1, maxUnavailable: 0}"
+        let v1 = try cluster.manifest("v1.yaml", workloadYAML("roll", replicas: 3, command: "sleep 0.3; touch ready; exec sleep 1000", extra: strategy, template: probe))
+        #expect(try cluster.capstan("apply", "-f", v1, "--wait", "--timeout", "30").status == 0)
+        let v2 = try cluster.manifest("v2.yaml", workloadYAML("roll", replicas: 3, command: "sleep 0.3; touch ready; echo v2; exec sleep 1000", extra: strategy, template: probe))
+        #expect(try cluster.capstan("apply", "-f", v2).status == 0)
+        // Watch availability while it rolls: never below replicas - maxUnavailable = 3.
+        var lowest = Int.max
+        var highest = 0
+        let deadline = Date().addingTimeInterval(60)
+        var done = false
+        while Date() < deadline && !done {
+            let instances = try await cluster.instances(of: "roll")
+            let available = instances.filter { $0.status.ready && $0.metadata.deletionTimestamp == nil }.count
+            lowest = min(lowest, available)
+            highest = max(highest, instances.filter { $0.metadata.deletionTimestamp == nil }.count)
+            guard case .workload(let workload) = try await cluster.api.get(.workload, "roll") else { break }
+            let hash = TemplateHash.of(workload.spec)
+            done = instances.count == 3 && instances.allSatisfy { $0.metadata.labels[WellKnown.templateHashLabel] == hash && $0.status.ready }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(done, "the rollout did not finish")
+        #expect(lowest >= 3, "availability fell to \(lowest)")
+        #expect(highest <= 4, "surged to \(highest) instances (maxSurge 1)")
+        let status = try cluster.capstan("rollout", "status", "roll", "--timeout", "10")
+        #expect(status.status == 0)
+        #expect(status.output.contains("successfully rolled out"))
+    }
+
+    @Test func anAgentRestartReadoptsInsteadOfDuplicating() async throws {
+        let cluster = try DevCluster()
+        try await cluster.start()
+        defer { Task { await cluster.tearDown() } }
+        let path = try cluster.manifest("keep.yaml", workloadYAML("keep", replicas: 2, command: "exec sleep 1000"))
+        #expect(try cluster.capstan("apply", "-f", path, "--wait", "--timeout", "30").status == 0)
+        let before = try await cluster.instances(of: "keep")
+        let pids = before.compactMap(\.status.pid)
+        #expect(pids.count == 2)
+
+        cluster.stop(signal: SIGTERM)
+        #expect(pids.allSatisfy { kill($0, 0) == 0 }, "instances died with the agent")
+        try await cluster.start()
+        try await Task.sleep(for: .seconds(1.5))
+        let after = try await cluster.instances(of: "keep")
+        #expect(after.map(\.metadata.name) == before.map(\.metadata.name))
+        #expect(after.compactMap(\.status.pid) == pids, "not the same processes")
+        #expect(after.allSatisfy { $0.status.restarts == 0 && $0.status.phase == .running })
+        let runtimeFolders = try FileManager.default.contentsOfDirectory(atPath: cluster.dataDirectory.appendingPathComponent(".capstan/plugins/process/instances").path)
+        #expect(runtimeFolders.sorted() == before.map(\.metadata.name).sorted(), "duplicates or orphans: \(runtimeFolders)")
+        #expect(cluster.log.contains("re-adopted"))
+    }
+
+    @Test func aServerKill9LosesNoAcknowledgedWrite() async throws {
+        let cluster = try DevCluster()
+        try await cluster.start()
+        defer { Task { await cluster.tearDown() } }
+        let api = cluster.api
+        let acknowledged = try await withThrowingTaskGroup(of: String?.self) { group in
+            for index in 0..<200 {
+                group.addTask {
+                    let spec = WorkloadSpec(replicas: 0, template: InstanceTemplate(command: ["sleep", "1"]))
+                    let created = try? await api.create(.workload(Workload(name: "w\(index)", spec: spec)))
+                    return created?.name
+                }
+            }
+            var names: [String] = []
+            for try await name in group { if let name { names.append(name) } }
+            return names
+        }
+        #expect(acknowledged.count == 200)
+        cluster.stop(signal: SIGKILL)
+        try await cluster.start()
+        let stored = Set(try await cluster.api.list(.workload).items.map(\.name))
+        #expect(Set(acknowledged).isSubset(of: stored))
+    }
+
+    @Test func badManifestsAreRefusedWithFieldPathsAndChangeNothing() async throws {
+        let cluster = try DevCluster()
+        try await cluster.start()
+        defer { Task { await cluster.tearDown() } }
+        let good = try cluster.manifest("good.yaml", workloadYAML("steady", replicas: 0, command: "sleep 1"))
+        #expect(try cluster.capstan("apply", "-f", good).status == 0)
+        let stored = try await cluster.api.get(.workload, "steady")
+
+        let bad = try cluster.manifest("bad.yaml", """
+            apiVersion: capstan.dev/v1
+            kind: Workload
+            metadata: {name: steady}
+            spec:
+              replicas: -2
+              strategy: {maxSurge: 0, maxUnavailable: 0}
+              template:
+                command: ["sleep", "1"]
+              readinessProbe: {periodSeconds: 0}
+            """)
+        let refused = try cluster.capstan("apply", "-f", bad)
+        #expect(refused.status == 1)
+        for path in ["spec.replicas", "spec.strategy", "spec.template.readinessProbe", "spec.template.readinessProbe.periodSeconds"] {
+            #expect(refused.error.contains(path), "no \(path) in: \(refused.error)")
+        }
+        let unknown = try cluster.manifest("unknown.yaml", """
+            apiVersion: capstan.dev/v1
+            kind: Workload
+            metadata: {name: steady}
+            spec: {replicas: 1, replica: 3, template: {command: ["true"]}}
+            """)
+        let typo = try cluster.capstan("apply", "-f", unknown)
+        #expect(typo.status != 0)
+        #expect(typo.error.contains("replica"))
+        #expect(try await cluster.api.get(.workload, "steady") == stored, "a refused apply changed the stored object")
+
+        // The raw API: malformed JSON is a 400 with a reason, a stale revision a 409.
+        var request = URLRequest(url: URL(string: "\(cluster.address)/v1/workloads")!)
+        request.httpMethod = "POST"
+        request.setValue("application/json", forHTTPHeaderField: "content-type")
+        request.httpBody = Data("{\"kind\": \"Workload\", \"metadata\": ".utf8)
+        let (body, response) = try await URLSession.shared.data(for: request)
+        #expect((response as? HTTPURLResponse)?.statusCode == 400)
+        #expect(String(decoding: body, as: UTF8.self).contains("malformed JSON"))
+        guard case .workload(var stale) = stored else { return }
+        stale.metadata.revision = 1
+        stale.spec.replicas = 4
+        do {
+            _ = try await cluster.api.update(.workload(stale))
+            Issue.record("a stale revision was accepted")
+        } catch {
+            #expect(error.status == 409)
+        }
+        do {
+            _ = try await cluster.api.watch(.workload, after: 0)
+        } catch {
+            Issue.record("a watch from revision 0 should replay, not fail: \(error)")
+        }
+    }
+}

@@ -1,0 +1,138 @@
+import CapstanAPI
+import CapstanCore
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real `capstan dev` process on a free port with its own data directory, for end-to-end tests.
+final class DevCluster: @unchecked Sendable {
+    let dataDirectory: URL
+    private(set) var process: Process?
+    private(set) var address = ""
+
+    init() throws {
+        dataDirectory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("capstan-e2e-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
+    }
+
+    var api: APIClient { APIClient(server: address) }
+
+    /// Starts `capstan dev` and waits until its API answers.
+    func start(_ extra: [String] = []) async throws {
+        let addressFile = dataDirectory.appendingPathComponent(".capstan/server.address")
+        try? FileManager.default.removeItem(at: addressFile)
+        let process = Process()
+        process.executableURL = PluginsCLITests.products.appendingPathComponent("capstan")
+        process.arguments = ["dev", "--listen", "127.0.0.1:0", "--data-dir", ".capstan", "--node-name", "e2e"] + extra
+        process.currentDirectoryURL = dataDirectory
+        let log = dataDirectory.appendingPathComponent("dev.log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        handle.seekToEndOfFile()
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        self.process = process
+        try await eventually("the server writes its address", timeout: 30) {
+            guard let text = try? String(contentsOf: addressFile, encoding: .utf8) else { return false }
+            self.address = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            return !self.address.isEmpty
+        }
+        try await eventually("the local node registers", timeout: 30) {
+            (try? await self.api.list(.node).items.count) == 1
+        }
+    }
+
+    /// Stops it: SIGTERM (graceful) or SIGKILL.
+    func stop(signal: Int32 = SIGTERM) {
+        guard let process, process.isRunning else { return }
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+        self.process = nil
+    }
+
+    /// Stops the server and every instance it left running (tests must not leak processes).
+    func tearDown() async {
+        if process == nil { try? await start() }
+        if let items = try? await api.list(.workload).items {
+            for item in items { _ = try? await api.delete(.workload, item.name) }
+            try? await eventually("instances are gone", timeout: 20) { (try? await self.api.list(.instance).items.isEmpty) ?? true }
+        }
+        stop()
+        try? FileManager.default.removeItem(at: dataDirectory)
+    }
+
+    var log: String { (try? String(contentsOf: dataDirectory.appendingPathComponent("dev.log"), encoding: .utf8)) ?? "" }
+
+    /// Runs the capstan CLI against this cluster.
+    func capstan(_ arguments: String...) throws -> PluginsCLITests.Result {
+        let process = Process()
+        process.executableURL = PluginsCLITests.products.appendingPathComponent("capstan")
+        process.arguments = arguments
+        process.currentDirectoryURL = dataDirectory
+        var environment = ProcessInfo.processInfo.environment
+        environment["CAPSTAN_SERVER"] = address
+        process.environment = environment
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let output = out.fileHandleForReading.readDataToEndOfFile()
+        let error = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return PluginsCLITests.Result(status: process.terminationStatus, output: String(decoding: output, as: UTF8.self), error: String(decoding: error, as: UTF8.self))
+    }
+
+    /// Writes a manifest into the data directory; returns its path.
+    func manifest(_ name: String, _ text: String) throws -> String {
+        let url = dataDirectory.appendingPathComponent(name)
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return url.path
+    }
+
+    func instances(of workload: String) async throws -> [Instance] {
+        try await api.list(.instance, query: ["owner": "Workload/\(workload)"]).items.compactMap {
+            if case .instance(let instance) = $0 { return instance }
+            return nil
+        }.sorted { $0.metadata.name < $1.metadata.name }
+    }
+
+    func instance(_ name: String) async throws -> Instance {
+        guard case .instance(let instance) = try await api.get(.instance, name) else { throw DevClusterError("\(name) is not an instance") }
+        return instance
+    }
+}
+
+struct DevClusterError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Polls `condition` every 50 ms until it holds; throws after `timeout` seconds.
+func eventually(_ what: String, timeout: Double, _ condition: () async throws -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw DevClusterError("timed out after \(timeout)s waiting until \(what)")
+}
+
+/// A workload manifest whose instances run `command` (a shell line) with the process runtime.
+func workloadYAML(_ name: String, replicas: Int, command: String, extra: String = "", template: String = "") -> String {
+    """
+    apiVersion: capstan.dev/v1
+    kind: Workload
+    metadata:
+      name: \(name)
+    spec:
+      replicas: \(replicas)
+      restartBackoff: {initialSeconds: 0.5, maxSeconds: 8, resetAfterSeconds: 60}
+    \(extra)
+      template:
+        command: ["sh", "-c", "\(command)"]
+        terminationGracePeriodSeconds: 2
+    \(template)
+    """
+}
