@@ -238,3 +238,55 @@ import Glibc
         }
     }
 }
+
+/// The same control plane with real OCI containers: Debian's runc, a busybox rootfs built by the
+/// example script. Needs root, runc and busybox-static (CI installs them).
+@Suite(.serialized) struct RuncControlPlaneTests {
+    static let canRun = getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/bin/busybox")
+        && ["/usr/sbin/runc", "/usr/bin/runc", "/sbin/runc"].contains { FileManager.default.isExecutableFile(atPath: $0) }
+
+    @Test(.enabled(if: canRun)) func aWorkloadRunsInRuncContainersAndRestarts() async throws {
+        let cluster = try DevCluster()
+        let rootfs = cluster.dataDirectory.appendingPathComponent("rootfs").path
+        let script = PluginsCLITests.products.appendingPathComponent("../../../Examples/busybox-rootfs/build-rootfs.sh").standardizedFileURL.path
+        let build = Process()
+        build.executableURL = URL(fileURLWithPath: "/bin/sh")
+        build.arguments = [script, rootfs]
+        build.standardOutput = FileHandle.nullDevice
+        try build.run()
+        build.waitUntilExit()
+        try #require(build.terminationStatus == 0, "build-rootfs.sh failed")
+        try await cluster.start()
+        defer { Task { await cluster.tearDown() } }
+        let path = try cluster.manifest("box.yaml", workloadYAML("box", replicas: 2, command: "echo hello from $(hostname); exec sleep 1000", template: """
+            runtime: runc
+            image: \(rootfs)
+            resources:
+              limits: {memory: 32Mi, cpu: 200m}
+            livenessProbe:
+              exec: ["true"]
+              periodSeconds: 0.5
+        """))
+        let apply = try cluster.capstan("apply", "-f", path, "--wait", "--timeout", "60")
+        #expect(apply.status == 0, "\(apply.error)")
+        let instances = try await cluster.instances(of: "box")
+        try #require(instances.count == 2)
+        let name = instances[0].metadata.name
+        let limit = try String(contentsOfFile: "/sys/fs/cgroup/memory/capstan/\(name)/memory.limit_in_bytes", encoding: .utf8)
+        #expect(limit.trimmingCharacters(in: .whitespacesAndNewlines) == String(32 << 20))
+        try await eventually("its output is in the logs", timeout: 10) {
+            try cluster.capstan("logs", name).output.contains("hello from \(name)")
+        }
+        let pid = try #require(instances[0].status.pid)
+        kill(pid, SIGKILL)
+        try await eventually("the container restarts", timeout: 20) {
+            let now = try await cluster.instance(name)
+            return now.status.restarts == 1 && now.status.phase == .running && now.status.nextRestartAt == nil
+        }
+        #expect(try cluster.capstan("delete", "workload", "box").status == 0)
+        try await eventually("the containers are gone", timeout: 30) {
+            try await cluster.instances(of: "box").isEmpty
+        }
+        #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory/capstan/\(name)"))
+    }
+}
