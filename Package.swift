@@ -148,7 +148,7 @@ let package = Package(
         // direct call with the same code reached through the loaded .so.
         .executableTarget(
             name: "CapstanBench",
-            dependencies: ["PluginHost", "CapstanScheduling", core, sdk, "CapstanBinpack"],
+            dependencies: ["PluginHost", "CapstanScheduling", "CapstanAPI", core, sdk, "CapstanBinpack"],
             path: "Sources/CapstanBench",
             linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath=$ORIGIN"])]
         ),

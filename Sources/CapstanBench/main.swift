@@ -1,4 +1,4 @@
-// Capstan benchmarks. Run in release:  swift build -c release && .build/release/capstan-bench [plugin-call|bus|scheduling|all]
+// Capstan benchmarks. Run in release:  swift build -c release && .build/release/capstan-bench [plugin-call|bus|scheduling|control-plane|all]
 import CapstanBinpack
 import CapstanSDK
 import Foundation
@@ -12,3 +12,4 @@ print("# capstan-bench (\(ProcessInfo.processInfo.activeProcessorCount) cores, S
 if which == "plugin-call" || which == "all" { PluginCallBenchmark.run(products: products) }
 if which == "bus" || which == "all" { await BusBenchmark.run() }
 if which == "scheduling" || which == "all" { SchedulingBenchmark.run(products: products) }
+if which == "control-plane" || which == "all" { await ControlPlaneBenchmark.run(products: products) }

@@ -1,0 +1,197 @@
+import CapstanAPI
+import CapstanCore
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The control plane, through the real `capstan` binary next to this one:
+/// - **apply → Running**: one Workload of 100 replicas applied to `capstan dev`; for each instance
+///   the time from the apply to the watch event that shows it Running (process runtime, and runc
+///   when root with runc and busybox-static).
+/// - **API writes/s and watch fan-out**: 16 writers create Events against `capstan server` for a
+///   fixed count while 10 watchers follow them; each event's delivery latency is measured from
+///   just before its write was sent.
+/// - **Server memory**: RSS of `capstan server` holding 10,000 instances bound to 100 nodes.
+enum ControlPlaneBenchmark {
+    static func run(products: String) async {
+        print("## Control plane (release binary, SQLite WAL + synchronous=FULL)\n")
+        do {
+            try await applyToRunning(products: products, runtime: "process", replicas: 100)
+            if getuid() == 0, FileManager.default.isExecutableFile(atPath: "/bin/busybox"), FileManager.default.isExecutableFile(atPath: "/usr/sbin/runc") {
+                try await applyToRunning(products: products, runtime: "runc", replicas: 100)
+            } else {
+                print("runc: skipped (needs root, runc and busybox-static)\n")
+            }
+            try await writesAndWatch(products: products)
+            try await memory(products: products)
+        } catch {
+            print("control plane benchmark failed: \(error)\n")
+        }
+    }
+
+    // MARK: apply → Running
+
+    static func applyToRunning(products: String, runtime: String, replicas: Int) async throws {
+        let server = try ServerProcess(products: products, verb: "dev")
+        defer { server.stop() }
+        let api = APIClient(server: server.address)
+        var template = InstanceTemplate(command: ["sh", "-c", "exec sleep 1000"])
+        if runtime == "runc" {
+            let rootfs = server.directory + "/rootfs"
+            let script = URL(fileURLWithPath: products).appendingPathComponent("../../Examples/busybox-rootfs/build-rootfs.sh").standardizedFileURL.path
+            let build = Process()
+            build.executableURL = URL(fileURLWithPath: "/bin/sh")
+            build.arguments = [script, rootfs]
+            build.standardOutput = FileHandle.nullDevice
+            try build.run()
+            build.waitUntilExit()
+            template.runtime = "runc"
+            template.image = rootfs
+        }
+        let list = try await api.list(.instance)
+        let events = try await api.watch(.instance, after: list.revision)
+        let workload = Workload(name: "bench", spec: WorkloadSpec(replicas: replicas, template: template))
+        let applied = ContinuousClock.now
+        _ = try await api.create(.workload(workload))
+        var running: [String: Double] = [:]
+        for try await event in events {
+            guard case .instance(let instance)? = event.object, instance.status.phase == .running, running[instance.metadata.name] == nil else { continue }
+            let elapsed = ContinuousClock.now - applied
+            running[instance.metadata.name] = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+            if running.count == replicas { break }
+        }
+        let sorted = running.values.sorted()
+        print("apply → Running, \(replicas) instances, \(runtime) runtime: p50 \(format(percentile(sorted, 0.5), 1)) ms, p99 \(format(percentile(sorted, 0.99), 1)) ms, max \(format(sorted.last ?? 0, 1)) ms (from the Workload's create to each instance's Running event)")
+        _ = try? await api.delete(.workload, "bench")
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, let left = try? await api.list(.instance).items.count, left > 0 {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        print("")
+    }
+
+    // MARK: writes and watch fan-out
+
+    static func writesAndWatch(products: String, writers: Int = 16, watchers: Int = 10, total: Int = 20_000) async throws {
+        let server = try ServerProcess(products: products, verb: "server")
+        defer { server.stop() }
+        let api = APIClient(server: server.address)
+        let start = try await api.list(.event).revision
+        // Each watcher records the delivery latency of every event (the write's send time rides
+        // in the event's message).
+        let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
+            for _ in 0..<watchers {
+                let stream = try await api.watch(.event, after: start)
+                group.addTask {
+                    var seen: [Double] = []
+                    seen.reserveCapacity(total)
+                    for try await event in stream {
+                        guard case .event(let object)? = event.object, let sent = Double(object.spec.message) else { continue }
+                        seen.append((Date().timeIntervalSince1970 - sent) * 1000)
+                        if seen.count == total { break }
+                    }
+                    return seen
+                }
+            }
+            let begun = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { writersGroup in
+                for writer in 0..<writers {
+                    writersGroup.addTask {
+                        for index in stride(from: writer, to: total, by: writers) {
+                            let spec = EventSpec(involvedObject: "Workload/bench", reason: "Bench", message: String(Date().timeIntervalSince1970), source: "bench")
+                            _ = try await api.create(.event(Event(name: "e\(index)", spec: spec)))
+                        }
+                    }
+                }
+                try await writersGroup.waitForAll()
+            }
+            let elapsed = ContinuousClock.now - begun
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            print("API writes: \(total) creates from \(writers) concurrent clients in \(format(seconds, 2)) s = \(Int(Double(total) / seconds)) writes/s (each acknowledged after its fsync)")
+            var all: [Double] = []
+            for try await seen in group { all += seen }
+            return all.sorted()
+        }
+        print("watch fan-out: \(watchers) watchers, \(latencies.count) deliveries: p50 \(format(percentile(latencies, 0.5), 2)) ms, p99 \(format(percentile(latencies, 0.99), 2)) ms (from before the write was sent to the watcher reading it)\n")
+    }
+
+    // MARK: memory
+
+    static func memory(products: String, nodes: Int = 100, instances: Int = 10_000) async throws {
+        let server = try ServerProcess(products: products, verb: "server")
+        defer { server.stop() }
+        let api = APIClient(server: server.address)
+        let idle = server.rssMiB
+        for index in 0..<nodes {
+            let capacity: ResourceList = ["cpu": "64", "memory": "256Gi"]
+            _ = try await api.create(.node(Node(name: "node-\(index)", spec: NodeSpec(), status: NodeStatus(capacity: capacity, allocatable: capacity, ready: true))))
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<16 {
+                group.addTask {
+                    for index in stride(from: writer, to: instances, by: 16) {
+                        var template = InstanceTemplate(command: ["sleep", "1000"])
+                        template.resources = ResourceRequirements(requests: ["cpu": "100m", "memory": "64Mi"])
+                        var instance = Instance(name: "i\(index)", labels: ["app": "bench"], spec: InstanceSpec(template: template, nodeName: "node-\(index % nodes)"))
+                        instance.status.phase = .running
+                        _ = try await api.create(.instance(instance))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let listed = try await api.list(.instance).items.count
+        print("server memory: \(format(idle, 1)) MiB idle; \(format(server.rssMiB, 1)) MiB RSS holding \(listed) instances on \(nodes) nodes (VmRSS of `capstan server`)\n")
+    }
+
+    static func percentile(_ sorted: [Double], _ p: Double) -> Double {
+        guard !sorted.isEmpty else { return 0 }
+        return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+    }
+}
+
+/// `capstan server` or `capstan dev` on a free port, in a temporary data directory.
+final class ServerProcess {
+    let process = Process()
+    let directory: String
+    private(set) var address = ""
+
+    init(products: String, verb: String) throws {
+        directory = NSTemporaryDirectory() + "capstan-bench-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        process.executableURL = URL(fileURLWithPath: products).appendingPathComponent("capstan")
+        process.arguments = [verb, "--listen", "127.0.0.1:0", "--data-dir", directory + "/data"]
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        let file = directory + "/data/server.address"
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if let text = try? String(contentsOfFile: file, encoding: .utf8), !text.isEmpty {
+                address = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                break
+            }
+            usleep(20_000)
+        }
+        if verb == "dev" { usleep(500_000) }
+    }
+
+    /// VmRSS of the process, in MiB.
+    var rssMiB: Double {
+        guard let text = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8) else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return (Double(line.split(separator: " ")[1]) ?? 0) / 1024
+        }
+        return 0
+    }
+
+    func stop() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
