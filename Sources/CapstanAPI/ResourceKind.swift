@@ -21,6 +21,8 @@ public struct ResourceKind: Sendable, Hashable {
     public static let node = all[0]
     public static let workload = all[1]
     public static let instance = all[2]
+    public static let volume = all[3]
+    public static let volumeClaim = all[4]
     public static let event = all[7]
 
     /// By path segment (`instances`).

@@ -16,13 +16,16 @@ actor InstanceSupervisor {
     private let api: APIClient
     private let events: EventRecorder
     private let network: (any NetworkPlugin)?
+    private let volumes: VolumeAttacher?
+    private var published: [VolumeAttacher.Published] = []
     private var prober: Prober
     private var task: Task<Void, Never>?
     private var addresses: [String] = []
     /// How often a running instance's state is read.
     static let pollInterval = Duration.milliseconds(100)
 
-    init(instance: Instance, runtime: any RuntimePlugin, runtimeName: String, network: (any NetworkPlugin)?, api: APIClient, events: EventRecorder, probeHost: String) {
+    init(instance: Instance, runtime: any RuntimePlugin, runtimeName: String, network: (any NetworkPlugin)?, volumes: VolumeAttacher?, api: APIClient, events: EventRecorder, probeHost: String) {
+        self.volumes = volumes
         self.name = instance.metadata.name
         self.uid = instance.metadata.uid
         self.instance = instance
@@ -40,9 +43,13 @@ actor InstanceSupervisor {
     }
 
     /// Starts supervising: adopts what the runtime already runs, or creates and starts it.
-    func launch(adopting existing: RuntimeInstanceStatus?) {
+    /// - Parameter barrier: a stop of an earlier instance of this name to wait out first.
+    func launch(adopting existing: RuntimeInstanceStatus?, after barrier: StopBarrier? = nil) {
         guard task == nil else { return }
-        task = Task { await self.supervise(adopting: existing) }
+        task = Task {
+            await barrier?.waitUntilStopped(self.name)
+            await self.supervise(adopting: existing)
+        }
     }
 
     /// Stops supervising, stops the instance (SIGTERM, then SIGKILL after its grace period),
@@ -54,6 +61,8 @@ actor InstanceSupervisor {
         _ = try? await runtime.stop(StopInstanceRequest(id: name, gracePeriod: grace))
         try? await runtime.remove(name)
         try? await network?.detach(NetworkDetachRequest(instanceID: name))
+        await volumes?.unpublish(published)
+        published = []
     }
 
     // MARK: The loop
@@ -65,6 +74,10 @@ actor InstanceSupervisor {
             // Attach is idempotent: it gives back the adopted instance's ports and addresses.
             addresses = attachment.addresses
             for mapping in attachment.ports { prober.ports[mapping.containerPort] = mapping.hostPort }
+        }
+        if existing != nil, let volumes, let again = try? await volumes.publish(instance.spec.template, for: name) {
+            // Publishing is idempotent: this only relearns what to unpublish at the end.
+            published = again.published
         }
         if let existing, existing.state == .running {
             current = existing
@@ -159,10 +172,22 @@ actor InstanceSupervisor {
                 for mapping in attachment.ports { prober.ports[mapping.containerPort] = mapping.hostPort }
                 environment.merge(attachment.environment) { own, _ in own }
             }
+            var mounts: [RuntimeMount] = []
+            if let volumes, !template.volumeMounts.isEmpty {
+                let attached = try await volumes.publish(template, for: name)
+                mounts = attached.mounts
+                published = attached.published
+                if !runtime.capabilities.runsImages {
+                    // Host processes see no mounts: they get each volume's path instead.
+                    for (mount, attachedMount) in zip(template.volumeMounts, attached.mounts) {
+                        environment[Self.volumeVariable(mount.claim)] = attachedMount.hostPath
+                    }
+                }
+            }
             var labels = [WellKnown.instanceLabel: name]
             if let uid { labels[WellKnown.uidLabel] = uid }
             let request = CreateInstanceRequest(id: name, command: template.command, env: environment, workingDir: template.workingDir, image: template.image,
-                                                limits: template.resources.limits.vector, hostname: name, labels: labels)
+                                                limits: template.resources.limits.vector, mounts: mounts, hostname: name, labels: labels)
             // A leftover of an earlier instance of the same name (scale down, then up) goes first.
             if let stale = try? await runtime.status(name), stale.labels[WellKnown.uidLabel] != uid {
                 _ = try? await runtime.stop(StopInstanceRequest(id: name, gracePeriod: 1))
@@ -261,6 +286,11 @@ actor InstanceSupervisor {
                 return
             }
         }
+    }
+
+    /// `CAPSTAN_VOLUME_<CLAIM>` (upper case, `-` as `_`): where a host process finds a volume.
+    static func volumeVariable(_ claim: String) -> String {
+        "CAPSTAN_VOLUME_" + claim.uppercased().replacingOccurrences(of: "-", with: "_")
     }
 
     static func describe(_ status: RuntimeInstanceStatus) -> String {

@@ -39,6 +39,10 @@ public final class NodeAgent: Sendable {
     private let supervisors = Mutex<[String: InstanceSupervisor]>([:])
     private let agentAddress = Mutex<String?>(nil)
     private let addressReady = AsyncStream<String>.makeStream()
+    /// Stops in progress: each runs in a child task of the agent's loop, so a grace period of
+    /// one instance never holds up the watch (or another instance's stop).
+    private let terminations = AsyncStream<@Sendable () async -> Void>.makeStream()
+    private let stopping = StopBarrier()
     private let logger: Logger
 
     /// - Parameter server: the API's address (`http://host:port`); asked once, at start; nil
@@ -80,7 +84,13 @@ public final class NodeAgent: Sendable {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { await self.heartbeat(api) }
             group.addTask { await self.follow(api, events: events) }
+            group.addTask {
+                await withDiscardingTaskGroup { stops in
+                    for await stop in self.terminations.stream { stops.addTask { await stop() } }
+                }
+            }
             try await gracefulShutdown()
+            terminations.continuation.finish()
             group.cancelAll()
         }
         // Leave instances running: they outlive the agent and are re-adopted on its return.
@@ -192,12 +202,18 @@ public final class NodeAgent: Sendable {
             await existing.observe(instance)
         }
         if instance.metadata.deletionTimestamp != nil {
-            await forget(name)
-            do {
-                _ = try await api.delete(.instance, name, force: true)
-            } catch where error.status == 404 {
-            } catch {
-                logger.warning("could not remove instance \(name): \(error)")
+            let supervisor = supervisors.withLock { $0.removeValue(forKey: name) }
+            let logger = self.logger
+            stopping.begin(name)
+            terminations.continuation.yield { [stopping] in
+                await supervisor?.shutdown()
+                stopping.end(name)
+                do {
+                    _ = try await api.delete(.instance, name, force: true)
+                } catch let error as APIError where error.status == 404 {
+                } catch {
+                    logger.warning("could not remove instance \(name): \(error)")
+                }
             }
             return
         }
@@ -212,22 +228,33 @@ public final class NodeAgent: Sendable {
             }
             if instance.status.phase == .succeeded || instance.status.phase == .failed { return }
             let supervisor = makeSupervisor(instance, api: api, events: events)
-            await supervisor.launch(adopting: nil)
+            await supervisor.launch(adopting: nil, after: stopping)
         }
     }
 
     private func makeSupervisor(_ instance: Instance, api: APIClient, events: EventRecorder) -> InstanceSupervisor {
         let runtimeName = runtimeName(for: instance)
+        let volumes = VolumeAttacher(api: api, plugins: plugins, nodeName: options.nodeName, directory: volumeDirectory)
         let supervisor = InstanceSupervisor(instance: instance, runtime: plugins.registry.runtime(named: runtimeName)!, runtimeName: runtimeName,
-                                            network: plugins.registry.network(), api: api, events: events, probeHost: "127.0.0.1")
+                                            network: plugins.registry.network(), volumes: volumes, api: api, events: events, probeHost: "127.0.0.1")
         supervisors.withLock { $0[instance.metadata.name] = supervisor }
         return supervisor
     }
 
-    /// Stops and removes an instance this agent supervises.
+    /// Stops and removes an instance this agent supervises (in the background, see
+    /// `terminations`).
     private func forget(_ name: String) async {
         guard let supervisor = supervisors.withLock({ $0.removeValue(forKey: name) }) else { return }
-        await supervisor.shutdown()
+        stopping.begin(name)
+        terminations.continuation.yield { [stopping] in
+            await supervisor.shutdown()
+            stopping.end(name)
+        }
+    }
+
+    /// Where instances' volumes are published.
+    private var volumeDirectory: URL {
+        URL(fileURLWithPath: plugins.stateDirectory).appendingPathComponent("volumes")
     }
 
     private func runtimeName(for instance: Instance) -> String {

@@ -17,6 +17,12 @@ public struct Unschedulable: Sendable, Hashable, CustomStringConvertible {
     /// Reason → how many nodes gave it.
     public var reasons: [String: Int]
 
+    public init(nodesEvaluated: Int, totalNodes: Int, reasons: [String: Int]) {
+        self.nodesEvaluated = nodesEvaluated
+        self.totalNodes = totalNodes
+        self.reasons = reasons
+    }
+
     public var description: String {
         let parts = reasons.sorted { $0.value == $1.value ? $0.key < $1.key : $0.value > $1.value }.map { "\($0.value) \($0.key)" }
         return "0/\(totalNodes) nodes are available" + (parts.isEmpty ? "" : ": " + parts.joined(separator: ", "))

@@ -19,13 +19,17 @@ public final class ControlPlane: Sendable {
         public var host: String
         /// 0 picks a free port; ``ControlPlane/address`` tells which once listening.
         public var port: Int
+        /// Seconds without a heartbeat before a node is NotReady.
         public var heartbeatTimeout: Double
+        /// Seconds a node may stay NotReady before its instances are removed (and replaced).
+        public var evictionTimeout: Double
 
-        public init(dataDirectory: String, host: String = "127.0.0.1", port: Int = 7070, heartbeatTimeout: Double = 40) {
+        public init(dataDirectory: String, host: String = "127.0.0.1", port: Int = 7070, heartbeatTimeout: Double = 40, evictionTimeout: Double = 300) {
             self.dataDirectory = dataDirectory
             self.host = host
             self.port = port
             self.heartbeatTimeout = heartbeatTimeout
+            self.evictionTimeout = evictionTimeout
         }
     }
 
@@ -61,6 +65,8 @@ public final class ControlPlane: Sendable {
     public func services(logger: Logger) -> [any ServiceLifecycle.Service] {
         let scheduler = SchedulerLoop(writer: writer, host: plugins, metrics: metrics, heartbeatTimeout: options.heartbeatTimeout)
         let workloads = WorkloadController(writer: writer)
+        let nodes = NodeLifecycleController(writer: writer, heartbeatTimeout: options.heartbeatTimeout, evictionTimeout: options.evictionTimeout,
+                                            period: .milliseconds(Int64(max(500, min(5000, options.heartbeatTimeout * 250)))))
         let routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { true })
         let app = Application(
             router: routes.router(),
@@ -74,7 +80,7 @@ public final class ControlPlane: Sendable {
             },
             logger: logger
         )
-        return [scheduler, workloads, app, BusShutdown(bus: bus)]
+        return [scheduler, workloads, nodes, app, BusShutdown(bus: bus)]
     }
 
     /// The server's plugins and each registered node's, as the agents report them.

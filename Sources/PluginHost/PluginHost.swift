@@ -15,6 +15,8 @@ public struct PluginHost: Sendable {
     public let profiles: [HostConfiguration.Profile]
     /// `defaults.scheduler`: a profile or a scheduler plugin.
     public let defaultScheduler: String?
+    /// The configuration's state directory (plugins keep theirs under `plugins/<name>`).
+    public let stateDirectory: String
 
     /// True when every library and plugin loaded and the defaults are valid.
     public var isClean: Bool { problems.isEmpty && reports.allSatisfy(\.isLoaded) }
@@ -61,7 +63,7 @@ public struct PluginHost: Sendable {
                 registry.setDefault(name, for: kind)
             }
         }
-        return PluginHost(registry: registry, reports: reports, problems: problems, profiles: configuration.profiles, defaultScheduler: configuration.defaults[.scheduler])
+        return PluginHost(registry: registry, reports: reports, problems: problems, profiles: configuration.profiles, defaultScheduler: configuration.defaults[.scheduler], stateDirectory: configuration.stateDirectory)
     }
 
     /// The scheduling profile a workload names: a configured profile, or a scheduler plugin on

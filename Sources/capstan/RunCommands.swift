@@ -14,7 +14,17 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Where the store (capstan.db) and plugin state live.")
     var dataDir = ".capstan"
 
+    @Option(help: "Seconds without a heartbeat before a node is NotReady (server).")
+    var nodeTimeout: Double = 40
+
+    @Option(help: "Seconds a node may stay NotReady before its instances are removed and replaced elsewhere (server).")
+    var evictionTimeout: Double = 300
+
     var dataDirectory: String { URL(fileURLWithPath: dataDir).standardizedFileURL.path }
+
+    func planeOptions(_ listen: ListenAddress) -> ControlPlane.Options {
+        ControlPlane.Options(dataDirectory: dataDirectory, host: listen.host, port: listen.port, heartbeatTimeout: nodeTimeout, evictionTimeout: evictionTimeout)
+    }
 
     /// Loads the plugins once for this process; refuses to start if the config is broken.
     func loadPlugins(nodeName: String?, logger: Logger) throws -> PluginHost {
@@ -87,7 +97,7 @@ struct ServerCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = Runner.logger("capstan.server")
         let plugins = try options.loadPlugins(nodeName: nil, logger: logger)
-        let plane = try ControlPlane(options: .init(dataDirectory: options.dataDirectory, host: listen.host, port: listen.port), plugins: plugins)
+        let plane = try ControlPlane(options: options.planeOptions(listen), plugins: plugins)
         try await Runner.run(plane.services(logger: logger), logger: logger)
     }
 }
@@ -103,6 +113,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "This node's name (default: the host name).") var nodeName: String?
     @Option(name: .customLong("label"), help: "A node label, key=value (repeatable).") var labels: [String] = []
     @Option(help: "Where the agent serves logs (host:port; port 0 picks one).") var listen = ListenAddress(argument: "127.0.0.1:0")!
+    @Option(help: "Seconds between heartbeats.") var heartbeat: Double = 10
 
     func run() async throws {
         let logger = Runner.logger("capstan.agent")
@@ -112,7 +123,7 @@ struct AgentCommand: AsyncParsableCommand {
             guard parts.count == 2 else { throw ValidationError("--label \(label): expected key=value") }
             parsed[parts[0]] = parts[1]
         }
-        let agentOptions = NodeAgent.Options(nodeName: nodeName, labels: parsed, listenHost: listen.host, listenPort: listen.port)
+        let agentOptions = NodeAgent.Options(nodeName: nodeName, labels: parsed, listenHost: listen.host, listenPort: listen.port, heartbeatInterval: .milliseconds(Int64(heartbeat * 1000)))
         let plugins = try options.loadPlugins(nodeName: agentOptions.nodeName, logger: logger)
         let server = ClientOptions.resolve(self.server)
         let agent = NodeAgent(options: agentOptions, plugins: plugins, logger: logger, server: { server })
@@ -130,12 +141,13 @@ struct DevCommand: AsyncParsableCommand {
     @Option(help: "Where the API listens (host:port; port 0 picks one, written to <data-dir>/server.address).")
     var listen = ListenAddress(argument: "127.0.0.1:7070")!
     @Option(help: "The local node's name (default: the host name).") var nodeName: String?
+    @Option(help: "Seconds between the local agent's heartbeats.") var heartbeat: Double = 10
 
     func run() async throws {
         let logger = Runner.logger("capstan.dev")
-        let agentOptions = NodeAgent.Options(nodeName: nodeName)
+        let agentOptions = NodeAgent.Options(nodeName: nodeName, heartbeatInterval: .milliseconds(Int64(heartbeat * 1000)))
         let plugins = try options.loadPlugins(nodeName: agentOptions.nodeName, logger: logger)
-        let plane = try ControlPlane(options: .init(dataDirectory: options.dataDirectory, host: listen.host, port: listen.port), plugins: plugins)
+        let plane = try ControlPlane(options: options.planeOptions(listen), plugins: plugins)
         let agent = NodeAgent(options: agentOptions, plugins: plugins, logger: logger, server: { await plane.address })
         try await Runner.run(plane.services(logger: logger) + agent.services(), logger: logger)
     }

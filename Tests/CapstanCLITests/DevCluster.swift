@@ -10,6 +10,8 @@ final class DevCluster: @unchecked Sendable {
     let dataDirectory: URL
     private(set) var process: Process?
     private(set) var address = ""
+    /// More arguments for `capstan dev`.
+    var extraArguments: [String] = []
 
     init() throws {
         dataDirectory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("capstan-e2e-\(UUID().uuidString.prefix(8))")
@@ -19,12 +21,12 @@ final class DevCluster: @unchecked Sendable {
     var api: APIClient { APIClient(server: address) }
 
     /// Starts `capstan dev` and waits until its API answers.
-    func start(_ extra: [String] = []) async throws {
+    func start() async throws {
         let addressFile = dataDirectory.appendingPathComponent(".capstan/server.address")
         try? FileManager.default.removeItem(at: addressFile)
         let process = Process()
         process.executableURL = PluginsCLITests.products.appendingPathComponent("capstan")
-        process.arguments = ["dev", "--listen", "127.0.0.1:0", "--data-dir", ".capstan", "--node-name", "e2e"] + extra
+        process.arguments = ["dev", "--listen", "127.0.0.1:0", "--data-dir", ".capstan", "--node-name", "e2e"] + extraArguments
         process.currentDirectoryURL = dataDirectory
         let log = dataDirectory.appendingPathComponent("dev.log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -104,6 +106,20 @@ final class DevCluster: @unchecked Sendable {
     }
 }
 
+/// Starts a cluster, runs `body`, and always tears the cluster down (its server and every
+/// instance it started) before returning, also when `body` throws.
+func withDevCluster(_ cluster: DevCluster? = nil, _ body: (DevCluster) async throws -> Void) async throws {
+    let cluster = try cluster ?? DevCluster()
+    do {
+        try await cluster.start()
+        try await body(cluster)
+    } catch {
+        await cluster.tearDown()
+        throw error
+    }
+    await cluster.tearDown()
+}
+
 struct DevClusterError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
@@ -134,5 +150,15 @@ func workloadYAML(_ name: String, replicas: Int, command: String, extra: String 
         command: ["sh", "-c", "\(command)"]
         terminationGracePeriodSeconds: 2
     \(template)
+    """
+}
+
+/// A probe (under `key`) that passes while `file` exists in the instance's working directory.
+func fileProbe(_ key: String, file: String, period: Double, failureThreshold: Int) -> String {
+    """
+        \(key):
+          exec: ["test", "-f", "\(file)"]
+          periodSeconds: \(period)
+          failureThreshold: \(failureThreshold)
     """
 }

@@ -43,6 +43,8 @@ final class SchedulerLoop: ServiceLifecycle.Service {
         /// Requests per node, summed over `bound`.
         var requested: [String: ResourceVector] = [:]
         var pending: [String: Instance] = [:]
+        /// VolumeClaim → the node its node-local volume lives on: instances mounting it go there.
+        var claimNodes: [String: String] = [:]
         /// Bumped whenever capacity may have appeared: a node added or changed, an instance gone.
         var generation = 0
         /// Unschedulable instance → the generation it failed at, and when.
@@ -81,9 +83,32 @@ final class SchedulerLoop: ServiceLifecycle.Service {
                     pending[name] = nil
                     failed[name] = nil
                 }
+            case .volume(let volume):
+                guard let claim = volume.spec.claim else { break }
+                if event.change == .deleted || volume.spec.nodeName == nil {
+                    claimNodes[claim] = nil
+                } else {
+                    claimNodes[claim] = volume.spec.nodeName
+                }
+                generation += 1
             default:
                 break
             }
+        }
+
+        enum Pin {
+            case anywhere
+            case node(String)
+            case impossible(Unschedulable)
+        }
+
+        /// The one node an instance's node-local volumes allow, or why none can hold them all.
+        func pin(_ instance: Instance) -> Pin {
+            let nodes = Set(instance.spec.template.volumeMounts.compactMap { claimNodes[$0.claim] })
+            if nodes.count > 1 {
+                return .impossible(Unschedulable(nodesEvaluated: 0, totalNodes: self.nodes.count, reasons: ["its volume claims live on different nodes (\(nodes.sorted().joined(separator: ", ")))": 1]))
+            }
+            return nodes.first.map(Pin.node) ?? .anywhere
         }
 
         func snapshots(now: Double, heartbeatTimeout: Double) -> [NodeSnapshot] {
@@ -103,7 +128,7 @@ final class SchedulerLoop: ServiceLifecycle.Service {
         let store = writer.store
         let subscription = try store.bus.subscribe(to: .resources, after: try store.revision)
         var cache = Cache()
-        for kind in ["Node", "Instance"] {
+        for kind in ["Node", "Instance", "Volume"] {
             for object in try store.list(kind: kind).items { cache.apply(ResourceEvent(.added, object)) }
         }
         // Ends when the bus finishes (graceful shutdown).
@@ -112,7 +137,7 @@ final class SchedulerLoop: ServiceLifecycle.Service {
             for case .event(_, let event) in batch { cache.apply(event) }
             if batch.contains(where: { if case .resync = $0 { true } else { false } }) {
                 cache = Cache()
-                for kind in ["Node", "Instance"] {
+                for kind in ["Node", "Instance", "Volume"] {
                     for object in (try? store.list(kind: kind).items) ?? [] { cache.apply(ResourceEvent(.added, object)) }
                 }
             }
@@ -144,7 +169,26 @@ final class SchedulerLoop: ServiceLifecycle.Service {
             let framework = SchedulingFramework(profile: profile, nodes: cache.snapshots(now: wall, heartbeatTimeout: heartbeatTimeout))
             for instance in instances {
                 let started = clock.now
-                let decision = framework.schedule(SchedulingUnit(name: instance.metadata.name, template: instance.spec.template))
+                let unit = SchedulingUnit(name: instance.metadata.name, template: instance.spec.template)
+                let decision: SchedulingDecision
+                switch cache.pin(instance) {
+                case .impossible(let why):
+                    decision = .unschedulable(why)
+                case .node(let pinned):
+                    // Node-local volumes: only their node is a candidate.
+                    let candidates = cache.snapshots(now: wall, heartbeatTimeout: heartbeatTimeout).filter { $0.name == pinned }
+                    if candidates.isEmpty {
+                        decision = .unschedulable(Unschedulable(nodesEvaluated: 0, totalNodes: cache.nodes.count, reasons: ["its volumes live on node \(pinned), which is not ready": 1]))
+                    } else {
+                        var single = candidates[0]
+                        single.index = 0
+                        let pinnedFramework = SchedulingFramework(profile: profile, nodes: [single])
+                        decision = pinnedFramework.schedule(unit)
+                        metrics.add(pinnedFramework.metrics)
+                    }
+                case .anywhere:
+                    decision = framework.schedule(unit)
+                }
                 metrics.recordDecision(profile: profile.name, placed: decision.placement != nil, duration: clock.now - started)
                 switch decision {
                 case .placed(let placement):
