@@ -32,6 +32,16 @@ public struct APIClient: Sendable {
     private let http: HTTPClient
     private let timeout: TimeAmount
 
+    /// Watches hold a connection each for as long as they run and may be quiet for hours: they
+    /// get a client of their own, without a read timeout and with room for many streams (the
+    /// shared client queues requests past 8 connections per host).
+    static let streaming: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(10), read: nil)
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
     public init(server: String, http: HTTPClient = .shared, timeout: TimeAmount = .seconds(30)) {
         self.server = server.hasSuffix("/") ? String(server.dropLast()) : server
         self.http = http
@@ -96,7 +106,7 @@ public struct APIClient: Sendable {
         let request = makeRequest(.GET, "/v1/watch/\(kind.plural)", query: query, body: nil)
         let response: HTTPClientResponse
         do {
-            response = try await http.execute(request, deadline: .distantFuture)
+            response = try await Self.streaming.execute(request, deadline: .distantFuture)
         } catch {
             throw .unreachable(server, error)
         }

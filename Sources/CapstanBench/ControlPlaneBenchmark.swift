@@ -17,6 +17,17 @@ enum ControlPlaneBenchmark {
     static func run(products: String) async {
         print("## Control plane (release binary, SQLite WAL + synchronous=FULL)\n")
         do {
+            let only = ProcessInfo.processInfo.environment["CAPSTAN_BENCH_ONLY"]
+            if only == "memory" {
+                try await memory(products: products)
+                return
+            }
+            if only == "writes" {
+                let environment = ProcessInfo.processInfo.environment
+                try await writesAndWatch(products: products, watchers: Int(environment["CAPSTAN_BENCH_WATCHERS"] ?? "") ?? 10,
+                                         total: Int(environment["CAPSTAN_BENCH_WRITES"] ?? "") ?? 20_000)
+                return
+            }
             try await applyToRunning(products: products, runtime: "process", replicas: 100)
             if getuid() == 0, FileManager.default.isExecutableFile(atPath: "/bin/busybox"), FileManager.default.isExecutableFile(atPath: "/usr/sbin/runc") {
                 try await applyToRunning(products: products, runtime: "runc", replicas: 100)
@@ -39,7 +50,7 @@ enum ControlPlaneBenchmark {
         var template = InstanceTemplate(command: ["sh", "-c", "exec sleep 1000"])
         if runtime == "runc" {
             let rootfs = server.directory + "/rootfs"
-            let script = URL(fileURLWithPath: products).appendingPathComponent("../../Examples/busybox-rootfs/build-rootfs.sh").standardizedFileURL.path
+            let script = URL(fileURLWithPath: products).appendingPathComponent("../../../Examples/busybox-rootfs/build-rootfs.sh").standardizedFileURL.path
             let build = Process()
             build.executableURL = URL(fileURLWithPath: "/bin/sh")
             build.arguments = [script, rootfs]
@@ -77,6 +88,9 @@ enum ControlPlaneBenchmark {
         let server = try ServerProcess(products: products, verb: "server")
         defer { server.stop() }
         let api = APIClient(server: server.address)
+        // The events are about a node that exists (the server removes events about missing objects).
+        let capacity: ResourceList = ["cpu": "4", "memory": "4Gi"]
+        _ = try await api.create(.node(Node(name: "bench-node", spec: NodeSpec(), status: NodeStatus(capacity: capacity, allocatable: capacity))))
         let start = try await api.list(.event).revision
         // Each watcher records the delivery latency of every event (the write's send time rides
         // in the event's message).
@@ -86,10 +100,15 @@ enum ControlPlaneBenchmark {
                 group.addTask {
                     var seen: [Double] = []
                     seen.reserveCapacity(total)
-                    for try await event in stream {
-                        guard case .event(let object)? = event.object, let sent = Double(object.spec.message) else { continue }
-                        seen.append((Date().timeIntervalSince1970 - sent) * 1000)
-                        if seen.count == total { break }
+                    do {
+                        for try await event in stream {
+                            if event.type == .resync { print("a watcher fell behind and was resynced after \(seen.count) events") }
+                            guard case .event(let object)? = event.object, let sent = Double(object.spec.message) else { continue }
+                            seen.append((Date().timeIntervalSince1970 - sent) * 1000)
+                            if seen.count == total { break }
+                        }
+                    } catch {
+                        print("a watcher stopped after \(seen.count) of \(total) events: \(error)")
                     }
                     return seen
                 }
@@ -99,7 +118,7 @@ enum ControlPlaneBenchmark {
                 for writer in 0..<writers {
                     writersGroup.addTask {
                         for index in stride(from: writer, to: total, by: writers) {
-                            let spec = EventSpec(involvedObject: "Workload/bench", reason: "Bench", message: String(Date().timeIntervalSince1970), source: "bench")
+                            let spec = EventSpec(involvedObject: "Node/bench-node", reason: "Bench", message: String(Date().timeIntervalSince1970), source: "bench")
                             _ = try await api.create(.event(Event(name: "e\(index)", spec: spec)))
                         }
                     }
@@ -125,7 +144,8 @@ enum ControlPlaneBenchmark {
         let idle = server.rssMiB
         for index in 0..<nodes {
             let capacity: ResourceList = ["cpu": "64", "memory": "256Gi"]
-            _ = try await api.create(.node(Node(name: "node-\(index)", spec: NodeSpec(), status: NodeStatus(capacity: capacity, allocatable: capacity, ready: true))))
+            let beat = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
+            _ = try await api.create(.node(Node(name: "node-\(index)", spec: NodeSpec(), status: NodeStatus(capacity: capacity, allocatable: capacity, ready: true, lastHeartbeat: beat))))
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for writer in 0..<16 {
@@ -161,7 +181,8 @@ final class ServerProcess {
         directory = NSTemporaryDirectory() + "capstan-bench-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         process.executableURL = URL(fileURLWithPath: products).appendingPathComponent("capstan")
-        process.arguments = [verb, "--listen", "127.0.0.1:0", "--data-dir", directory + "/data"]
+        // Benchmark nodes send no heartbeats: keep the node lifecycle controller from evicting.
+        process.arguments = [verb, "--listen", "127.0.0.1:0", "--data-dir", directory + "/data"] + (verb == "server" ? ["--node-timeout", "86400"] : [])
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")

@@ -65,8 +65,7 @@ public final class ControlPlane: Sendable {
     public func services(logger: Logger) -> [any ServiceLifecycle.Service] {
         let scheduler = SchedulerLoop(writer: writer, host: plugins, metrics: metrics, heartbeatTimeout: options.heartbeatTimeout)
         let workloads = WorkloadController(writer: writer)
-        let nodes = NodeLifecycleController(writer: writer, heartbeatTimeout: options.heartbeatTimeout, evictionTimeout: options.evictionTimeout,
-                                            period: .milliseconds(Int64(max(500, min(5000, options.heartbeatTimeout * 250)))))
+        let nodes = NodeLifecycleController(writer: writer, options: options)
         let routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { true })
         let app = Application(
             router: routes.router(),

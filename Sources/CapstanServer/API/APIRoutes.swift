@@ -17,6 +17,7 @@ struct APIRoutes: Sendable {
     let metrics: ServerMetrics
     let plugins: @Sendable () async -> [PluginInfo]
     let isReady: @Sendable () -> Bool
+    let encoded = EncodedEvents()
 
     var store: ResourceStore { writer.store }
 
@@ -132,6 +133,7 @@ struct APIRoutes: Sendable {
             throw APIFailure(.serviceUnavailable, "Unavailable", error.description)
         }
         let metrics = self.metrics
+        let encoded = self.encoded
         metrics.watchers.increment(by: 1)
         return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: ResponseBody { writer in
             defer {
@@ -143,9 +145,7 @@ struct APIRoutes: Sendable {
                 switch delivery {
                 case .event(let revision, let event):
                     guard event.object.kind == kind.kind, filter.matches(event.object) else { continue }
-                    var line = try encoder.encode(WatchEvent(event, revision: revision))
-                    line.append(UInt8(ascii: "\n"))
-                    try await writer.write(ByteBuffer(bytes: line))
+                    try await writer.write(try encoded.line(event, revision: revision))
                 case .resync(let revision):
                     var line = try encoder.encode(WatchEvent(type: .resync, revision: revision))
                     line.append(UInt8(ascii: "\n"))

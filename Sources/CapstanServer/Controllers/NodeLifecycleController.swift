@@ -11,70 +11,117 @@ import ServiceLifecycle
 /// - instances on a node NotReady for `evictionTimeout` are removed (an Event says why), so their
 ///   workloads replace them on live nodes; instances marked for deletion on such a node are
 ///   removed at once, as no agent will;
-/// - events about objects that no longer exist, and events older than `eventTTL`, are deleted.
+/// - events about objects that no longer exist (after a minute), and events older than
+///   `eventTTL`, are deleted.
+///
+/// An informer like the other controllers: it keeps what it needs from the bus and looks at its
+/// cache on a period, so a check costs nothing per stored object.
 final class NodeLifecycleController: ServiceLifecycle.Service {
     let writer: StoreWriter
-    let heartbeatTimeout: Double
-    let evictionTimeout: Double
-    let eventTTL: Double
-    let period: Duration
+    /// `heartbeatTimeout` and `evictionTimeout` come from here.
+    let options: ControlPlane.Options
+    /// Events live this long (seconds).
+    let eventTTL: Double = 3600
     private let recorder: EventRecorder
 
-    init(writer: StoreWriter, heartbeatTimeout: Double, evictionTimeout: Double, eventTTL: Double = 3600, period: Duration = .seconds(5)) {
-        self.writer = writer
-        self.heartbeatTimeout = heartbeatTimeout
-        self.evictionTimeout = evictionTimeout
-        self.eventTTL = eventTTL
-        self.period = period
-        self.recorder = EventRecorder(writer: writer, source: "node-lifecycle")
+    init(writer: StoreWriter, options: ControlPlane.Options) {
+        (self.writer, self.options) = (writer, options)
+        recorder = EventRecorder(writer: writer, source: "node-lifecycle")
+    }
+
+    /// How often to look: a quarter of the heartbeat timeout, between 0.5 and 5 seconds.
+    var period: Duration { .milliseconds(Int64(max(500, min(5000, options.heartbeatTimeout * 250)))) }
+
+    struct Cache {
+        var nodes: [String: Node] = [:]
+        /// Node → its instances (name → marked for deletion).
+        var instancesByNode: [String: [String: Bool]] = [:]
+        /// `Kind/name` of every Instance, Node and Workload.
+        var existing = Set<String>()
+        /// Event name → what it is about and when it last happened.
+        var events: [String: (involved: String, last: Double)] = [:]
+
+        mutating func apply(_ event: ResourceEvent) {
+            let object = event.object
+            let reference = "\(object.kind)/\(object.name)"
+            let deleted = event.change == .deleted
+            if ["Instance", "Node", "Workload"].contains(object.kind) {
+                if deleted { existing.remove(reference) } else { existing.insert(reference) }
+            }
+            switch object {
+            case .node(let node):
+                nodes[node.metadata.name] = deleted ? nil : node
+            case .instance(let instance):
+                for node in instancesByNode.keys { instancesByNode[node]?[instance.metadata.name] = nil }
+                if !deleted, let node = instance.spec.nodeName {
+                    instancesByNode[node, default: [:]][instance.metadata.name] = instance.metadata.deletionTimestamp != nil
+                }
+            case .event(let record):
+                events[record.metadata.name] = deleted ? nil : (record.spec.involvedObject, record.spec.lastTimestamp?.secondsSinceEpoch ?? Date().timeIntervalSince1970)
+            default:
+                break
+            }
+        }
     }
 
     func run() async throws {
-        let subscription = try writer.store.bus.subscribe(to: .resources, after: try writer.store.revision)
-        // The feed's tick drives the checks; the events themselves only end the loop at shutdown.
-        for await _ in ChangeFeed(subscription: subscription).batches(every: period) {
-            await check(now: Date().timeIntervalSince1970)
+        let store = writer.store
+        let subscription = try store.bus.subscribe(to: .resources, after: try store.revision)
+        var cache = Cache()
+        func relist() {
+            cache = Cache()
+            for kind in ["Node", "Instance", "Workload", "Event"] {
+                for object in (try? store.list(kind: kind).items) ?? [] { cache.apply(ResourceEvent(.added, object)) }
+            }
+        }
+        relist()
+        let clock = ContinuousClock()
+        var lastCheck = clock.now - period
+        for await batch in ChangeFeed(subscription: subscription).batches(every: period) {
+            for delivery in batch {
+                switch delivery {
+                case .event(_, let event): cache.apply(event)
+                case .resync: relist()
+                }
+            }
+            // Changes only update the cache; the checks run once a period.
+            guard clock.now - lastCheck >= period else { continue }
+            lastCheck = clock.now
+            await check(cache, now: Date().timeIntervalSince1970)
         }
     }
 
-    func check(now: Double) async {
-        func list(_ kind: String) async -> [AnyResource]? {
-            try? await writer.read { store throws(StoreError) in try store.list(kind: kind).items }
-        }
-        guard let nodes = await list("Node"), let instances = await list("Instance"), let events = await list("Event") else { return }
-        var notReadySince: [String: Double] = [:]
-        var known = Set<String>()
-        for case .node(var node) in nodes {
-            known.insert("Node/\(node.metadata.name)")
+    func check(_ cache: Cache, now: Double) async {
+        for (name, var node) in cache.nodes {
             let beat = node.status.lastHeartbeat?.secondsSinceEpoch ?? 0
-            if now - beat > heartbeatTimeout {
-                notReadySince[node.metadata.name] = beat + heartbeatTimeout
-                if node.status.ready {
-                    node.status.ready = false
-                    _ = try? await writer.update(.node(node))
-                    await recorder.record("Node/\(node.metadata.name)", reason: "NodeNotReady", message: "no heartbeat for \(Int(now - beat))s; nothing new is placed here", type: .warning)
+            guard now - beat > options.heartbeatTimeout else { continue }
+            if node.status.ready {
+                node.status.ready = false
+                _ = try? await writer.update(.node(node))
+                await recorder.record("Node/\(name)", reason: "NodeNotReady", message: "no heartbeat for \(Int(now - beat))s; nothing new is placed here", type: .warning)
+            }
+            let lostFor = now - beat - options.heartbeatTimeout
+            for (instance, marked) in cache.instancesByNode[name] ?? [:] where marked || lostFor >= options.evictionTimeout {
+                if !marked {
+                    await recorder.record("Instance/\(instance)", reason: "Evicted", message: "node \(name) has been unreachable for \(Int(now - beat))s", type: .warning)
                 }
+                _ = try? await writer.delete(kind: "Instance", name: instance)
             }
         }
-        for case .instance(let instance) in instances {
-            known.insert("Instance/\(instance.metadata.name)")
-            guard let nodeName = instance.spec.nodeName else { continue }
-            let lostAt = notReadySince[nodeName] ?? (nodes.contains { $0.name == nodeName } ? nil : 0)
-            guard let lostAt else { continue }
-            if instance.metadata.deletionTimestamp != nil || now - lostAt >= evictionTimeout {
-                if instance.metadata.deletionTimestamp == nil {
-                    await recorder.record("Instance/\(instance.metadata.name)", reason: "Evicted", message: "node \(nodeName) has been unreachable for \(Int(now - lostAt))s", type: .warning)
-                }
-                _ = try? await writer.delete(kind: "Instance", name: instance.metadata.name)
-            }
+        // Instances bound to a node that no longer exists.
+        for (node, instances) in cache.instancesByNode where cache.nodes[node] == nil {
+            for instance in instances.keys { _ = try? await writer.delete(kind: "Instance", name: instance) }
         }
-        for case .workload(let workload) in await list("Workload") ?? [] { known.insert("Workload/\(workload.metadata.name)") }
-        for case .event(let event) in events {
-            let age = now - (event.spec.lastTimestamp?.secondsSinceEpoch ?? now)
-            let subjectGone = ["Instance/", "Node/", "Workload/"].contains { event.spec.involvedObject.hasPrefix($0) } && !known.contains(event.spec.involvedObject)
+        var expired: [String] = []
+        for (name, event) in cache.events {
+            let age = now - event.last
+            let subjectGone = ["Instance/", "Node/", "Workload/"].contains { event.involved.hasPrefix($0) } && !cache.existing.contains(event.involved)
             // A deleted object's events stay a minute, for `describe` right after a delete.
-            if age > eventTTL || (subjectGone && age > 60) {
-                _ = try? await writer.delete(kind: "Event", name: event.metadata.name)
+            if age > eventTTL || (subjectGone && age > 60) { expired.append(name) }
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for name in expired {
+                group.addTask { _ = try? await self.writer.delete(kind: "Event", name: name) }
             }
         }
     }

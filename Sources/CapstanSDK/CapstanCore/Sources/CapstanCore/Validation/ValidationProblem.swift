@@ -76,9 +76,17 @@ extension DecodingError {
     }
 }
 
+extension CodingUserInfoKey {
+    /// Set to `true` in a decoder's `userInfo` to skip the unknown-key checks: for documents the
+    /// store wrote itself, which were checked when they came in.
+    public static let capstanTrustedDocument = CodingUserInfoKey(rawValue: "capstan.trustedDocument")!
+}
+
 extension KeyedDecodingContainer {
     /// Throws a decoding error naming the first key not in `known`: strict documents refuse typos.
+    /// Skipped when the decoder's `userInfo[.capstanTrustedDocument]` is `true`.
     public func rejectUnknownKeys(_ known: some Sequence<String>, in decoder: any Decoder) throws {
+        if decoder.userInfo[.capstanTrustedDocument] as? Bool == true { return }
         let all = try decoder.container(keyedBy: AnyCodingKey.self)
         let knownSet = Set(known)
         for key in all.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) where !knownSet.contains(key.stringValue) {
