@@ -22,7 +22,7 @@ actor InstanceSupervisor {
     private var task: Task<Void, Never>?
     private var addresses: [String] = []
     /// How often a running instance's state is read.
-    static let pollInterval = Duration.milliseconds(100)
+    static let pollInterval = Duration.milliseconds(250)
 
     init(instance: Instance, runtime: any RuntimePlugin, runtimeName: String, network: (any NetworkPlugin)?, volumes: VolumeAttacher?, api: APIClient, events: EventRecorder, probeHost: String) {
         self.volumes = volumes
@@ -204,6 +204,9 @@ actor InstanceSupervisor {
         }
     }
 
+    /// Reports Running at once. A runtime may learn the command's pid a moment after `start`
+    /// returns (the process runtime's shim writes it once it has forked); the watch loop's first
+    /// poll then reports it.
     private func reportStarted(_ started: RuntimeInstanceStatus, restarted: Bool) async {
         let ready = instance.spec.template.readinessProbe == nil
         let addresses = self.addresses

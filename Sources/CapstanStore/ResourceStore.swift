@@ -177,16 +177,22 @@ public final class ResourceStore: Sendable {
                            arguments: [stored.kind, stored.name, try encode(stored)])
             return (stored, ResourceEvent(.added, stored))
         case .update(let object):
-            guard let previous = try stored(db, object.kind, object.name) else {
+            // Only what the update keeps or checks: no decode of the whole stored object on the
+            // writer's (serial) queue.
+            guard let row = try Row.fetchOne(db, sql: """
+                SELECT json_extract(body, '$.metadata.revision') AS revision, json_extract(body, '$.metadata.uid') AS uid,
+                       json_extract(body, '$.metadata.creationTimestamp') AS created
+                FROM objects WHERE kind = ? AND name = ?
+                """, arguments: [object.kind, object.name]) else {
                 throw StoreError.notFound(kind: object.kind, name: object.name)
             }
-            let current = previous.metadata.revision ?? 0
+            let current = UInt64(row["revision"] as Int64? ?? 0)
             if let expected = object.metadata.revision, expected != current {
                 throw StoreError.conflict(kind: object.kind, name: object.name, expected: expected, stored: current)
             }
             var stored = object
-            stored.metadata.uid = previous.metadata.uid
-            stored.metadata.creationTimestamp = previous.metadata.creationTimestamp
+            stored.metadata.uid = row["uid"]
+            stored.metadata.creationTimestamp = (row["created"] as String?).flatMap(Timestamp.init(rfc3339:))
             stored.metadata.revision = revision
             try db.execute(sql: "UPDATE objects SET body = ? WHERE kind = ? AND name = ?",
                            arguments: [try encode(stored), stored.kind, stored.name])

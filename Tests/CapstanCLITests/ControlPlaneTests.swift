@@ -26,8 +26,7 @@ import Glibc
             // Kill it twice; the second restart waits longer (0.5 s, then 1 s).
             var delays: [Double] = []
             for round in 1...2 {
-                let before = try await cluster.instance(name)
-                let pid = try #require(before.status.pid)
+                let pid = try await cluster.pid(of: name)
                 let killedAt = Date()
                 kill(pid, SIGKILL)
                 try await eventually("restart \(round)", timeout: 20) {
@@ -118,9 +117,11 @@ import Glibc
         try await withDevCluster { cluster in
             let path = try cluster.manifest("keep.yaml", workloadYAML("keep", replicas: 2, command: "exec sleep 1000"))
             #expect(try cluster.capstan("apply", "-f", path, "--wait", "--timeout", "30").status == 0)
+            try await eventually("both report their pid", timeout: 10) {
+                try await cluster.instances(of: "keep").compactMap(\.status.pid).count == 2
+            }
             let before = try await cluster.instances(of: "keep")
             let pids = before.compactMap(\.status.pid)
-            #expect(pids.count == 2)
 
             cluster.stop(signal: SIGTERM)
             #expect(pids.allSatisfy { kill($0, 0) == 0 }, "instances died with the agent")
@@ -255,7 +256,7 @@ import Glibc
         try await eventually("its output is in the logs", timeout: 10) {
             try cluster.capstan("logs", name).output.contains("hello from \(name)")
         }
-        let pid = try #require(instances[0].status.pid)
+        let pid = try await cluster.pid(of: name)
         kill(pid, SIGKILL)
         try await eventually("the container restarts", timeout: 20) {
             let now = try await cluster.instance(name)
@@ -325,7 +326,7 @@ import Glibc
             #expect(volume.spec.nodeName == "e2e")
             #expect(volume.spec.provisioner == "hostpath")
 
-            let pid = try #require(try await cluster.instance(name).status.pid)
+            let pid = try await cluster.pid(of: name)
             kill(pid, SIGKILL)
             try await eventually("the restarted run counts 2", timeout: 20) { try cluster.capstan("logs", name).output.contains("run 2") }
 

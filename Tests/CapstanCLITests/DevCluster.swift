@@ -100,6 +100,16 @@ final class DevCluster: @unchecked Sendable {
         }.sorted { $0.metadata.name < $1.metadata.name }
     }
 
+    /// The instance's pid, once its agent has reported it.
+    func pid(of name: String) async throws -> Int32 {
+        var pid: Int32?
+        try await eventually("\(name) reports its pid", timeout: 10) {
+            pid = try await self.instance(name).status.pid
+            return pid != nil
+        }
+        return pid!
+    }
+
     func instance(_ name: String) async throws -> Instance {
         guard case .instance(let instance) = try await api.get(.instance, name) else { throw DevClusterError("\(name) is not an instance") }
         return instance
