@@ -23,8 +23,11 @@ public final class ControlPlane: Sendable {
         public var heartbeatTimeout: Double
         /// Seconds a node may stay NotReady before its instances are removed (and replaced).
         public var evictionTimeout: Double
+        /// Writes the server keeps for watches to resume from; older revisions answer 410.
+        public var watchWindow: Int
 
-        public init(dataDirectory: String, host: String = "127.0.0.1", port: Int = 7070, heartbeatTimeout: Double = 40, evictionTimeout: Double = 300) {
+        public init(dataDirectory: String, host: String = "127.0.0.1", port: Int = 7070, heartbeatTimeout: Double = 40, evictionTimeout: Double = 300, watchWindow: Int = 16_384) {
+            self.watchWindow = watchWindow
             self.dataDirectory = dataDirectory
             self.host = host
             self.port = port
@@ -45,7 +48,7 @@ public final class ControlPlane: Sendable {
     public init(options: Options, plugins: PluginHost) throws(StoreError) {
         self.options = options
         self.plugins = plugins
-        bus = EventBus(subscriberCapacity: 16_384, replayWindow: 16_384)
+        bus = EventBus(subscriberCapacity: 16_384, replayWindow: max(1, options.watchWindow))
         store = try ResourceStore(path: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("capstan.db").path, bus: bus)
         writer = StoreWriter(store: store)
     }

@@ -20,10 +20,13 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Seconds a node may stay NotReady before its instances are removed and replaced elsewhere (server).")
     var evictionTimeout: Double = 300
 
+    @Option(help: "Writes kept for watches to resume from; a watch from an older revision gets 410 and must relist (server).")
+    var watchWindow = 16_384
+
     var dataDirectory: String { URL(fileURLWithPath: dataDir).standardizedFileURL.path }
 
     func planeOptions(_ listen: ListenAddress) -> ControlPlane.Options {
-        ControlPlane.Options(dataDirectory: dataDirectory, host: listen.host, port: listen.port, heartbeatTimeout: nodeTimeout, evictionTimeout: evictionTimeout)
+        ControlPlane.Options(dataDirectory: dataDirectory, host: listen.host, port: listen.port, heartbeatTimeout: nodeTimeout, evictionTimeout: evictionTimeout, watchWindow: watchWindow)
     }
 
     /// Loads the plugins once for this process; refuses to start if the config is broken.

@@ -154,7 +154,7 @@ func workloadYAML(_ name: String, replicas: Int, command: String, extra: String 
       name: \(name)
     spec:
       replicas: \(replicas)
-      restartBackoff: {initialSeconds: 0.5, maxSeconds: 8, resetAfterSeconds: 60}
+      restartBackoff: {initialSeconds: 1, maxSeconds: 8, resetAfterSeconds: 60}
     \(extra)
       template:
         command: ["sh", "-c", "\(command)"]
