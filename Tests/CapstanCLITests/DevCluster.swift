@@ -69,21 +69,7 @@ final class DevCluster: @unchecked Sendable {
 
     /// Runs the capstan CLI against this cluster.
     func capstan(_ arguments: String...) throws -> PluginsCLITests.Result {
-        let process = Process()
-        process.executableURL = PluginsCLITests.products.appendingPathComponent("capstan")
-        process.arguments = arguments
-        process.currentDirectoryURL = dataDirectory
-        var environment = ProcessInfo.processInfo.environment
-        environment["CAPSTAN_SERVER"] = address
-        process.environment = environment
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        let error = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return PluginsCLITests.Result(status: process.terminationStatus, output: String(decoding: output, as: UTF8.self), error: String(decoding: error, as: UTF8.self))
+        try PluginsCLITests.run(arguments, in: dataDirectory, environment: ["CAPSTAN_SERVER": address])
     }
 
     /// Writes a manifest into the data directory; returns its path.

@@ -23,10 +23,16 @@ import Testing
     }
 
     func capstan(_ arguments: String...) throws -> Result {
+        try Self.run(arguments, in: directory)
+    }
+
+    /// Runs the built `capstan` binary to the end; `environment` entries are added to this process's.
+    static func run(_ arguments: [String], in directory: URL, environment: [String: String] = [:]) throws -> Result {
         let process = Process()
-        process.executableURL = Self.products.appendingPathComponent("capstan")
+        process.executableURL = products.appendingPathComponent("capstan")
         process.arguments = arguments
         process.currentDirectoryURL = directory
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

@@ -35,19 +35,6 @@ import Testing
         return try #require(host.registry.runtime(named: "runc"))
     }
 
-    func waitFor(_ runtime: any RuntimePlugin, _ id: String, _ state: RuntimeInstanceStatus.State, seconds: Double = 10) async throws -> RuntimeInstanceStatus {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            let status = try await runtime.status(id)
-            if status.state == state { return status }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return try await runtime.status(id)
-    }
-
-    func text(_ runtime: any RuntimePlugin, _ id: String, _ stream: LogsRequest.Stream = .stdout) async throws -> String {
-        String(decoding: try await runtime.logs(LogsRequest(id: id, stream: stream)).data, as: UTF8.self)
-    }
 
     /// Creates and starts a busybox container.
     func run(_ runtime: any RuntimePlugin, _ id: String, _ script: String, limits: ResourceVector = ResourceVector(), env: [String: String] = [:], hostname: String? = nil, mounts: [RuntimeMount] = [], labels: [String: String] = [:]) async throws -> RuntimeInstanceStatus {

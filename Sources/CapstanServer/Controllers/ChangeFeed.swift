@@ -1,4 +1,5 @@
 import CapstanCore
+import CapstanStore
 import Synchronization
 
 /// Store changes for a controller, in batches: whatever arrived since the controller last looked,
@@ -52,5 +53,14 @@ final class ChangeFeed: Sendable {
             defer { batch.removeAll(keepingCapacity: true) }
             return batch
         }
+    }
+}
+
+extension ResourceStore {
+    /// Every stored object of `kinds` as an `added` event: what a controller's cache starts from,
+    /// and rebuilds from after a `resync`. Kinds that cannot be read are skipped (the next
+    /// resync or period tries again).
+    func snapshot(of kinds: [String]) -> [ResourceEvent] {
+        kinds.flatMap { kind in ((try? list(kind: kind).items) ?? []).map { ResourceEvent(.added, $0) } }
     }
 }

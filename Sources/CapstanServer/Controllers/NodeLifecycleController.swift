@@ -70,9 +70,7 @@ final class NodeLifecycleController: ServiceLifecycle.Service {
         var cache = Cache()
         func relist() {
             cache = Cache()
-            for kind in ["Node", "Instance", "Workload", "Event"] {
-                for object in (try? store.list(kind: kind).items) ?? [] { cache.apply(ResourceEvent(.added, object)) }
-            }
+            for event in store.snapshot(of: ["Node", "Instance", "Workload", "Event"]) { cache.apply(event) }
         }
         relist()
         let clock = ContinuousClock()

@@ -124,22 +124,21 @@ final class SchedulerLoop: ServiceLifecycle.Service {
         }
     }
 
+    /// The kinds the cache is built from.
+    static let watchedKinds = ["Node", "Instance", "Volume"]
+
     func run() async throws {
         let store = writer.store
         let subscription = try store.bus.subscribe(to: .resources, after: try store.revision)
         var cache = Cache()
-        for kind in ["Node", "Instance", "Volume"] {
-            for object in try store.list(kind: kind).items { cache.apply(ResourceEvent(.added, object)) }
-        }
+        for event in store.snapshot(of: Self.watchedKinds) { cache.apply(event) }
         // Ends when the bus finishes (graceful shutdown).
         await pass(&cache)
         for await batch in ChangeFeed(subscription: subscription).batches(every: .seconds(5)) {
             for case .event(_, let event) in batch { cache.apply(event) }
             if batch.contains(where: { if case .resync = $0 { true } else { false } }) {
                 cache = Cache()
-                for kind in ["Node", "Instance", "Volume"] {
-                    for object in (try? store.list(kind: kind).items) ?? [] { cache.apply(ResourceEvent(.added, object)) }
-                }
+                for event in store.snapshot(of: Self.watchedKinds) { cache.apply(event) }
             }
             await pass(&cache)
         }

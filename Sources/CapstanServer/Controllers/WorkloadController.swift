@@ -61,9 +61,7 @@ final class WorkloadController: ServiceLifecycle.Service {
         var cache = Cache()
         func relist() {
             cache = Cache()
-            for kind in ["Workload", "Instance"] {
-                for object in (try? store.list(kind: kind).items) ?? [] { _ = cache.apply(ResourceEvent(.added, object)) }
-            }
+            for event in store.snapshot(of: ["Workload", "Instance"]) { _ = cache.apply(event) }
         }
         relist()
         // Ends when the bus finishes (graceful shutdown).
