@@ -56,6 +56,9 @@ public struct InstanceFolders<Record: SupervisedInstance>: Sendable {
         let path = folder(request.id).appendingPathComponent("\(request.stream.rawValue).log").path
         guard let handle = FileHandle(forReadingAtPath: path) else { return LogChunk(data: [], nextOffset: request.offset) }
         defer { try? handle.close() }
+        // An offset at or past the end (up to UInt64.max, which seek would trap on) reads nothing.
+        let size = try handle.seekToEnd()
+        guard request.offset < size else { return LogChunk(data: [], nextOffset: request.offset) }
         try handle.seek(toOffset: request.offset)
         let data = try handle.read(upToCount: max(0, request.maxBytes)) ?? Data()
         return LogChunk(data: Array(data), nextOffset: request.offset + UInt64(data.count))

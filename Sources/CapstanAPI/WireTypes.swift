@@ -97,3 +97,33 @@ public struct PluginInfo: Codable, Sendable, Hashable {
 public enum LogHeaders {
     public static let nextOffset = "capstan-next-offset"
 }
+
+/// The query of a log read (`offset`, `maxBytes`), checked the same way by the server and the
+/// agent: a malformed or out-of-range number is a 400 naming the parameter.
+public enum LogQuery {
+    /// The most one read returns.
+    public static let maxBytesLimit = 16 << 20
+
+    public struct Problem: Error, Sendable {
+        public var message: String
+    }
+
+    /// `offset` (0 to 2^63-1; default 0) and `maxBytes` (1 to 16 MiB; default 1 MiB).
+    public static func parse(_ value: (String) -> String?) throws(Problem) -> (offset: UInt64, maxBytes: Int) {
+        var offset: UInt64 = 0
+        if let text = value("offset") {
+            guard let parsed = UInt64(text), parsed <= UInt64(Int64.max) else {
+                throw Problem(message: "offset: \"\(text.prefix(40))\" is not a byte offset (0 to \(Int64.max))")
+            }
+            offset = parsed
+        }
+        var maxBytes = 1 << 20
+        if let text = value("maxBytes") {
+            guard let parsed = Int(text), (1...maxBytesLimit).contains(parsed) else {
+                throw Problem(message: "maxBytes: \"\(text.prefix(40))\" is not a size (1 to \(maxBytesLimit))")
+            }
+            maxBytes = parsed
+        }
+        return (offset, maxBytes)
+    }
+}

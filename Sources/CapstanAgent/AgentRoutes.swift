@@ -26,8 +26,13 @@ struct AgentRoutes: Sendable {
             let name = context.parameters.get("name") ?? ""
             let query = request.uri.queryParameters
             let stream = LogsRequest.Stream(rawValue: query.get("stream") ?? "stdout") ?? .stdout
-            let offset = query.get("offset").flatMap { UInt64($0) } ?? 0
-            let maxBytes = min(query.get("maxBytes").flatMap { Int($0) } ?? (1 << 20), 16 << 20)
+            let offset: UInt64
+            let maxBytes: Int
+            do throws(LogQuery.Problem) {
+                (offset, maxBytes) = try LogQuery.parse { query.get($0) }
+            } catch {
+                return failure(.badRequest, error.message)
+            }
             guard let runtime = runtimeFor(name) else { return failure(.notFound, "no runtime on node \(nodeName) knows instance \"\(name)\"") }
             do {
                 let chunk = try await runtime.logs(LogsRequest(id: name, stream: stream, offset: offset, maxBytes: maxBytes))
@@ -44,7 +49,7 @@ struct AgentRoutes: Sendable {
     }
 
     private func failure(_ status: HTTPResponse.Status, _ message: String) -> Response {
-        let body = ErrorBody(code: status.code, reason: status == .notFound ? "NotFound" : "Internal", message: message)
+        let body = ErrorBody(code: status.code, reason: status == .notFound ? "NotFound" : (status == .badRequest ? "BadRequest" : "Internal"), message: message)
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: (try? JSONEncoder().encode(body)) ?? Data())))
     }
 }

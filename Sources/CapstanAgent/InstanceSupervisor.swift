@@ -57,8 +57,7 @@ actor InstanceSupervisor {
     func shutdown() async {
         task?.cancel()
         await task?.value
-        let grace = instance.spec.template.terminationGracePeriodSeconds ?? 30
-        _ = try? await runtime.stop(StopInstanceRequest(id: name, gracePeriod: grace))
+        _ = try? await runtime.stop(StopInstanceRequest(id: name, gracePeriod: Self.gracePeriod(of: instance.spec.template)))
         try? await runtime.remove(name)
         try? await network?.detach(NetworkDetachRequest(instanceID: name))
         await volumes?.unpublish(published)
@@ -146,7 +145,7 @@ actor InstanceSupervisor {
             }
             await events.record("Instance/\(name)", reason: "BackOff", message: "back-off restarting: \(message)", type: .warning)
             do {
-                try await Task.sleep(for: .seconds(delay))
+                try await Task.sleep(for: .clampedSeconds(delay))
             } catch {
                 return
             }
@@ -247,7 +246,7 @@ actor InstanceSupervisor {
                 if liveness.record(outcome, at: clock.now) == .failed, case .failure(let why) = outcome {
                     let message = "liveness probe failed \(probe.failureThreshold) time(s): \(why)"
                     await events.record("Instance/\(name)", reason: "Unhealthy", message: message + "; restarting", type: .warning)
-                    let stopped = try? await runtime.stop(StopInstanceRequest(id: name, gracePeriod: template.terminationGracePeriodSeconds ?? 30))
+                    let stopped = try? await runtime.stop(StopInstanceRequest(id: name, gracePeriod: Self.gracePeriod(of: template)))
                     return (stopped ?? RuntimeInstanceStatus(id: name, state: .exited, labels: [:]), ("LivenessProbeFailed", message))
                 }
             }
@@ -302,8 +301,15 @@ actor InstanceSupervisor {
         return "exited with code \(code)"
     }
 
+    /// The template's grace period (30 s when unset), held to the documented range even for
+    /// objects stored before it was checked.
+    static func gracePeriod(of template: InstanceTemplate) -> Double {
+        guard let grace = template.terminationGracePeriodSeconds, !grace.isNaN else { return 30 }
+        return min(max(grace, 0), FieldLimits.maxSeconds)
+    }
+
     static func seconds(_ value: Double) -> String {
-        value == value.rounded() ? "\(Int(value))s" : String(format: "%.1fs", value)
+        value == value.rounded() ? "\(Int(saturating: value))s" : String(format: "%.1fs", value)
     }
 }
 
@@ -317,7 +323,7 @@ struct ProbeState {
 
     init(probe: Probe?, start: ContinuousClock.Instant) {
         self.probe = probe
-        self.next = start + .milliseconds(Int64((probe?.initialDelaySeconds ?? 0) * 1000))
+        self.next = start + .clampedSeconds(probe?.initialDelaySeconds ?? 0)
     }
 
     func dueProbe(at now: ContinuousClock.Instant) -> Probe? {
@@ -327,7 +333,7 @@ struct ProbeState {
 
     mutating func record(_ outcome: Prober.Outcome, at now: ContinuousClock.Instant) -> Verdict {
         guard let probe else { return .undecided }
-        next = now + .milliseconds(Int64(probe.periodSeconds * 1000))
+        next = now + .clampedSeconds(probe.periodSeconds)
         switch outcome {
         case .success:
             failures = 0

@@ -218,6 +218,20 @@ public final class NodeAgent: Sendable {
             return
         }
         if supervisors.withLock({ $0[name] }) == nil {
+            // Stored before a range it breaks was checked: not run, and said so; the agent goes on
+            // with the others.
+            let problems = instance.validate()
+            guard problems.isEmpty else {
+                var failed = instance
+                failed.status.phase = .failed
+                failed.status.reason = "InvalidSpec"
+                failed.status.message = problems.map(\.description).joined(separator: "; ")
+                if failed.status != instance.status {
+                    _ = try? await api.update(.instance(failed))
+                    await events.record("Instance/\(name)", reason: "InvalidSpec", message: "not started: \(failed.status.message ?? "")", type: .warning)
+                }
+                return
+            }
             guard plugins.registry.runtime(named: runtimeName(for: instance)) != nil else {
                 var failed = instance
                 failed.status.phase = .failed

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CapstanAPI
 import CapstanCore
 import CapstanSDK
 import NIOCore
@@ -35,7 +36,7 @@ struct Prober: Sendable {
         if let get = probe.httpGet {
             let url = "http://\(get.host ?? host):\(ports[get.port] ?? get.port)\(get.path)"
             do {
-                let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .milliseconds(Int64(probe.timeoutSeconds * 1000)))
+                let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .milliseconds(Int64(saturating: min(probe.timeoutSeconds, FieldLimits.maxSeconds) * 1000)))
                 _ = try? await response.body.collect(upTo: 1 << 20)
                 let code = Int(response.status.code)
                 return (200..<400).contains(code) ? .success : .failure("GET \(url) answered \(code)")
@@ -48,7 +49,7 @@ struct Prober: Sendable {
             let target = "\(socket.host ?? host):\(port)"
             do {
                 let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                    .connectTimeout(.milliseconds(Int64(probe.timeoutSeconds * 1000)))
+                    .connectTimeout(.milliseconds(Int64(saturating: min(probe.timeoutSeconds, FieldLimits.maxSeconds) * 1000)))
                     .connect(host: socket.host ?? host, port: port).get()
                 try? await channel.close()
                 return .success

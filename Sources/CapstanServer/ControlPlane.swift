@@ -25,9 +25,16 @@ public final class ControlPlane: Sendable {
         public var evictionTimeout: Double
         /// Writes the server keeps for watches to resume from; older revisions answer 410.
         public var watchWindow: Int
+        /// The most instances the cluster may hold (every workload's replicas plus instances of
+        /// no workload); a write that would pass it is refused with 422.
+        public var maxInstances: Int
+        /// Open a store that is older than the revision its data directory last committed.
+        public var acceptRollback: Bool
 
-        public init(dataDirectory: String, host: String = "127.0.0.1", port: Int = 7070, heartbeatTimeout: Double = 40, evictionTimeout: Double = 300, watchWindow: Int = 16_384) {
+        public init(dataDirectory: String, host: String = "127.0.0.1", port: Int = 7070, heartbeatTimeout: Double = 40, evictionTimeout: Double = 300, watchWindow: Int = 16_384, maxInstances: Int = 50_000, acceptRollback: Bool = false) {
             self.watchWindow = watchWindow
+            self.maxInstances = maxInstances
+            self.acceptRollback = acceptRollback
             self.dataDirectory = dataDirectory
             self.host = host
             self.port = port
@@ -49,7 +56,7 @@ public final class ControlPlane: Sendable {
         self.options = options
         self.plugins = plugins
         bus = EventBus(subscriberCapacity: 16_384, replayWindow: max(1, options.watchWindow))
-        store = try ResourceStore(path: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("capstan.db").path, bus: bus)
+        store = try ResourceStore(path: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("capstan.db").path, bus: bus, acceptRollback: options.acceptRollback)
         writer = StoreWriter(store: store)
     }
 
@@ -69,7 +76,7 @@ public final class ControlPlane: Sendable {
         let scheduler = SchedulerLoop(writer: writer, host: plugins, metrics: metrics, heartbeatTimeout: options.heartbeatTimeout)
         let workloads = WorkloadController(writer: writer)
         let nodes = NodeLifecycleController(writer: writer, options: options)
-        let routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { true })
+        let routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { true }, maxInstances: options.maxInstances)
         let app = Application(
             router: routes.router(),
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: "capstan"),
@@ -82,7 +89,7 @@ public final class ControlPlane: Sendable {
             },
             logger: logger
         )
-        return [scheduler, workloads, nodes, app, BusShutdown(bus: bus)]
+        return [scheduler, workloads, nodes, app, BusShutdown(bus: bus, store: store)]
     }
 
     /// The server's plugins and each registered node's, as the agents report them.
@@ -108,8 +115,10 @@ public final class ControlPlane: Sendable {
 /// graceful stop would otherwise wait for its open watch streams.
 struct BusShutdown: ServiceLifecycle.Service {
     let bus: EventBus
+    let store: ResourceStore
     func run() async throws {
         try? await gracefulShutdown()
         bus.finish()
+        store.close()
     }
 }

@@ -1,6 +1,7 @@
 import CapstanCore
 import Foundation
 import GRDB
+import Synchronization
 
 /// Why a store call failed. Each case maps to one API status (in brackets).
 public enum StoreError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -14,6 +15,10 @@ public enum StoreError: Error, Sendable, Hashable, CustomStringConvertible {
     case conflict(kind: String, name: String, expected: UInt64, stored: UInt64)
     /// SQLite failed (disk full, file unreadable); the write did not happen. [500]
     case storage(String)
+    /// The database holds an older revision than this data directory last committed: its WAL
+    /// was deleted or truncated, or an older copy was put in its place. Opening refuses, so
+    /// acknowledged writes are never silently lost.
+    case rolledBack(path: String, stored: UInt64, recorded: UInt64)
 
     public var description: String {
         switch self {
@@ -23,6 +28,14 @@ public enum StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         case .conflict(let kind, let name, let expected, let stored):
             return "\(kind) \"\(name)\" was changed: you wrote over revision \(expected), the store has \(stored); read it again and retry"
         case .storage(let message): return "the store failed: \(message)"
+        case .rolledBack(let path, let stored, let recorded):
+            return """
+                the store \(path) is at revision \(stored), but this data directory last committed revision \(recorded) \
+                (recorded in \(path)\(ResourceStore.markerSuffix)): acknowledged writes are missing. The write-ahead log \
+                \(path)-wal was probably deleted or truncated, or an older copy of the database was put in place. Put the \
+                -wal file back beside the database, or restore a backup (capstan store restore), or start with \
+                --accept-rollback to run on the older state and lose what came after revision \(stored)
+                """
         }
     }
 }
@@ -44,18 +57,36 @@ public final class ResourceStore: Sendable {
     public let bus: EventBus
     private let pool: DatabasePool
     private let channel: BusChannel<ResourceEvent>
+    /// Held across a transaction and the publishing of its events, so events reach the bus in
+    /// revision order and only after their commit succeeded.
+    private let writeLock = Mutex(())
+    private let marker: RevisionMarker
+
+    /// Beside the database, the file that records the last committed revision.
+    public static let markerSuffix = ".revision"
 
     /// Opens (or creates) the store at `path`.
-    public init(path: String, bus: EventBus) throws(StoreError) {
+    /// - Parameter acceptRollback: open even when the database is older than the revision this
+    ///   data directory last committed (see ``StoreError/rolledBack(path:stored:recorded:)``).
+    public init(path: String, bus: EventBus, acceptRollback: Bool = false) throws(StoreError) {
         self.path = path
         self.bus = bus
+        let recorded: UInt64?
         do {
-            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            recorded = try RevisionMarker.read(path + Self.markerSuffix)
+        } catch {
+            throw .storage("\(path)\(Self.markerSuffix): \(error)")
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             var configuration = Configuration()
             configuration.prepareDatabase { db in
                 try db.execute(sql: "PRAGMA synchronous = FULL")
             }
             pool = try DatabasePool(path: path, configuration: configuration)
+            // The cluster's state is for the server alone; SQLite gives its -wal and -shm files
+            // the database's mode.
+            chmod(path, 0o600)
             var migrator = DatabaseMigrator()
             migrator.registerMigration("v1") { db in
                 try db.execute(sql: """
@@ -70,11 +101,29 @@ public final class ResourceStore: Sendable {
                     """)
             }
             try migrator.migrate(pool)
-            let revision = try pool.read(Self.currentRevision)
-            channel = bus.channel(.resources, startingRevision: revision)
         } catch {
             throw .storage("\(path): \(error)")
         }
+        let revision: UInt64
+        do {
+            revision = try pool.read(Self.currentRevision)
+        } catch {
+            throw .storage("\(path): \(error)")
+        }
+        if let recorded, revision < recorded, !acceptRollback {
+            throw .rolledBack(path: path, stored: revision, recorded: recorded)
+        }
+        do {
+            marker = try RevisionMarker(path: path + Self.markerSuffix, revision: revision)
+        } catch {
+            throw .storage("\(path)\(Self.markerSuffix): \(error)")
+        }
+        channel = bus.channel(.resources, startingRevision: revision)
+    }
+
+    /// Syncs the revision marker; call on a clean shutdown.
+    public func close() {
+        writeLock.withLock { _ in marker.sync() }
     }
 
     /// The revision of the newest write.
@@ -94,6 +143,25 @@ public final class ResourceStore: Sendable {
         try reading { db in
             let items = try Data.fetchAll(db, sql: "SELECT body FROM objects WHERE kind = ? ORDER BY name", arguments: [kind]).map(Self.decode)
             return (items, try Self.currentRevision(db))
+        }
+    }
+
+    /// How many objects of a kind there are; with `withoutField` (a JSON path such as
+    /// `$.metadata.owner`), only those where that field is absent.
+    public func count(kind: String, withoutField field: String? = nil) throws(StoreError) -> Int {
+        try reading { db in
+            if let field {
+                return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM objects WHERE kind = ? AND json_extract(body, ?) IS NULL", arguments: [kind, field]) ?? 0
+            }
+            return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM objects WHERE kind = ?", arguments: [kind]) ?? 0
+        }
+    }
+
+    /// The sum of a numeric field (a JSON path such as `$.spec.replicas`) over the objects of a
+    /// kind, leaving out the one named `excluding`.
+    public func sum(kind: String, field: String, excluding name: String) throws(StoreError) -> Int64 {
+        try reading { db in
+            try Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(json_extract(body, ?)), 0) FROM objects WHERE kind = ? AND name != ?", arguments: [field, kind, name]) ?? 0
         }
     }
 
@@ -127,9 +195,27 @@ public final class ResourceStore: Sendable {
             if let object = operation.object, case .failure(let error) = Self.check(object) { return .failure(error) }
             return nil
         }
-        let channel = self.channel
-        do {
-            return try pool.write { db in
+        return writeLock.withLock { _ in
+            let outcome: [Result<AnyResource, StoreError>]
+            let events: [(ResourceEvent, UInt64)]
+            do {
+                (outcome, events) = try transaction(operations, checked)
+            } catch {
+                let failure = StoreError.storage("\(error)")
+                return operations.map { _ in .failure(failure) }
+            }
+            // Only now is the transaction committed (a failed COMMIT throws above): record the
+            // revision beside the database, then tell the bus.
+            if let last = events.last?.1 {
+                marker.record(last)
+                for (event, revision) in events { channel.publish(event, revision: revision) }
+            }
+            return outcome
+        }
+    }
+
+    private func transaction(_ operations: [StoreOperation], _ checked: [Result<AnyResource, StoreError>?]) throws -> ([Result<AnyResource, StoreError>], [(ResourceEvent, UInt64)]) {
+        try pool.write { db in
                 var revision = try Self.currentRevision(db)
                 var events: [(ResourceEvent, UInt64)] = []
                 var outcome: [Result<AnyResource, StoreError>] = []
@@ -150,16 +236,8 @@ public final class ResourceStore: Sendable {
                 }
                 if !events.isEmpty {
                     try db.execute(sql: "UPDATE counters SET value = ? WHERE name = 'revision'", arguments: [revision])
-                    let committed = events
-                    db.afterNextTransaction(onCommit: { _ in
-                        for (event, revision) in committed { channel.publish(event, revision: revision) }
-                    })
                 }
-                return outcome
-            }
-        } catch {
-            let failure = StoreError.storage("\(error)")
-            return operations.map { _ in .failure(failure) }
+                return (outcome, events)
         }
     }
 
@@ -174,7 +252,7 @@ public final class ResourceStore: Sendable {
             stored.metadata.creationTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
             stored.metadata.revision = revision
             try db.execute(sql: "INSERT INTO objects (kind, name, body) VALUES (?, ?, ?)",
-                           arguments: [stored.kind, stored.name, try encode(stored)])
+                           arguments: [stored.kind, stored.name, try encodeWithinLimit(stored)])
             return (stored, ResourceEvent(.added, stored))
         case .update(let object):
             // Only what the update keeps or checks: no decode of the whole stored object on the
@@ -195,7 +273,7 @@ public final class ResourceStore: Sendable {
             stored.metadata.creationTimestamp = (row["created"] as String?).flatMap(Timestamp.init(rfc3339:))
             stored.metadata.revision = revision
             try db.execute(sql: "UPDATE objects SET body = ? WHERE kind = ? AND name = ?",
-                           arguments: [try encode(stored), stored.kind, stored.name])
+                           arguments: [try encodeWithinLimit(stored), stored.kind, stored.name])
             return (stored, ResourceEvent(.modified, stored))
         case .delete(let kind, let name, let expected):
             guard var removed = try stored(db, kind, name) else {
@@ -237,6 +315,18 @@ public final class ResourceStore: Sendable {
     /// The stored object; its `metadata.revision` is its last write's (the compare-and-swap token).
     private static func stored(_ db: Database, _ kind: String, _ name: String) throws -> AnyResource? {
         try Data.fetchOne(db, sql: "SELECT body FROM objects WHERE kind = ? AND name = ?", arguments: [kind, name]).map(decode)
+    }
+
+    /// The stored form, refused past ``FieldLimits/maxObjectBytes`` (whatever the request's
+    /// size was: YAML anchors can make a small body a large object).
+    private static func encodeWithinLimit(_ object: AnyResource) throws -> Data {
+        let data = try encode(object)
+        if data.count > FieldLimits.maxObjectBytes {
+            throw StoreError.invalid(ValidationError(subject: "\(object.kind) \"\(object.name)\"", problems: [
+                ValidationProblem(path: "", message: "is \(data.count) bytes as stored; one object may be at most \(FieldLimits.maxObjectBytes) bytes"),
+            ]))
+        }
+        return data
     }
 
     private static func encode(_ object: AnyResource) throws -> Data {

@@ -23,10 +23,23 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Writes kept for watches to resume from; a watch from an older revision gets 410 and must relist (server).")
     var watchWindow = 16_384
 
+    @Option(help: "The most instances the cluster may hold: the sum of every workload's replicas and every instance of no workload (server).")
+    var maxInstances = 50_000
+
+    @Flag(help: "Start even when the store is older than the revision this data directory last committed (its WAL was lost); what came after is gone (server).")
+    var acceptRollback = false
+
     var dataDirectory: String { URL(fileURLWithPath: dataDir).standardizedFileURL.path }
 
+    mutating func validate() throws {
+        try checkSeconds(nodeTimeout, "--node-timeout", 1...86_400)
+        try checkSeconds(evictionTimeout, "--eviction-timeout", 0...31_536_000)
+        guard (1...10_000_000).contains(watchWindow) else { throw ValidationError("--watch-window \(watchWindow): give 1 to 10000000 writes") }
+        guard (1...10_000_000).contains(maxInstances) else { throw ValidationError("--max-instances \(maxInstances): give 1 to 10000000") }
+    }
+
     func planeOptions(_ listen: ListenAddress) -> ControlPlane.Options {
-        ControlPlane.Options(dataDirectory: dataDirectory, host: listen.host, port: listen.port, heartbeatTimeout: nodeTimeout, evictionTimeout: evictionTimeout, watchWindow: watchWindow)
+        ControlPlane.Options(dataDirectory: dataDirectory, host: listen.host, port: listen.port, heartbeatTimeout: nodeTimeout, evictionTimeout: evictionTimeout, watchWindow: watchWindow, maxInstances: maxInstances, acceptRollback: acceptRollback)
     }
 
     /// Loads the plugins once for this process; refuses to start if the config is broken.
@@ -52,6 +65,13 @@ struct RunOptions: ParsableArguments {
             throw ValidationError((["\(configuration.source) has problems:"] + host.problems.map { "  \($0)" }).joined(separator: "\n"))
         }
         return host
+    }
+}
+
+/// Refuses a flag's number of seconds outside `range` (NaN and infinity included).
+func checkSeconds(_ value: Double, _ flag: String, _ range: ClosedRange<Double>) throws {
+    guard range.contains(value) else {
+        throw ValidationError("\(flag) \(value): give \(Int(range.lowerBound)) to \(Int(range.upperBound)) seconds")
     }
 }
 
@@ -118,6 +138,8 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Where the agent serves logs (host:port; port 0 picks one).") var listen = ListenAddress(argument: "127.0.0.1:0")!
     @Option(help: "Seconds between heartbeats.") var heartbeat: Double = 10
 
+    func validate() throws { try checkSeconds(heartbeat, "--heartbeat", 0.1...3600) }
+
     func run() async throws {
         let logger = Runner.logger("capstan.agent")
         var parsed: [String: String] = [:]
@@ -145,6 +167,8 @@ struct DevCommand: AsyncParsableCommand {
     var listen = ListenAddress(argument: "127.0.0.1:7070")!
     @Option(help: "The local node's name (default: the host name).") var nodeName: String?
     @Option(help: "Seconds between the local agent's heartbeats.") var heartbeat: Double = 10
+
+    func validate() throws { try checkSeconds(heartbeat, "--heartbeat", 0.1...3600) }
 
     func run() async throws {
         let logger = Runner.logger("capstan.dev")

@@ -16,7 +16,7 @@ import Testing
         """)
         let problems = resource.validate().map(\.description)
         #expect(problems.contains { $0.hasPrefix("metadata.name: \"Bad_Name\" is not a DNS label") })
-        #expect(problems.contains("spec.replicas: -1 is negative"))
+        #expect(problems.contains("spec.replicas: -1 is negative; give 0 to 10000"))
         #expect(problems.contains { $0.hasPrefix("spec.template.resources.requests.cpu: \"abc\" is not a quantity") })
         #expect(problems.contains { $0.hasPrefix("spec.template.resources.requests.memory: \"1.5\" is fractional") })
         #expect(problems.contains { $0.hasPrefix("spec.template.resources.requests.gpu: \"-2\" is negative") })

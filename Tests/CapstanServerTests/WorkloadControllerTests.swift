@@ -132,4 +132,31 @@ import Testing
         #expect(TemplateHash.of(a.spec) != TemplateHash.of(workload(replicas: 1, command: "v2").spec))
         #expect(TemplateHash.of(a.spec).count == 8)
     }
+
+    /// A workload stored before its numbers were range-checked (issue 10: maxSurge near Int.max
+    /// overflowed the controller on every restart) gets a `Valid: false` condition and an Event
+    /// once, and nothing else happens to it; the plan never traps.
+    @Test func aStoredWorkloadOutOfRangeGetsAConditionNotACrash() {
+        var bad = workload(replicas: 3, surge: .max)
+        bad.spec.template.command = ["sh", "-c", "v2"]
+        let old = instances(of: workload(replicas: 3), ordinals: [0, 1, 2])
+        let plan = WorkloadController.plan(workload: bad, owned: old)
+        #expect(created(plan).isEmpty && removed(plan).isEmpty)
+        #expect(plan.events.map(\.reason) == ["InvalidSpec"])
+        guard case .update(.workload(let updated))? = plan.operations.first else {
+            Issue.record("expected a status update")
+            return
+        }
+        let condition = updated.status.conditions.first
+        #expect(condition?.type == "Valid" && condition?.status == false && condition?.reason == "InvalidSpec")
+        #expect(condition?.message.contains("spec.strategy.maxSurge") == true)
+        // Once the condition is there, the next pass writes nothing more.
+        #expect(WorkloadController.plan(workload: updated, owned: old).operations.isEmpty)
+        // Fixed: the condition goes and the rollout proceeds.
+        var fixed = updated
+        fixed.spec.strategy = RolloutStrategy(maxSurge: 1, maxUnavailable: 0)
+        let resumed = WorkloadController.plan(workload: fixed, owned: old)
+        #expect(created(resumed).count == 1)
+        #expect(resumed.operations.contains { if case .update(.workload(let w)) = $0 { w.status.conditions.isEmpty } else { false } })
+    }
 }

@@ -69,7 +69,7 @@ import Testing
             #expect(lines.contains { $0.hasPrefix("document 1 (line 1): status.allocatable.cpu: \"lots\" is not a quantity") })
             #expect(lines.contains("document 1 (line 1): status.gpus[1].index: 0 is negative or repeated; number GPUs 0, 1, 2…"))
             #expect(lines.contains("document 1 (line 1): status.allocatable.gpu: says 2 but 3 GPUs are listed in status.gpus"))
-            #expect(lines.contains("document 2 (line 9): spec.replicas: -1 is negative"))
+            #expect(lines.contains("document 2 (line 9): spec.replicas: -1 is negative; give 0 to 10000"))
             #expect(lines.contains { $0.hasPrefix("document 3 (line 13): kind: \"Gadget\" is not a Capstan kind") })
         }
     }

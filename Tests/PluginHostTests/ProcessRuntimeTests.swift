@@ -29,6 +29,12 @@ import Testing
         // Logs read from an offset.
         let tail = try await runtime.logs(LogsRequest(id: "hello", offset: 3))
         #expect(String(decoding: tail.data, as: UTF8.self) == "from \(workdir.path)\n")
+        // Offsets at or past the end, up to the largest (FileHandle.seek trapped on 2^63), read
+        // nothing (issue 10, crash 1).
+        for offset in [UInt64(100), UInt64(Int64.max), UInt64(Int64.max) + 1, UInt64.max] {
+            let past = try await runtime.logs(LogsRequest(id: "hello", offset: offset))
+            #expect(past.data.isEmpty && past.nextOffset == offset)
+        }
     }
 
     @Test func stopSendsTermThenKillsAfterTheGracePeriod() async throws {

@@ -15,6 +15,9 @@ struct APIFailure: Error {
 
     static func badRequest(_ message: String) -> APIFailure { APIFailure(.badRequest, "BadRequest", message) }
     static func notFound(_ message: String) -> APIFailure { APIFailure(.notFound, "NotFound", message) }
+    static func tooLarge(_ limit: Int) -> APIFailure {
+        APIFailure(.contentTooLarge, "PayloadTooLarge", "the request body is larger than \(limit) bytes; send a smaller object")
+    }
 
     /// The answer for a store error: 422 with every field, 409, 404 or 500.
     init(_ error: StoreError) {
@@ -27,7 +30,7 @@ struct APIFailure: Error {
             self.init(.notFound, "NotFound", error.description)
         case .conflict:
             self.init(.conflict, "Conflict", error.description)
-        case .storage:
+        case .storage, .rolledBack:
             self.init(.internalServerError, "Internal", error.description)
         }
     }

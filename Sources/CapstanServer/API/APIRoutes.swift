@@ -17,12 +17,15 @@ struct APIRoutes: Sendable {
     let metrics: ServerMetrics
     let plugins: @Sendable () async -> [PluginInfo]
     let isReady: @Sendable () -> Bool
+    /// The most instances the cluster may hold (``ControlPlane/Options/maxInstances``).
+    var maxInstances = 50_000
     let encoded = EncodedEvents()
 
     var store: ResourceStore { writer.store }
 
     func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: UnknownRouteMiddleware())
         route(router, .get, "/healthz", "healthz") { _, _ in text("ok\n") }
         route(router, .get, "/readyz", "readyz") { _, _ in
             guard isReady() else { throw APIFailure(.serviceUnavailable, "Unavailable", "the control plane is starting") }
@@ -73,6 +76,7 @@ struct APIRoutes: Sendable {
         }
         object.metadata.revision = nil
         object.metadata.deletionTimestamp = nil
+        try await checkInstanceQuota(object, creating: true)
         return try json(try await writer.create(object), status: .created)
     }
 
@@ -83,6 +87,7 @@ struct APIRoutes: Sendable {
         guard object.kind == kind.kind, object.name == name else {
             throw APIFailure.badRequest("the body is \(object.kind) \"\(object.name)\" but the path names \(kind.kind) \"\(name)\"")
         }
+        try await checkInstanceQuota(object, creating: false)
         return try json(try await writer.update(object))
     }
 
@@ -125,10 +130,14 @@ struct APIRoutes: Sendable {
             guard let value = UInt64(text) else { throw APIFailure.badRequest("revision: \"\(text)\" is not a revision number") }
             after = value
         }
+        let current = try store.revision
+        if let after, after > current {
+            throw APIFailure.badRequest("revision: \(after) is in the future; the store is at revision \(current). List again and watch from the list's revision")
+        }
         let subscription: BusSubscription<ResourceEvent>
         do {
-            subscription = try store.bus.subscribe(to: .resources, after: after ?? (try store.revision))
-        } catch let error as BusError {
+            subscription = try store.bus.subscribe(to: .resources, after: after ?? current)
+        } catch {
             if case .revisionTooOld = error { throw APIFailure(.gone, "Gone", error.description) }
             throw APIFailure(.serviceUnavailable, "Unavailable", error.description)
         }
@@ -161,6 +170,11 @@ struct APIRoutes: Sendable {
     /// Reads an instance's output from its node's agent.
     private func log(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let name = try name(context)
+        do throws(LogQuery.Problem) {
+            _ = try LogQuery.parse { request.uri.queryParameters.get($0) }
+        } catch {
+            throw APIFailure.badRequest(error.message)
+        }
         guard case .instance(let instance)? = try await writer.read({ store throws(StoreError) in try store.get(kind: "Instance", name: name) }) else {
             throw APIFailure.notFound("Instance \"\(name)\" not found")
         }
@@ -186,6 +200,41 @@ struct APIRoutes: Sendable {
             answer.headers[field] = next
         }
         return answer
+    }
+
+    /// Refuses a write that would let the cluster hold more than ``maxInstances`` instances: the
+    /// sum of every workload's replicas, and instances that belong to no workload. Checked on the
+    /// API path only; controllers create what the workloads already account for.
+    private func checkInstanceQuota(_ object: AnyResource, creating: Bool) async throws {
+        // Every field problem first (the store would say them too), then the cluster's limit.
+        let problems = object.validate()
+        if !problems.isEmpty {
+            throw APIFailure(StoreError.invalid(ValidationError(subject: "\(object.kind) \"\(object.name)\"", problems: problems)))
+        }
+        let limit = maxInstances
+        switch object {
+        case .workload(let workload):
+            let name = workload.metadata.name
+            let others = try await writer.read { store throws(StoreError) in
+                try store.sum(kind: "Workload", field: "$.spec.replicas", excluding: name)
+            }
+            let standalone = try await writer.read { store throws(StoreError) in try store.count(kind: "Instance", withoutField: "$.metadata.owner") }
+            let total = others.addingReportingOverflow(Int64(workload.spec.replicas)).partialValue + Int64(standalone)
+            if total > Int64(limit) {
+                throw APIFailure(StoreError.invalid(ValidationError(subject: "Workload \"\(name)\"", problems: [
+                    ValidationProblem(path: "spec.replicas", message: "\(workload.spec.replicas) would bring the cluster to \(total) instances, over its maximum of \(limit) (capstan server --max-instances)"),
+                ])))
+            }
+        case .instance(let instance) where creating && instance.metadata.owner == nil:
+            let count = try await writer.read { store throws(StoreError) in try store.count(kind: "Instance") }
+            if count >= limit {
+                throw APIFailure(StoreError.invalid(ValidationError(subject: "Instance \"\(instance.metadata.name)\"", problems: [
+                    ValidationProblem(path: "", message: "the cluster holds \(count) instances, its maximum (capstan server --max-instances)"),
+                ])))
+            }
+        default:
+            return
+        }
     }
 
     // MARK: Plumbing
@@ -219,8 +268,12 @@ struct APIRoutes: Sendable {
                 response = failureResponse(APIFailure(error))
             } catch let error as HTTPError {
                 response = failureResponse(APIFailure(error.status, error.status.reasonPhrase.replacingOccurrences(of: " ", with: ""), error.body ?? error.status.reasonPhrase))
+            } catch is NIOTooManyBytesError {
+                response = failureResponse(APIFailure.tooLarge(RequestDecoding.maxBodyBytes))
             } catch {
-                response = failureResponse(APIFailure(.internalServerError, "Internal", "\(error)"))
+                // Never a type name or a stack to the client: the log has the detail.
+                context.logger.error("\(method) \(request.uri.path) failed: \(String(reflecting: error))")
+                response = failureResponse(APIFailure(.internalServerError, "Internal", "the server failed to answer; its log has the detail"))
             }
             metrics.recordRequest(method: method.rawValue, route: name, code: response.status.code, duration: ContinuousClock.now - started)
             return response
@@ -228,9 +281,13 @@ struct APIRoutes: Sendable {
     }
 }
 
-private func failureResponse(_ failure: APIFailure) -> Response {
+func failureResponse(_ failure: APIFailure, headers extra: HTTPFields = [:]) -> Response {
     let data = (try? JSONEncoder().encode(failure.body)) ?? Data()
-    return Response(status: failure.status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    var headers: HTTPFields = [.contentType: "application/json"]
+    headers.append(contentsOf: extra)
+    // A body past the limit was not read to its end: close the connection rather than read on.
+    if failure.status == .contentTooLarge { headers[.connection] = "close" }
+    return Response(status: failure.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
 }
 
 private func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {

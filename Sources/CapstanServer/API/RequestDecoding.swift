@@ -1,10 +1,13 @@
 import CapstanCore
 import Foundation
 import Hummingbird
-import Yams
+import NIOCore
+import PluginHost
 
 /// Turns a request body into an object: JSON, or YAML when the content type says so. Every
-/// failure is a 400 that names the field, or a 413 past the size limit.
+/// failure is a 400 that names the field (or the line and column), or a 413 past the size limit.
+/// JSON with a key twice in one object is refused (decoders would silently keep one of them);
+/// YAML is refused before decoding when its aliases expand past the body limit.
 enum RequestDecoding {
     /// The largest body the API reads.
     static let maxBodyBytes = 4 << 20
@@ -14,44 +17,53 @@ enum RequestDecoding {
         let buffer: ByteBuffer
         do {
             buffer = try await request.collectBody(upTo: maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw APIFailure.tooLarge(maxBodyBytes)
         } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw APIFailure(.contentTooLarge, "PayloadTooLarge", "the request body is larger than \(maxBodyBytes) bytes")
+            throw APIFailure.tooLarge(maxBodyBytes)
         }
         let data = Data(buffer.readableBytesView)
         if data.isEmpty { throw APIFailure.badRequest("the request has no body; send the object as JSON or YAML") }
         let isYAML = (request.headers[.contentType] ?? "").contains("yaml")
-        do {
-            if isYAML {
-                guard let text = String(data: data, encoding: .utf8) else { throw APIFailure.badRequest("the YAML body is not UTF-8") }
-                return try YAMLDecoder().decode(AnyResource.self, from: text)
+        if isYAML {
+            guard let text = String(data: data, encoding: .utf8) else { throw APIFailure.badRequest("the YAML body is not UTF-8") }
+            do {
+                return try ManifestReader.decodeOne(text)
+            } catch {
+                throw APIFailure.badRequest("malformed YAML object: \(error.description)")
             }
+        }
+        if let duplicate = JSONKeyCheck.firstDuplicate(in: data) {
+            throw APIFailure.badRequest("malformed JSON object: \(duplicate.path.isEmpty ? "" : "\(duplicate.path): ")the key \"\(duplicate.key)\" appears more than once in one object")
+        }
+        do {
             return try JSONDecoder().decode(AnyResource.self, from: data)
         } catch let error as DecodingError {
-            throw APIFailure.badRequest("malformed \(isYAML ? "YAML" : "JSON") object: \(describe(error))")
-        } catch let error as APIFailure {
-            throw error
+            // Foundation reports a number that does not fit its field (`replicas: 1.5`) as
+            // "not valid JSON" with no path. When the body is valid JSON, read it again with the
+            // YAML decoder (JSON is YAML), which names the field.
+            if case .dataCorrupted(let context) = error, context.codingPath.isEmpty,
+               (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) != nil {
+                do {
+                    _ = try ManifestReader.decodeOne(String(decoding: data, as: UTF8.self))
+                } catch {
+                    throw APIFailure.badRequest("malformed JSON object: \(error.description)")
+                }
+            }
+            throw APIFailure.badRequest("malformed JSON object: \(describe(error))")
         } catch {
-            throw APIFailure.badRequest("malformed \(isYAML ? "YAML" : "JSON") object: \(error)")
+            throw APIFailure.badRequest("malformed JSON object")
         }
     }
 
-    /// A decoding error as `path: what`, the path dotted like a validation problem's.
+    /// A decoding error as `path: what`, in the words validation uses (no Swift type names).
     static func describe(_ error: DecodingError) -> String {
-        func path(_ keys: [any CodingKey]) -> String {
-            keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
+        if case .dataCorrupted(let context) = error, context.codingPath.isEmpty {
+            // Foundation's text for unparsable JSON names the byte; its underlying error adds
+            // a position too. Neither names a type.
+            let underlying = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
+            return "document: \(underlying ?? context.debugDescription)"
         }
-        switch error {
-        case .keyNotFound(let key, let context):
-            return "\(path(context.codingPath + [key])): is required"
-        case .typeMismatch(let type, let context):
-            return "\(path(context.codingPath)): expected \(type); \(context.debugDescription)"
-        case .valueNotFound(let type, let context):
-            return "\(path(context.codingPath)): expected \(type), found null"
-        case .dataCorrupted(let context):
-            let underlying = (context.underlyingError as NSError?).map { " (\($0.localizedDescription))" } ?? ""
-            return "\(context.codingPath.isEmpty ? "document" : path(context.codingPath)): \(context.debugDescription)\(underlying)"
-        @unknown default:
-            return "\(error)"
-        }
+        return error.problem.description
     }
 }

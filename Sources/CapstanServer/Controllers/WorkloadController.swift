@@ -121,6 +121,18 @@ final class WorkloadController: ServiceLifecycle.Service {
             for instance in live { plan.operations.append(remove(instance)) }
             return plan
         }
+        // A workload stored before a range it breaks was checked: say so once (condition and
+        // Event) and leave its instances alone; the other workloads go on.
+        let problems = workload.validate()
+        if !problems.isEmpty {
+            var updated = workload
+            let message = problems.map(\.description).joined(separator: "; ") + ". Fix the manifest and apply it again; until then its instances are left as they are"
+            if updated.status.conditions.set(Condition(type: Self.validCondition, status: false, reason: "InvalidSpec", message: message, lastTransitionTime: Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970))) {
+                plan.operations.append(.update(.workload(updated)))
+                plan.events.append(("InvalidSpec", message))
+            }
+            return plan
+        }
         let hash = TemplateHash.of(workload.spec)
         let replicas = workload.spec.replicas
         let current = live.filter { $0.metadata.labels[WellKnown.templateHashLabel] == hash }
@@ -172,6 +184,7 @@ final class WorkloadController: ServiceLifecycle.Service {
         }
 
         var status = workload.status
+        status.conditions.remove(type: Self.validCondition)
         status.replicas = live.count - removing.count
         status.readyReplicas = live.filter { $0.status.ready && !removing.contains($0.metadata.name) }.count
         status.updatedReplicas = current.count - removing.count
@@ -183,6 +196,9 @@ final class WorkloadController: ServiceLifecycle.Service {
         }
         return plan
     }
+
+    /// The condition a workload carries while its stored spec is out of range.
+    static let validCondition = "Valid"
 
     /// A graceful removal: instances on a node are marked; the others go at once.
     static func remove(_ instance: Instance) -> StoreOperation {

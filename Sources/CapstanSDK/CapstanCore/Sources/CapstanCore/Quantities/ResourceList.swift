@@ -35,12 +35,23 @@ public struct ResourceList: Sendable, Hashable, Codable, ExpressibleByDictionary
                     problems.append(ValidationProblem(path: field, message: "\"\(text)\" is negative; resource amounts must be zero or more"))
                 } else if name != ResourceName.cpu, quantity.milliValue % 1000 != 0 {
                     problems.append(ValidationProblem(path: field, message: "\"\(text)\" is fractional; only cpu takes fractions (use whole \(name == ResourceName.memory ? "bytes" : "units"))"))
+                } else if let maximum = Self.maximum(of: name), quantity > maximum {
+                    problems.append(ValidationProblem(path: field, message: "\"\(text)\" is more than \(maximum), the most Capstan accepts for \(name)"))
                 }
             } catch {
                 problems.append(ValidationProblem(path: field, message: "\"\(text)\" is not a quantity (\(error.reason))"))
             }
         }
         return problems
+    }
+
+    /// The largest amount of a resource one list may hold (``FieldLimits``).
+    static func maximum(of name: String) -> Quantity? {
+        switch name {
+        case ResourceName.cpu: return Quantity(milliValue: FieldLimits.maxCPUMilli)
+        case ResourceName.memory: return Quantity(milliValue: FieldLimits.maxMemoryBytes * 1000, format: .binarySI)
+        default: return Quantity(milliValue: FieldLimits.maxExtendedUnits * 1000)
+        }
     }
 
     /// The amounts as numbers: cpu in millicores, memory in bytes, others in whole units.

@@ -62,11 +62,29 @@ public struct ResourceVector: Sendable, Hashable, Codable {
         return sum
     }
 
+    /// Adds amount by amount. Saturates at `Int64.max`/`.min` instead of trapping, so sums
+    /// over objects stored before their ranges were checked can never stop a loop.
     @inlinable
     public static func += (lhs: inout ResourceVector, rhs: ResourceVector) {
-        lhs.cpuMilli += rhs.cpuMilli
-        lhs.memoryBytes += rhs.memoryBytes
-        for (name, amount) in rhs.extended { lhs.extended[name, default: 0] += amount }
+        lhs.cpuMilli = saturatingSum(lhs.cpuMilli, rhs.cpuMilli)
+        lhs.memoryBytes = saturatingSum(lhs.memoryBytes, rhs.memoryBytes)
+        for (name, amount) in rhs.extended { lhs.extended[name] = saturatingSum(lhs.extended[name] ?? 0, amount) }
+    }
+
+    /// `a + b`, held at the bounds of `Int64` on overflow.
+    @inlinable
+    public static func saturatingSum(_ a: Int64, _ b: Int64) -> Int64 {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        if !overflow { return sum }
+        return b > 0 ? .max : .min
+    }
+
+    /// `a - b`, held at the bounds of `Int64` on overflow.
+    @inlinable
+    public static func saturatingDifference(_ a: Int64, _ b: Int64) -> Int64 {
+        let (difference, overflow) = a.subtractingReportingOverflow(b)
+        if !overflow { return difference }
+        return b > 0 ? .min : .max
     }
 
     @inlinable
@@ -78,10 +96,10 @@ public struct ResourceVector: Sendable, Hashable, Codable {
 
     @inlinable
     public static func -= (lhs: inout ResourceVector, rhs: ResourceVector) {
-        lhs.cpuMilli -= rhs.cpuMilli
-        lhs.memoryBytes -= rhs.memoryBytes
+        lhs.cpuMilli = saturatingDifference(lhs.cpuMilli, rhs.cpuMilli)
+        lhs.memoryBytes = saturatingDifference(lhs.memoryBytes, rhs.memoryBytes)
         for (name, amount) in rhs.extended {
-            let left = (lhs.extended[name] ?? 0) - amount
+            let left = saturatingDifference(lhs.extended[name] ?? 0, amount)
             lhs.extended[name] = left == 0 ? nil : left
         }
     }

@@ -57,7 +57,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
     /// Every problem in the object, each with its field path.
     public func validate() -> [ValidationProblem] {
         switch self {
-        case .node(let r): r.validate()
+        case .node(let r): r.validate() + r.status.validate(at: "status")
         case .workload(let r): r.validate()
         case .instance(let r): r.validate()
         case .volume(let r): r.validate()

@@ -81,8 +81,16 @@ public struct InstanceTemplate: Codable, Sendable, Hashable {
         }
         if let livenessProbe { problems += livenessProbe.validate(at: "\(path).livenessProbe") }
         if let readinessProbe { problems += readinessProbe.validate(at: "\(path).readinessProbe") }
-        if let grace = terminationGracePeriodSeconds, grace < 0 {
-            problems.append(ValidationProblem(path: "\(path).terminationGracePeriodSeconds", message: "\(grace) is negative"))
+        if let grace = terminationGracePeriodSeconds, let problem = ValidationProblem.seconds(grace, at: "\(path).terminationGracePeriodSeconds") {
+            problems.append(problem)
+        }
+        for (field, count) in [("command", command.count), ("env", env.count), ("ports", ports.count), ("volumeMounts", volumeMounts.count), ("gpuModels", gpuModels.count)] where count > FieldLimits.maxListEntries {
+            problems.append(ValidationProblem(path: "\(path).\(field)", message: "has \(count) entries; at most \(FieldLimits.maxListEntries)"))
+        }
+        for (field, list) in [("requests", resources.requests), ("limits", resources.limits)] {
+            if let share = list[ResourceName.gpuMilli], share.milliValue > FieldLimits.maxGPUMilli * 1000 {
+                problems.append(ValidationProblem(path: "\(path).resources.\(field).\(ResourceName.gpuMilli)", message: "\(share) is more than one GPU (1000); ask for whole GPUs with \(ResourceName.gpu)"))
+            }
         }
         for (key, _) in labels where !LabelKey.isValid(key) {
             problems.append(ValidationProblem(path: "\(path).labels.\(key)", message: "is not a label key"))

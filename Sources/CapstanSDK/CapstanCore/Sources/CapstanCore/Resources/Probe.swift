@@ -66,11 +66,11 @@ public struct Probe: Codable, Sendable, Hashable {
         if let port = tcpSocket?.port, !(1...65535).contains(port) {
             problems.append(ValidationProblem(path: "\(path).tcpSocket.port", message: "\(port) is not a port (1-65535)"))
         }
-        if initialDelaySeconds < 0 { problems.append(ValidationProblem(path: "\(path).initialDelaySeconds", message: "\(initialDelaySeconds) is negative")) }
-        if periodSeconds <= 0 { problems.append(ValidationProblem(path: "\(path).periodSeconds", message: "\(periodSeconds) must be more than 0")) }
-        if timeoutSeconds <= 0 { problems.append(ValidationProblem(path: "\(path).timeoutSeconds", message: "\(timeoutSeconds) must be more than 0")) }
-        if failureThreshold < 1 { problems.append(ValidationProblem(path: "\(path).failureThreshold", message: "\(failureThreshold) must be at least 1")) }
-        if successThreshold < 1 { problems.append(ValidationProblem(path: "\(path).successThreshold", message: "\(successThreshold) must be at least 1")) }
+        if let problem = ValidationProblem.seconds(initialDelaySeconds, at: "\(path).initialDelaySeconds") { problems.append(problem) }
+        if let problem = ValidationProblem.seconds(periodSeconds, at: "\(path).periodSeconds", positive: true) { problems.append(problem) }
+        if let problem = ValidationProblem.seconds(timeoutSeconds, at: "\(path).timeoutSeconds", positive: true) { problems.append(problem) }
+        if let problem = ValidationProblem.count(failureThreshold, at: "\(path).failureThreshold", in: 1...FieldLimits.maxProbeThreshold) { problems.append(problem) }
+        if let problem = ValidationProblem.count(successThreshold, at: "\(path).successThreshold", in: 1...FieldLimits.maxProbeThreshold) { problems.append(problem) }
         return problems
     }
 }

@@ -25,7 +25,10 @@ public struct RestartBackoff: Codable, Sendable, Hashable {
     /// The delay before restart number `restart` (0 is the first restart of a run of failures).
     public func delay(forRestart restart: Int) -> Double {
         let exponent = Double(min(max(restart, 0), 60))
-        return min(maxSeconds, initialSeconds * pow2(exponent))
+        let delay = min(maxSeconds, initialSeconds * pow2(exponent))
+        // Stored objects from before the ranges were checked may hold anything: keep the delay
+        // a number of seconds the agent can sleep for.
+        return delay.isFinite ? min(max(delay, 0), FieldLimits.maxSeconds) : FieldLimits.maxSeconds
     }
 
     private func pow2(_ exponent: Double) -> Double {
@@ -37,9 +40,13 @@ public struct RestartBackoff: Codable, Sendable, Hashable {
 
     func validate(at path: String) -> [ValidationProblem] {
         var problems: [ValidationProblem] = []
-        if initialSeconds < 0 { problems.append(ValidationProblem(path: "\(path).initialSeconds", message: "\(initialSeconds) is negative")) }
-        if maxSeconds < initialSeconds { problems.append(ValidationProblem(path: "\(path).maxSeconds", message: "\(maxSeconds) is below initialSeconds (\(initialSeconds))")) }
-        if resetAfterSeconds < 0 { problems.append(ValidationProblem(path: "\(path).resetAfterSeconds", message: "\(resetAfterSeconds) is negative")) }
+        if let problem = ValidationProblem.seconds(initialSeconds, at: "\(path).initialSeconds") { problems.append(problem) }
+        if let problem = ValidationProblem.seconds(maxSeconds, at: "\(path).maxSeconds") {
+            problems.append(problem)
+        } else if maxSeconds < initialSeconds {
+            problems.append(ValidationProblem(path: "\(path).maxSeconds", message: "\(maxSeconds) is below initialSeconds (\(initialSeconds))"))
+        }
+        if let problem = ValidationProblem.seconds(resetAfterSeconds, at: "\(path).resetAfterSeconds") { problems.append(problem) }
         return problems
     }
 }
@@ -66,8 +73,8 @@ public struct RolloutStrategy: Codable, Sendable, Hashable {
 
     func validate(at path: String) -> [ValidationProblem] {
         var problems: [ValidationProblem] = []
-        if maxSurge < 0 { problems.append(ValidationProblem(path: "\(path).maxSurge", message: "\(maxSurge) is negative")) }
-        if maxUnavailable < 0 { problems.append(ValidationProblem(path: "\(path).maxUnavailable", message: "\(maxUnavailable) is negative")) }
+        if let problem = ValidationProblem.count(maxSurge, at: "\(path).maxSurge", in: 0...FieldLimits.maxReplicas) { problems.append(problem) }
+        if let problem = ValidationProblem.count(maxUnavailable, at: "\(path).maxUnavailable", in: 0...FieldLimits.maxReplicas) { problems.append(problem) }
         if maxSurge == 0 && maxUnavailable == 0 {
             problems.append(ValidationProblem(path: path, message: "maxSurge and maxUnavailable are both 0, so no update could ever proceed; raise one of them"))
         }

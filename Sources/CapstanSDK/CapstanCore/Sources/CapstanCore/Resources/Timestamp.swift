@@ -6,14 +6,25 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
     /// Seconds since 1970-01-01T00:00:00Z.
     public var secondsSinceEpoch: Double
 
-    public init(secondsSinceEpoch: Double) { self.secondsSinceEpoch = secondsSinceEpoch }
+    /// Clamped to the years 0001 to 9999 (what RFC 3339 can write); NaN is the epoch.
+    public init(secondsSinceEpoch: Double) { self.secondsSinceEpoch = Timestamp.clamped(secondsSinceEpoch) }
+
+    /// The first and last second RFC 3339 can write (0001-01-01, 9999-12-31T23:59:59).
+    static let earliest: Double = -62_135_596_800
+    static let latest: Double = 253_402_300_799
+
+    static func clamped(_ seconds: Double) -> Double {
+        seconds.isNaN ? 0 : min(max(seconds, earliest), latest)
+    }
 
     public static func < (lhs: Timestamp, rhs: Timestamp) -> Bool { lhs.secondsSinceEpoch < rhs.secondsSinceEpoch }
 
     /// RFC 3339 in UTC; fractional seconds only when present.
     public var description: String {
-        let whole = Int64(secondsSinceEpoch.rounded(.down))
-        let micros = Int64(((secondsSinceEpoch - Double(whole)) * 1_000_000).rounded())
+        // The property is public and settable: clamp again so printing can never trap.
+        let seconds = Timestamp.clamped(secondsSinceEpoch)
+        let whole = Int64(seconds.rounded(.down))
+        let micros = min(999_999, Int64(((seconds - Double(whole)) * 1_000_000).rounded()))
         let (days, secondOfDay) = whole.floorDivided(by: 86_400)
         let (year, month, day) = Timestamp.civil(fromDays: days)
         func pad(_ value: Int64, _ width: Int) -> String {

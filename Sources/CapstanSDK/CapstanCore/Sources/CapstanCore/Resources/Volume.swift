@@ -40,6 +40,8 @@ public struct VolumeClaimSpec: ResourceSpec {
     }
 
     public func validate(at path: String) -> [ValidationProblem] {
-        size.milliValue > 0 ? [] : [ValidationProblem(path: "\(path).size", message: "must be more than zero (e.g. 1Gi)")]
+        if size.milliValue <= 0 { return [ValidationProblem(path: "\(path).size", message: "must be more than zero (e.g. 1Gi)")] }
+        if size.value > FieldLimits.maxMemoryBytes { return [ValidationProblem(path: "\(path).size", message: "\(size) is more than 1Pi, the largest volume Capstan accepts")] }
+        return []
     }
 }

@@ -38,9 +38,7 @@ public struct WorkloadSpec: ResourceSpec {
         var problems = template.validate(at: "\(path).template")
         problems += restartBackoff.validate(at: "\(path).restartBackoff")
         problems += strategy.validate(at: "\(path).strategy")
-        if replicas < 0 {
-            problems.append(ValidationProblem(path: "\(path).replicas", message: "\(replicas) is negative"))
-        }
+        if let problem = ValidationProblem.count(replicas, at: "\(path).replicas", in: 0...FieldLimits.maxReplicas) { problems.append(problem) }
         return problems
     }
 
@@ -62,15 +60,19 @@ public struct WorkloadStatus: Codable, Sendable, Hashable {
     /// The hash of the template the controller last acted on: the middle part of its instances'
     /// names. `rollout status` compares it with the hash of the spec it applied.
     public var templateHash: String?
+    /// What the controller observed: `Valid` is false (reason `InvalidSpec`) for a workload
+    /// stored before a range it breaks was checked; the controller leaves such a workload alone.
+    public var conditions: [Condition]
 
-    public init(replicas: Int = 0, readyReplicas: Int = 0, updatedReplicas: Int = 0, templateHash: String? = nil) {
+    public init(replicas: Int = 0, readyReplicas: Int = 0, updatedReplicas: Int = 0, templateHash: String? = nil, conditions: [Condition] = []) {
         self.replicas = replicas
         self.readyReplicas = readyReplicas
         self.updatedReplicas = updatedReplicas
         self.templateHash = templateHash
+        self.conditions = conditions
     }
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case replicas, readyReplicas, updatedReplicas, templateHash }
+    enum CodingKeys: String, CodingKey, CaseIterable { case replicas, readyReplicas, updatedReplicas, templateHash, conditions }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -78,5 +80,15 @@ public struct WorkloadStatus: Codable, Sendable, Hashable {
         readyReplicas = try container.decodeIfPresent(Int.self, forKey: .readyReplicas) ?? 0
         updatedReplicas = try container.decodeIfPresent(Int.self, forKey: .updatedReplicas) ?? 0
         templateHash = try container.decodeIfPresent(String.self, forKey: .templateHash)
+        conditions = try container.decodeIfPresent([Condition].self, forKey: .conditions) ?? []
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(replicas, forKey: .replicas)
+        try container.encode(readyReplicas, forKey: .readyReplicas)
+        try container.encode(updatedReplicas, forKey: .updatedReplicas)
+        try container.encodeIfPresent(templateHash, forKey: .templateHash)
+        if !conditions.isEmpty { try container.encode(conditions, forKey: .conditions) }
     }
 }

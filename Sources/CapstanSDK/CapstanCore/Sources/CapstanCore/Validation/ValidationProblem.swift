@@ -1,5 +1,6 @@
 /// One thing wrong with a manifest or a config, with the path of the field it is about.
-public struct ValidationProblem: Sendable, Hashable, Codable, CustomStringConvertible {
+/// It is also an `Error`, for code that reports one problem by throwing it.
+public struct ValidationProblem: Error, Sendable, Hashable, Codable, CustomStringConvertible {
     /// The field, dotted from the document root: `spec.template.resources.cpu`, `plugins[2].sha256`.
     public var path: String
     /// What is wrong and, where it helps, what to write instead.

@@ -1,0 +1,59 @@
+import ArgumentParser
+import CapstanStore
+import Foundation
+
+/// `capstan store backup|restore`: copies of the embedded SQLite store.
+struct StoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "store",
+        abstract: "Back up or restore the server's store (the SQLite file in its data directory).",
+        subcommands: [StoreBackupCommand.self, StoreRestoreCommand.self])
+
+    /// The store of a data directory.
+    static func database(in dataDir: String) -> String {
+        URL(fileURLWithPath: dataDir).standardizedFileURL.appendingPathComponent("capstan.db").path
+    }
+
+    /// Runs a store operation; its error is printed and exits 1.
+    static func perform(_ body: () throws(StoreError) -> String) throws {
+        do {
+            print(try body())
+        } catch {
+            throw CLIExit.fail(error.description, code: CLIExit.refused)
+        }
+    }
+}
+
+/// `capstan store backup --to FILE`.
+struct StoreBackupCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Copy the store to a file, consistent at one revision, while the server runs (SQLite's online backup).")
+
+    @Option(help: "The server's data directory.") var dataDir = ".capstan"
+    @Option(help: "The backup file to write (must not exist); written 0600.") var to: String
+
+    func run() throws {
+        let database = StoreCommand.database(in: dataDir)
+        try StoreCommand.perform { () throws(StoreError) in
+            "backed up \(database) at revision \(try ResourceStore.backup(databaseAt: database, to: to)) to \(to)"
+        }
+    }
+}
+
+/// `capstan store restore --from FILE`.
+struct StoreRestoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Replace the store with a backup. Stop the server first; agents and watches relist when it is back.")
+
+    @Option(help: "The server's data directory.") var dataDir = ".capstan"
+    @Option(help: "A file written by `capstan store backup`.") var from: String
+
+    func run() throws {
+        let database = StoreCommand.database(in: dataDir)
+        try StoreCommand.perform { () throws(StoreError) in
+            "restored \(from) into \(database): the store is at revision \(try ResourceStore.restore(backup: from, to: database))"
+        }
+    }
+}
