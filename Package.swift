@@ -72,7 +72,7 @@ let package = Package(
         .target(name: "CapstanScheduling", dependencies: [core, sdk], path: "Sources/CapstanScheduling"),
 
         // The cluster's objects in SQLite (GRDB): one global revision, every write on the event bus.
-        .target(name: "CapstanStore", dependencies: [core, .product(name: "GRDB", package: "GRDB.swift")], path: "Sources/CapstanStore"),
+        .target(name: "CapstanStore", dependencies: [core, .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto")], path: "Sources/CapstanStore"),
         .testTarget(name: "CapstanStoreTests", dependencies: ["CapstanStore", core], path: "Tests/CapstanStoreTests"),
         .testTarget(name: "CapstanSchedulingTests", dependencies: ["CapstanScheduling", "PluginHost", core, sdk], path: "Tests/CapstanSchedulingTests"),
 

@@ -29,6 +29,8 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
 public struct APIClient: Sendable {
     /// `http://host:port`, without a trailing slash.
     public let server: String
+    /// Sent as `Authorization: Bearer <token>` on every request.
+    public let token: String?
     private let http: HTTPClient
     private let timeout: TimeAmount
 
@@ -42,8 +44,9 @@ public struct APIClient: Sendable {
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
 
-    public init(server: String, http: HTTPClient = .shared, timeout: TimeAmount = .seconds(30)) {
+    public init(server: String, token: String? = nil, http: HTTPClient = .shared, timeout: TimeAmount = .seconds(30)) {
         self.server = server.hasSuffix("/") ? String(server.dropLast()) : server
+        self.token = token
         self.http = http
         self.timeout = timeout
     }
@@ -66,6 +69,31 @@ public struct APIClient: Sendable {
     /// Replaces; `metadata.revision`, when set, must be the stored one (else 409 Conflict).
     public func update(_ object: AnyResource) async throws(APIError) -> AnyResource {
         try await decode(AnyResource.self, from: call(.PUT, "/v1/\(plural(of: object))/\(object.name)", body: encode(object)))
+    }
+
+    /// Writes only the object's status (`PUT …/status`): what agents report. Its spec and
+    /// metadata stay as stored; `metadata.revision`, when set, must be the stored one.
+    public func updateStatus(_ object: AnyResource) async throws(APIError) -> AnyResource {
+        try await decode(AnyResource.self, from: call(.PUT, "/v1/\(plural(of: object))/\(object.name)/status", body: encode(object)))
+    }
+
+    // MARK: Tokens
+
+    public func tokens() async throws(APIError) -> [TokenInfo] {
+        try await decode([TokenInfo].self, from: call(.GET, "/v1/tokens"))
+    }
+
+    /// A new token (admin only); its secret is in the answer and nowhere else.
+    public func createToken(role: String, node: String? = nil, description: String? = nil) async throws(APIError) -> TokenCreated {
+        var fields = ["role": role]
+        if let node { fields["node"] = node }
+        if let description { fields["description"] = description }
+        let body = ByteBuffer(bytes: (try? JSONEncoder().encode(fields)) ?? Data())
+        return try await decode(TokenCreated.self, from: call(.POST, "/v1/tokens", body: body))
+    }
+
+    public func revokeToken(id: String) async throws(APIError) {
+        _ = try await call(.DELETE, "/v1/tokens/\(id)")
     }
 
     /// Deletes. Instances on a node are stopped first (within their grace period) unless `force`;
@@ -168,6 +196,7 @@ public struct APIClient: Sendable {
         }
         var request = HTTPClientRequest(url: url)
         request.method = method
+        if let token { request.headers.add(name: "authorization", value: "Bearer \(token)") }
         if let body {
             request.headers.add(name: "content-type", value: "application/json")
             request.body = .bytes(body)

@@ -127,3 +127,27 @@ public enum LogQuery {
         return (offset, maxBytes)
     }
 }
+
+/// A token as listed by `GET /v1/tokens`: never its secret.
+public struct TokenInfo: Codable, Sendable, Hashable {
+    public var id: String
+    public var role: String
+    public var node: String?
+    public var description: String
+    public var created: Timestamp
+}
+
+/// `POST /v1/tokens`'s answer: the whole token, shown this once.
+public struct TokenCreated: Codable, Sendable, Hashable {
+    public var id: String
+    public var role: String
+    public var node: String?
+    public var token: String
+
+    public init(id: String, role: String, node: String?, token: String) {
+        self.id = id
+        self.role = role
+        self.node = node
+        self.token = token
+    }
+}

@@ -277,7 +277,7 @@ actor InstanceSupervisor {
             change(&updated.status)
             if updated.status == attempt.status { return }
             do {
-                guard case .instance(let stored) = try await api.update(.instance(updated)) else { return }
+                guard case .instance(let stored) = try await api.updateStatus(.instance(updated)) else { return }
                 observe(stored)
                 return
             } catch where error.status == 409 {

@@ -23,8 +23,12 @@ public final class NodeAgent: Sendable {
         public var listenHost: String
         public var listenPort: Int
         public var heartbeatInterval: Duration
+        /// The node token the agent presents to the API (`capstan token create --role node
+        /// --node NAME`).
+        public var token: String?
 
-        public init(nodeName: String? = nil, labels: [String: String] = [:], listenHost: String = "127.0.0.1", listenPort: Int = 0, heartbeatInterval: Duration = .seconds(10)) {
+        public init(nodeName: String? = nil, labels: [String: String] = [:], listenHost: String = "127.0.0.1", listenPort: Int = 0, heartbeatInterval: Duration = .seconds(10), token: String? = nil) {
+            self.token = token
             self.nodeName = nodeName ?? NodeResources.defaultNodeName()
             self.labels = labels
             self.listenHost = listenHost
@@ -77,7 +81,7 @@ public final class NodeAgent: Sendable {
         for await address in addressReady.stream { ownAddress = address }
         // Cancelled before either endpoint listened (the group is shutting down).
         guard ownAddress != nil, let serverAddress = await server() else { return }
-        let api = APIClient(server: serverAddress)
+        let api = APIClient(server: serverAddress, token: options.token)
         let events = EventRecorder(writer: api, source: "agent/\(options.nodeName)")
         try await register(api, address: ownAddress)
         logger.info("agent of node \(options.nodeName) registered with \(api.server), serving logs on \(ownAddress ?? "?")")
@@ -227,7 +231,7 @@ public final class NodeAgent: Sendable {
                 failed.status.reason = "InvalidSpec"
                 failed.status.message = problems.map(\.description).joined(separator: "; ")
                 if failed.status != instance.status {
-                    _ = try? await api.update(.instance(failed))
+                    _ = try? await api.updateStatus(.instance(failed))
                     await events.record("Instance/\(name)", reason: "InvalidSpec", message: "not started: \(failed.status.message ?? "")", type: .warning)
                 }
                 return
@@ -237,7 +241,7 @@ public final class NodeAgent: Sendable {
                 failed.status.phase = .failed
                 failed.status.reason = "NoRuntime"
                 failed.status.message = "runtime \"\(runtimeName(for: instance))\" is not loaded on node \(options.nodeName)"
-                if failed.status != instance.status { _ = try? await api.update(.instance(failed)) }
+                if failed.status != instance.status { _ = try? await api.updateStatus(.instance(failed)) }
                 return
             }
             if instance.status.phase == .succeeded || instance.status.phase == .failed { return }

@@ -46,7 +46,7 @@ enum ControlPlaneBenchmark {
     static func applyToRunning(products: String, runtime: String, replicas: Int) async throws {
         let server = try ServerProcess(products: products, verb: "dev")
         defer { server.stop() }
-        let api = APIClient(server: server.address)
+        let api = server.api
         var template = InstanceTemplate(command: ["sh", "-c", "exec sleep 1000"])
         if runtime == "runc" {
             let rootfs = server.directory + "/rootfs"
@@ -87,10 +87,10 @@ enum ControlPlaneBenchmark {
     static func writesAndWatch(products: String, writers: Int = 16, watchers: Int = 10, total: Int = 20_000) async throws {
         let server = try ServerProcess(products: products, verb: "server")
         defer { server.stop() }
-        let api = APIClient(server: server.address)
+        let api = server.api
         // The events are about a node that exists (the server removes events about missing objects).
         let capacity: ResourceList = ["cpu": "4", "memory": "4Gi"]
-        _ = try await api.create(.node(Node(name: "bench-node", spec: NodeSpec(), status: NodeStatus(capacity: capacity, allocatable: capacity))))
+        _ = try await server.nodeAPI("bench-node").create(.node(Node(name: "bench-node", spec: NodeSpec(), status: NodeStatus(capacity: capacity, allocatable: capacity))))
         let start = try await api.list(.event).revision
         // Each watcher records the delivery latency of every event (the write's send time rides
         // in the event's message).
@@ -140,12 +140,13 @@ enum ControlPlaneBenchmark {
     static func memory(products: String, nodes: Int = 100, instances: Int = 10_000) async throws {
         let server = try ServerProcess(products: products, verb: "server")
         defer { server.stop() }
-        let api = APIClient(server: server.address)
+        let api = server.api
         let idle = server.rssMiB
         for index in 0..<nodes {
             let capacity: ResourceList = ["cpu": "64", "memory": "256Gi"]
             let beat = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
-            _ = try await api.create(.node(Node(name: "node-\(index)", spec: NodeSpec(), status: NodeStatus(capacity: capacity, allocatable: capacity, ready: true, lastHeartbeat: beat))))
+            // Registered as their agents would, each with its own node token.
+            _ = try await server.nodeAPI("node-\(index)").create(.node(Node(name: "node-\(index)", spec: NodeSpec(), status: NodeStatus(capacity: capacity, allocatable: capacity, ready: true, lastHeartbeat: beat))))
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for writer in 0..<16 {
@@ -153,9 +154,8 @@ enum ControlPlaneBenchmark {
                     for index in stride(from: writer, to: instances, by: 16) {
                         var template = InstanceTemplate(command: ["sleep", "1000"])
                         template.resources = ResourceRequirements(requests: ["cpu": "100m", "memory": "64Mi"])
-                        var instance = Instance(name: "i\(index)", labels: ["app": "bench"], spec: InstanceSpec(template: template, nodeName: "node-\(index % nodes)"))
-                        instance.status.phase = .running
-                        _ = try await api.create(.instance(instance))
+                        // Clients do not bind: the scheduler places them on the nodes.
+                        _ = try await api.create(.instance(Instance(name: "i\(index)", labels: ["app": "bench"], spec: InstanceSpec(template: template))))
                     }
                 }
             }
@@ -177,6 +177,15 @@ final class ServerProcess {
     let directory: String
     private(set) var address = ""
 
+    /// The server's first admin token.
+    var token: String? { TokenFile.read(directory + "/data/admin.token") }
+    var api: APIClient { APIClient(server: address, token: token) }
+
+    /// A client acting as node `name`'s agent, with a node token made for it.
+    func nodeAPI(_ name: String) async throws -> APIClient {
+        APIClient(server: address, token: try await api.createToken(role: "node", node: name).token)
+    }
+
     init(products: String, verb: String) throws {
         directory = NSTemporaryDirectory() + "capstan-bench-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -184,6 +193,7 @@ final class ServerProcess {
         // Benchmark nodes send no heartbeats: keep the node lifecycle controller from evicting.
         process.arguments = [verb, "--listen", "127.0.0.1:0", "--data-dir", directory + "/data"] + (verb == "server" ? ["--node-timeout", "86400"] : [])
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        process.environment = ProcessInfo.processInfo.environment.merging(["CAPSTAN_CONFIG": directory + "/client-config"]) { _, new in new }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()

@@ -50,14 +50,53 @@ public final class ControlPlane: Sendable {
     public let plugins: PluginHost
     public let metrics = ServerMetrics()
     private let listening = Mutex<String?>(nil)
+    /// The admin token of `<data-dir>/admin.token`, written to the CLI config once listening.
+    private let adminToken: String?
+    private let audit: AuditLog
 
     /// Opens the store. The plugins are the server's own (scheduler plugins run here).
     public init(options: Options, plugins: PluginHost) throws(StoreError) {
         self.options = options
         self.plugins = plugins
+        // The data directory holds the store, tokens and keys: the server's alone.
+        try? FileManager.default.createDirectory(atPath: options.dataDirectory, withIntermediateDirectories: true)
+        chmod(options.dataDirectory, 0o700)
         bus = EventBus(subscriberCapacity: 16_384, replayWindow: max(1, options.watchWindow))
         store = try ResourceStore(path: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("capstan.db").path, bus: bus, acceptRollback: options.acceptRollback)
         writer = StoreWriter(store: store)
+        audit = AuditLog(path: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("audit.log").path)
+        adminToken = try Self.bootstrapAdminToken(store: store, file: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("admin.token").path)
+    }
+
+    /// On first start (no admin token yet) creates one and writes it 0600 to
+    /// `<data-dir>/admin.token`; later starts read that file back.
+    private static func bootstrapAdminToken(store: ResourceStore, file: String) throws(StoreError) -> String? {
+        if try store.tokens().contains(where: { $0.role == Principal.Role.admin.rawValue }) {
+            return TokenFile.read(file).flatMap { store.authenticate($0) != nil ? $0 : nil }
+        }
+        let created = try store.createToken(role: Principal.Role.admin.rawValue, description: "first admin token, written to \(file)")
+        do {
+            try TokenFile.write(created.token, to: file)
+        } catch {
+            throw .storage("cannot write the admin token to \(file): \(error)")
+        }
+        return created.token
+    }
+
+    /// A node token for the agent `capstan dev` runs in this process, kept 0600 in
+    /// `<data-dir>/agent.token` and reused while it is valid.
+    public func localAgentToken(node: String) throws(StoreError) -> String {
+        let file = URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("agent.token").path
+        if let token = TokenFile.read(file), let record = store.authenticate(token), record.role == Principal.Role.node.rawValue, record.node == node {
+            return token
+        }
+        let created = try store.createToken(role: Principal.Role.node.rawValue, node: node, description: "capstan dev's local agent")
+        do {
+            try TokenFile.write(created.token, to: file)
+        } catch {
+            throw .storage("cannot write the agent token to \(file): \(error)")
+        }
+        return created.token
     }
 
     /// `http://host:port` once the API listens; nil if cancelled first.
@@ -76,7 +115,7 @@ public final class ControlPlane: Sendable {
         let scheduler = SchedulerLoop(writer: writer, host: plugins, metrics: metrics, heartbeatTimeout: options.heartbeatTimeout)
         let workloads = WorkloadController(writer: writer)
         let nodes = NodeLifecycleController(writer: writer, options: options)
-        let routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { true }, maxInstances: options.maxInstances)
+        let routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { true }, maxInstances: options.maxInstances, audit: audit)
         let app = Application(
             router: routes.router(),
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: "capstan"),
@@ -85,6 +124,14 @@ public final class ControlPlane: Sendable {
                 let address = "http://\(options.host):\(port)"
                 listening.withLock { $0 = address }
                 try? (address + "\n").write(toFile: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("server.address").path, atomically: true, encoding: .utf8)
+                if let adminToken {
+                    do {
+                        try ClientConfig.remember(server: address, token: adminToken)
+                        logger.info("admin token for \(address) written to \(ClientConfig.path) (the capstan CLI reads it there)")
+                    } catch {
+                        logger.warning("could not write \(ClientConfig.path): \(error); the admin token is in \(options.dataDirectory)/admin.token")
+                    }
+                }
                 logger.info("capstan server listening on \(address), data in \(options.dataDirectory)")
             },
             logger: logger

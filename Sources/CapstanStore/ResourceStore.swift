@@ -55,7 +55,9 @@ public final class ResourceStore: Sendable {
     /// The database file.
     public let path: String
     public let bus: EventBus
-    private let pool: DatabasePool
+    let pool: DatabasePool
+    /// The API tokens by id, loaded on first use (see ResourceStore+Tokens.swift).
+    let tokenCache = Mutex<[String: TokenRecord]?>(nil)
     private let channel: BusChannel<ResourceEvent>
     /// Held across a transaction and the publishing of its events, so events reach the bus in
     /// revision order and only after their commit succeeded.
@@ -83,10 +85,13 @@ public final class ResourceStore: Sendable {
             configuration.prepareDatabase { db in
                 try db.execute(sql: "PRAGMA synchronous = FULL")
             }
+            // The cluster's state is for the server alone: 0600 before SQLite opens it, which
+            // then gives its -wal and -shm files the same mode.
+            if !FileManager.default.fileExists(atPath: path) {
+                _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+            }
+            for file in [path, path + "-wal", path + "-shm"] { chmod(file, 0o600) }
             pool = try DatabasePool(path: path, configuration: configuration)
-            // The cluster's state is for the server alone; SQLite gives its -wal and -shm files
-            // the database's mode.
-            chmod(path, 0o600)
             var migrator = DatabaseMigrator()
             migrator.registerMigration("v1") { db in
                 try db.execute(sql: """
@@ -98,6 +103,19 @@ public final class ResourceStore: Sendable {
                     );
                     CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
                     INSERT INTO counters VALUES ('revision', 0);
+                    """)
+            }
+            migrator.registerMigration("v2-tokens") { db in
+                // API tokens: only a SHA-256 of each secret is kept.
+                try db.execute(sql: """
+                    CREATE TABLE tokens (
+                        id TEXT PRIMARY KEY,
+                        secret_sha256 BLOB NOT NULL,
+                        role TEXT NOT NULL,
+                        node TEXT,
+                        description TEXT NOT NULL,
+                        created REAL NOT NULL
+                    );
                     """)
             }
             try migrator.migrate(pool)

@@ -10,6 +10,6 @@ struct Capstan: AsyncParsableCommand {
             DevCommand.self, ServerCommand.self, AgentCommand.self,
             ApplyCommand.self, GetCommand.self, DescribeCommand.self, DeleteCommand.self, LogsCommand.self,
             EventsCommand.self, ScaleCommand.self, RolloutCommand.self,
-            PluginsCommand.self, ConformanceCommand.self, SimulateCommand.self, StoreCommand.self,
+            PluginsCommand.self, ConformanceCommand.self, SimulateCommand.self, StoreCommand.self, TokenCommand.self,
         ])
 }

@@ -2,17 +2,32 @@ import ArgumentParser
 import CapstanAPI
 import Foundation
 
-/// `--server`, shared by every verb that talks to the API.
+/// `--server` and `--token`, shared by every verb that talks to the API.
 struct ClientOptions: ParsableArguments {
-    @Option(help: "The API server (default: $CAPSTAN_SERVER, else http://127.0.0.1:7070).")
+    @Option(help: "The API server (default: $CAPSTAN_SERVER, else the current server of ~/.capstan/config, else http://127.0.0.1:7070).")
     var server: String?
 
-    var client: APIClient { APIClient(server: Self.resolve(server)) }
+    @Option(help: "The bearer token (default: $CAPSTAN_TOKEN, else the server's entry in ~/.capstan/config, else ./.capstan/admin.token).")
+    var token: String?
+
+    var client: APIClient {
+        let address = Self.resolve(server)
+        return APIClient(server: address, token: Self.token(token, for: address))
+    }
 
     static func resolve(_ server: String?) -> String {
-        var address = server ?? ProcessInfo.processInfo.environment["CAPSTAN_SERVER"] ?? "http://127.0.0.1:7070"
+        var address = server ?? ProcessInfo.processInfo.environment["CAPSTAN_SERVER"] ?? ClientConfig.load().current ?? "http://127.0.0.1:7070"
         if !address.contains("://") { address = "http://" + address }
         return address
+    }
+
+    /// The token for `server`: the flag, `$CAPSTAN_TOKEN`, the config file's entry, or the
+    /// admin token of a `capstan dev` started in this folder.
+    static func token(_ flag: String?, for server: String) -> String? {
+        if let flag { return flag }
+        if let token = ProcessInfo.processInfo.environment["CAPSTAN_TOKEN"], !token.isEmpty { return token }
+        if let entry = ClientConfig.load().servers[server] { return entry.token }
+        return TokenFile.read(".capstan/admin.token")
     }
 }
 

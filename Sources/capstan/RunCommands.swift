@@ -1,4 +1,5 @@
 import ArgumentParser
+import CapstanAPI
 import CapstanAgent
 import CapstanServer
 import Foundation
@@ -137,6 +138,8 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("label"), help: "A node label, key=value (repeatable).") var labels: [String] = []
     @Option(help: "Where the agent serves logs (host:port; port 0 picks one).") var listen = ListenAddress(argument: "127.0.0.1:0")!
     @Option(help: "Seconds between heartbeats.") var heartbeat: Double = 10
+    @Option(help: "This node's token (capstan token create --role node --node NAME); default $CAPSTAN_TOKEN.") var token: String?
+    @Option(help: "A file holding this node's token (0600).") var tokenFile: String?
 
     func validate() throws { try checkSeconds(heartbeat, "--heartbeat", 0.1...3600) }
 
@@ -148,7 +151,10 @@ struct AgentCommand: AsyncParsableCommand {
             guard parts.count == 2 else { throw ValidationError("--label \(label): expected key=value") }
             parsed[parts[0]] = parts[1]
         }
-        let agentOptions = NodeAgent.Options(nodeName: nodeName, labels: parsed, listenHost: listen.host, listenPort: listen.port, heartbeatInterval: .milliseconds(Int64(heartbeat * 1000)))
+        guard let token = token ?? tokenFile.flatMap(TokenFile.read) ?? ProcessInfo.processInfo.environment["CAPSTAN_TOKEN"] else {
+            throw ValidationError("the agent needs a node token: on the server run `capstan token create --role node --node \(NodeAgent.Options(nodeName: nodeName).nodeName)`, then pass it with --token, --token-file or CAPSTAN_TOKEN")
+        }
+        let agentOptions = NodeAgent.Options(nodeName: nodeName, labels: parsed, listenHost: listen.host, listenPort: listen.port, heartbeatInterval: .milliseconds(Int64(heartbeat * 1000)), token: token)
         let plugins = try options.loadPlugins(nodeName: agentOptions.nodeName, logger: logger)
         let server = ClientOptions.resolve(self.server)
         let agent = NodeAgent(options: agentOptions, plugins: plugins, logger: logger, server: { server })
@@ -172,9 +178,10 @@ struct DevCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Runner.logger("capstan.dev")
-        let agentOptions = NodeAgent.Options(nodeName: nodeName, heartbeatInterval: .milliseconds(Int64(heartbeat * 1000)))
+        var agentOptions = NodeAgent.Options(nodeName: nodeName, heartbeatInterval: .milliseconds(Int64(heartbeat * 1000)))
         let plugins = try options.loadPlugins(nodeName: agentOptions.nodeName, logger: logger)
         let plane = try ControlPlane(options: options.planeOptions(listen), plugins: plugins)
+        agentOptions.token = try plane.localAgentToken(node: agentOptions.nodeName)
         let agent = NodeAgent(options: agentOptions, plugins: plugins, logger: logger, server: { await plane.address })
         try await Runner.run(plane.services(logger: logger) + agent.services(), logger: logger)
     }

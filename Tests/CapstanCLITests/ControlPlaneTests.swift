@@ -198,6 +198,7 @@ import Glibc
             var request = URLRequest(url: URL(string: "\(cluster.address)/v1/workloads")!)
             request.httpMethod = "POST"
             request.setValue("application/json", forHTTPHeaderField: "content-type")
+            request.setValue("Bearer \(cluster.adminToken ?? "")", forHTTPHeaderField: "authorization")
             request.httpBody = Data("{\"kind\": \"Workload\", \"metadata\": ".utf8)
             let (body, response) = try await URLSession.shared.data(for: request)
             #expect((response as? HTTPURLResponse)?.statusCode == 400)
@@ -279,12 +280,24 @@ import Glibc
         cluster.extraArguments = ["--node-timeout", "2", "--eviction-timeout", "1", "--heartbeat", "0.5"]
         try await withDevCluster(cluster) { cluster in
             let api = cluster.api
+            // A node that registers once (with its own node token) and then falls silent.
+            let ghostToken = try await api.createToken(role: "node", node: "ghost").token
+            let ghost = APIClient(server: cluster.address, token: ghostToken)
             let capacity: ResourceList = ["cpu": "4", "memory": "4Gi"]
             let beat = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
-            _ = try await api.create(.node(Node(name: "ghost", spec: NodeSpec(), status: NodeStatus(capacity: capacity, allocatable: capacity, ready: true, lastHeartbeat: beat))))
-            var instance = Instance(name: "stranded", spec: InstanceSpec(template: InstanceTemplate(command: ["sleep", "1000"]), nodeName: "ghost"))
-            instance.status.phase = .running
-            _ = try await api.create(.instance(instance))
+            _ = try await ghost.create(.node(Node(name: "ghost", spec: NodeSpec(), status: NodeStatus(capacity: capacity, allocatable: capacity, ready: true, lastHeartbeat: beat))))
+            // Cordon the live node so the scheduler binds the instance to the ghost (its agent's
+            // heartbeats may race the write: retry on conflict).
+            try await eventually("the live node is cordoned", timeout: 10) {
+                guard case .node(var local) = try await api.get(.node, "e2e") else { return false }
+                local.spec.unschedulable = true
+                return (try? await api.update(.node(local))) != nil
+            }
+            _ = try await api.create(.instance(Instance(name: "stranded", spec: InstanceSpec(template: InstanceTemplate(command: ["sleep", "1000"])))))
+            try await eventually("the instance is bound to the ghost", timeout: 10) {
+                guard case .instance(let instance) = try await api.get(.instance, "stranded") else { return false }
+                return instance.spec.nodeName == "ghost"
+            }
             try await eventually("the node is NotReady", timeout: 15) {
                 guard case .node(let node) = try await api.get(.node, "ghost") else { return false }
                 return !node.status.ready
@@ -293,8 +306,8 @@ import Glibc
                 (try? await api.get(.instance, "stranded")) == nil
             }
             // The live node is untouched.
-            guard case .node(let local) = try await api.get(.node, "e2e") else { Issue.record("no local node"); return }
-            #expect(local.status.ready)
+            guard case .node(let live) = try await api.get(.node, "e2e") else { Issue.record("no local node"); return }
+            #expect(live.status.ready)
             let events = try cluster.capstan("events")
             #expect(events.output.contains("NodeNotReady"))
         }

@@ -18,7 +18,14 @@ final class DevCluster: @unchecked Sendable {
         try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
     }
 
-    var api: APIClient { APIClient(server: address) }
+    /// The CLI config the server writes its admin token to, and the CLI reads it from: the
+    /// flow a user gets, kept inside the test's folder.
+    var configPath: String { dataDirectory.appendingPathComponent("client-config").path }
+
+    /// The first admin token, as the server wrote it.
+    var adminToken: String? { TokenFile.read(dataDirectory.appendingPathComponent(".capstan/admin.token").path) }
+
+    var api: APIClient { APIClient(server: address, token: adminToken) }
 
     /// Starts `capstan dev` and waits until its API answers.
     func start() async throws {
@@ -28,6 +35,7 @@ final class DevCluster: @unchecked Sendable {
         process.executableURL = PluginsCLITests.products.appendingPathComponent("capstan")
         process.arguments = ["dev", "--listen", "127.0.0.1:0", "--data-dir", ".capstan", "--node-name", "e2e"] + extraArguments
         process.currentDirectoryURL = dataDirectory
+        process.environment = ProcessInfo.processInfo.environment.merging(["CAPSTAN_CONFIG": configPath]) { _, new in new }
         let log = dataDirectory.appendingPathComponent("dev.log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
@@ -69,7 +77,7 @@ final class DevCluster: @unchecked Sendable {
 
     /// Runs the capstan CLI against this cluster.
     func capstan(_ arguments: String...) throws -> PluginsCLITests.Result {
-        try PluginsCLITests.run(arguments, in: dataDirectory, environment: ["CAPSTAN_SERVER": address])
+        try PluginsCLITests.run(arguments, in: dataDirectory, environment: ["CAPSTAN_SERVER": address, "CAPSTAN_CONFIG": configPath])
     }
 
     /// Writes a manifest into the data directory; returns its path.

@@ -19,12 +19,29 @@ import Testing
         return path
     }()
 
-    /// Runs `body` against the API over a fresh store.
-    func withAPI(maxInstances: Int = 50_000, _ body: @escaping @Sendable (any TestClientProtocol, ResourceStore) async throws -> Void) async throws {
+    /// A test client that sends a bearer token with every request.
+    struct Client: Sendable {
+        let client: any TestClientProtocol
+        var token: String?
+
+        @discardableResult
+        func execute<Return>(uri: String, method: HTTPRequest.Method, headers: HTTPFields = [:], body: ByteBuffer? = nil,
+                             testCallback: @escaping (TestResponse) async throws -> Return = { $0 }) async throws -> Return {
+            var headers = headers
+            if let token { headers[.authorization] = "Bearer \(token)" }
+            return try await client.execute(uri: uri, method: method, headers: headers, body: body, testCallback: testCallback)
+        }
+
+        func with(token: String?) -> Client { Client(client: client, token: token) }
+    }
+
+    /// Runs `body` against the API over a fresh store, as an admin.
+    func withAPI(maxInstances: Int = 50_000, _ body: @escaping @Sendable (Client, ResourceStore) async throws -> Void) async throws {
         let store = try ResourceStore(path: directory + "/capstan.db", bus: EventBus())
+        let admin = try store.createToken(role: "admin").token
         let routes = APIRoutes(writer: StoreWriter(store: store), metrics: ServerMetrics(), plugins: { [] }, isReady: { true }, maxInstances: maxInstances)
         let app = Application(router: routes.router())
-        try await app.test(.router) { client in try await body(client, store) }
+        try await app.test(.router) { client in try await body(Client(client: client, token: admin), store) }
     }
 
     func error(_ response: TestResponse) throws -> ErrorBody {
@@ -175,9 +192,7 @@ import Testing
 
     @Test func logOffsetsAndSizesHaveARange() async throws {
         try await withAPI { client, store in
-            var instance = Instance(name: "i", spec: InstanceSpec(template: InstanceTemplate(command: ["x"]), nodeName: "n1"))
-            instance.metadata.owner = nil
-            try store.create(.instance(instance))
+            try store.create(.instance(Instance(name: "i", spec: InstanceSpec(template: InstanceTemplate(command: ["x"]), nodeName: "n1"))))
             for query in ["offset=9223372036854775808", "offset=-1", "offset=abc", "maxBytes=0", "maxBytes=99999999999"] {
                 try await client.execute(uri: "/v1/instances/i/log?\(query)", method: .get) { response in
                     #expect(response.status == .badRequest, "\(query)")
@@ -190,5 +205,158 @@ import Testing
         #expect(Duration.clampedSeconds(1e19) == .seconds(Int64(FieldLimits.maxSeconds)))
         #expect(Duration.clampedSeconds(-5) == .zero && Duration.clampedSeconds(.nan) == .zero && Duration.clampedSeconds(.infinity) == .seconds(Int64(FieldLimits.maxSeconds)))
         #expect(Int64(saturating: 1e30) == .max && Int64(saturating: -1e30) == .min && Int(saturating: .nan) == 0)
+    }
+}
+
+/// Authentication, authorization and the fields only the system writes, through the routes
+/// (issue 10: nobody gets in who was not let in; no client-forged state).
+@Suite struct APIAuthTests {
+    let helper = APIRoutesTests()
+
+    func json(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
+
+    @Test func requestsWithoutAValidTokenAre401ExceptHealth() async throws {
+        try await helper.withAPI { client, store in
+            let anonymous = client.with(token: nil)
+            for uri in ["/v1/workloads", "/metrics", "/v1/plugins", "/v1/watch/instances"] {
+                try await anonymous.execute(uri: uri, method: .get) { response in
+                    #expect(response.status == .unauthorized, "\(uri)")
+                    #expect(response.headers[.wwwAuthenticate] == "Bearer")
+                }
+            }
+            try await client.with(token: "abc.def").execute(uri: "/v1/workloads", method: .get) { #expect($0.status == .unauthorized) }
+            for uri in ["/healthz", "/readyz"] {
+                try await anonymous.execute(uri: uri, method: .get) { #expect($0.status == .ok, "\(uri)") }
+            }
+            // A revoked token stops working at once.
+            let viewer = try store.createToken(role: "viewer")
+            try await client.with(token: viewer.token).execute(uri: "/v1/workloads", method: .get) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v1/tokens/\(viewer.record.id)", method: .delete) { #expect($0.status == .ok) }
+            try await client.with(token: viewer.token).execute(uri: "/v1/workloads", method: .get) { #expect($0.status == .unauthorized) }
+        }
+    }
+
+    @Test func aViewerReadsButCannotWriteOrManageTokens() async throws {
+        try await helper.withAPI { client, store in
+            let viewer = client.with(token: try store.createToken(role: "viewer").token)
+            let body = #"{"kind":"Workload","metadata":{"name":"a"},"spec":{"replicas":0,"template":{"command":["x"]}}}"#
+            try await viewer.execute(uri: "/v1/workloads", method: .post, body: json(body)) { #expect($0.status == .forbidden) }
+            try await viewer.execute(uri: "/v1/tokens", method: .get) { #expect($0.status == .forbidden) }
+            try await viewer.execute(uri: "/v1/tokens", method: .post, body: json(#"{"role":"admin"}"#)) { #expect($0.status == .forbidden) }
+            try await viewer.execute(uri: "/metrics", method: .get) { #expect($0.status == .ok) }
+            #expect(try store.revision == 0)
+        }
+    }
+
+    @Test func clientsCannotBindSetOwnersOrWriteStatus() async throws {
+        try await helper.withAPI { client, store in
+            // Binding at create: only the scheduler binds.
+            let bound = #"{"kind":"Instance","metadata":{"name":"i"},"spec":{"nodeName":"n1","template":{"command":["x"]}}}"#
+            try await client.execute(uri: "/v1/instances", method: .post, body: json(bound)) { response in
+                #expect(response.status == .forbidden)
+            }
+            let owned = #"{"kind":"Instance","metadata":{"name":"i","owner":"Workload/other"},"spec":{"template":{"command":["x"]}}}"#
+            try await client.execute(uri: "/v1/instances", method: .post, body: json(owned)) { #expect($0.status == .forbidden) }
+            // Forged status on create is dropped.
+            let forged = #"{"kind":"Instance","metadata":{"name":"i"},"spec":{"template":{"command":["x"]}},"status":{"phase":"Running","ready":true,"pid":1}}"#
+            try await client.execute(uri: "/v1/instances", method: .post, body: json(forged)) { #expect($0.status == .created) }
+            guard case .instance(let created)? = try store.get(kind: "Instance", name: "i") else { Issue.record("not stored"); return }
+            #expect(created.status == InstanceStatus())
+            // Status through the status route is for agents only.
+            try await client.execute(uri: "/v1/instances/i/status", method: .put, body: json(forged)) { #expect($0.status == .forbidden) }
+            // Moving a bound instance is refused; leaving nodeName out keeps the binding.
+            var boundNow = created
+            boundNow.spec.nodeName = "n1"
+            boundNow.status.phase = .running
+            try store.update(.instance(boundNow))
+            let moved = #"{"kind":"Instance","metadata":{"name":"i"},"spec":{"nodeName":"n2","template":{"command":["x"]}}}"#
+            try await client.execute(uri: "/v1/instances/i", method: .put, body: json(moved)) { #expect($0.status == .forbidden) }
+            let relabelled = #"{"kind":"Instance","metadata":{"name":"i","labels":{"a":"b"}},"spec":{"template":{"command":["x"]}},"status":{"phase":"Failed"}}"#
+            try await client.execute(uri: "/v1/instances/i", method: .put, body: json(relabelled)) { #expect($0.status == .ok) }
+            guard case .instance(let kept)? = try store.get(kind: "Instance", name: "i") else { Issue.record("gone"); return }
+            #expect(kept.spec.nodeName == "n1" && kept.status.phase == .running && kept.metadata.labels == ["a": "b"])
+        }
+    }
+
+    @Test func aNodeWritesOnlyItsOwnInstancesStatus() async throws {
+        try await helper.withAPI { client, store in
+            let n1 = client.with(token: try store.createToken(role: "node", node: "n1").token)
+            for (name, node) in [("mine", "n1"), ("theirs", "n2")] {
+                try store.create(.instance(Instance(name: name, spec: InstanceSpec(template: InstanceTemplate(command: ["x"]), nodeName: node))))
+            }
+            let report = { (name: String) in #"{"kind":"Instance","metadata":{"name":"\#(name)"},"spec":{"template":{"command":["evil"]}},"status":{"phase":"Running","pid":42}}"# }
+            try await n1.execute(uri: "/v1/instances/mine/status", method: .put, body: json(report("mine"))) { #expect($0.status == .ok) }
+            guard case .instance(let mine)? = try store.get(kind: "Instance", name: "mine") else { Issue.record("gone"); return }
+            // The status is the agent's; the spec stays as stored.
+            #expect(mine.status.pid == 42 && mine.spec.template.command == ["x"])
+            try await n1.execute(uri: "/v1/instances/theirs/status", method: .put, body: json(report("theirs"))) { #expect($0.status == .forbidden) }
+            try await n1.execute(uri: "/v1/instances/theirs", method: .get) { #expect($0.status == .forbidden) }
+            try await n1.execute(uri: "/v1/instances", method: .get) { #expect($0.status == .forbidden) }
+            try await n1.execute(uri: "/v1/instances?nodeName=n1", method: .get) { #expect($0.status == .ok) }
+            try await n1.execute(uri: "/v1/instances/mine", method: .put, body: json(report("mine"))) { #expect($0.status == .forbidden) }
+            try await n1.execute(uri: "/v1/workloads", method: .get) { #expect($0.status == .forbidden) }
+            try await n1.execute(uri: "/v1/instances/mine/log", method: .get) { #expect($0.status == .forbidden) }
+        }
+    }
+
+    /// The SSRF seen before: a client-set agentAddress ending in `#` made the log proxy fetch any
+    /// URL. Only a node's own agent sets it, and only as scheme://host:port.
+    @Test func agentAddressesAreTheAgentsAndOnlyHostAndPort() async throws {
+        try await helper.withAPI { client, store in
+            let node = #"{"kind":"Node","metadata":{"name":"n1"},"spec":{"agentAddress":"http://169.254.169.254/latest#"}}"#
+            try await client.execute(uri: "/v1/nodes", method: .post, body: json(node)) { #expect($0.status == .forbidden) }
+            let agent = client.with(token: try store.createToken(role: "node", node: "n1").token)
+            try await agent.execute(uri: "/v1/nodes", method: .post, body: json(node)) { response in
+                #expect(response.status == .unprocessableContent)
+            }
+            let good = #"{"kind":"Node","metadata":{"name":"n1"},"spec":{"agentAddress":"http://127.0.0.1:9999"}}"#
+            try await agent.execute(uri: "/v1/nodes", method: .post, body: json(good)) { #expect($0.status == .created) }
+            // An admin may cordon it but not move its address.
+            let moved = #"{"kind":"Node","metadata":{"name":"n1"},"spec":{"unschedulable":true,"agentAddress":"http://10.0.0.1:80"}}"#
+            try await client.execute(uri: "/v1/nodes/n1", method: .put, body: json(moved)) { #expect($0.status == .forbidden) }
+            let cordoned = #"{"kind":"Node","metadata":{"name":"n1"},"spec":{"unschedulable":true}}"#
+            try await client.execute(uri: "/v1/nodes/n1", method: .put, body: json(cordoned)) { #expect($0.status == .ok) }
+            guard case .node(let stored)? = try store.get(kind: "Node", name: "n1") else { Issue.record("gone"); return }
+            #expect(stored.spec.agentAddress == "http://127.0.0.1:9999" && stored.spec.unschedulable)
+        }
+    }
+
+    /// Issue 9, bug 1: applying an unchanged claim again kept its binding, so its data stays.
+    @Test func reapplyingABoundClaimKeepsItsVolume() async throws {
+        try await helper.withAPI { client, store in
+            let claim = #"{"kind":"VolumeClaim","metadata":{"name":"data"},"spec":{"size":"1Gi"}}"#
+            try await client.execute(uri: "/v1/volumeclaims", method: .post, body: json(claim)) { #expect($0.status == .created) }
+            let agent = client.with(token: try store.createToken(role: "node", node: "n1").token)
+            guard case .volumeClaim(var bound)? = try store.get(kind: "VolumeClaim", name: "data") else { Issue.record("gone"); return }
+            bound.spec.volumeName = "data-1234"
+            let body = String(decoding: try JSONEncoder().encode(AnyResource.volumeClaim(bound)), as: UTF8.self)
+            try await agent.execute(uri: "/v1/volumeclaims/data", method: .put, body: json(body)) { #expect($0.status == .ok) }
+            // `capstan apply` sends the manifest again, without volumeName.
+            try await client.execute(uri: "/v1/volumeclaims/data", method: .put, body: json(claim)) { #expect($0.status == .ok) }
+            guard case .volumeClaim(let kept)? = try store.get(kind: "VolumeClaim", name: "data") else { Issue.record("gone"); return }
+            #expect(kept.spec.volumeName == "data-1234")
+            // A node may not re-bind it elsewhere.
+            bound.spec.volumeName = "other"
+            bound.metadata.revision = kept.metadata.revision
+            let rebind = String(decoding: try JSONEncoder().encode(AnyResource.volumeClaim(bound)), as: UTF8.self)
+            try await agent.execute(uri: "/v1/volumeclaims/data", method: .put, body: json(rebind)) { #expect($0.status == .forbidden) }
+        }
+    }
+
+    @Test func tokensAreCreatedListedWithoutSecretsAndRevoked() async throws {
+        try await helper.withAPI { client, store in
+            let created = try await client.execute(uri: "/v1/tokens", method: .post, body: json(#"{"role":"node","node":"n7","description":"worker"}"#)) { response in
+                #expect(response.status == .created)
+                return try JSONDecoder().decode(TokenCreated.self, from: Data(response.body.readableBytesView))
+            }
+            #expect(created.role == "node" && created.node == "n7" && created.token.hasPrefix(created.id + "."))
+            #expect(store.authenticate(created.token)?.node == "n7")
+            try await client.execute(uri: "/v1/tokens", method: .get) { response in
+                let text = String(buffer: response.body)
+                #expect(text.contains(created.id) && !text.contains(String(created.token.split(separator: ".")[1])))
+            }
+            try await client.execute(uri: "/v1/tokens", method: .post, body: json(#"{"role":"root"}"#)) { #expect($0.status == .unprocessableContent) }
+            try await client.execute(uri: "/v1/tokens", method: .post, body: json(#"{"role":"node"}"#)) { #expect($0.status == .unprocessableContent) }
+        }
     }
 }

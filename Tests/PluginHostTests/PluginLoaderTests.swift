@@ -180,12 +180,64 @@ import Testing
         #expect(failure?.message.contains("score has signature l(pp), expected v(pplp)") == true)
     }
 
-    @Test func exampleOutOfTreePluginLoads() throws {
-        // CI builds Examples/custom-scheduler with its own `swift build` and points here.
-        guard let path = ProcessInfo.processInfo.environment["CAPSTAN_EXAMPLE_PLUGIN"], !path.isEmpty else { return }
+    static let examplePlugin = ProcessInfo.processInfo.environment["CAPSTAN_EXAMPLE_PLUGIN"].flatMap { $0.isEmpty ? nil : $0 }
+
+    /// CI builds Examples/custom-scheduler with its own `swift build` and points here.
+    @Test(.enabled(if: examplePlugin != nil, "set CAPSTAN_EXAMPLE_PLUGIN to the built Examples/custom-scheduler .so (CI does)"))
+    func exampleOutOfTreePluginLoads() throws {
+        let path = try #require(Self.examplePlugin)
         let report = inspect(path)
         #expect(report.isLoaded, "\(String(describing: report.failure))")
         #expect(report.plugins.map(\.name) == ["least-gpu-waste"])
+    }
+
+    // MARK: File permissions (issue 10: a plugin runs as Capstan, so who can write it matters)
+
+    /// A copy of an in-tree plugin in a folder of its own, with the given modes.
+    func copy(fileMode: mode_t = 0o755, folderMode: mode_t = 0o755) throws -> String {
+        let folder = directory.appendingPathComponent("perm-\(UUID().uuidString.prefix(6))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let path = folder.appendingPathComponent("libCopy.so").path
+        try FileManager.default.copyItem(atPath: Fixtures.plugin("CapstanSpread"), toPath: path)
+        chmod(path, fileMode)
+        chmod(folder.path, folderMode)
+        return path
+    }
+
+    @Test func aPluginWritableByOthersIsRefused() throws {
+        for mode: mode_t in [0o775, 0o757, 0o666] {
+            let failure = refusal(try copy(fileMode: mode))
+            #expect(failure?.check == .permissions)
+            #expect(failure?.message.contains("writable by group or others") == true && failure?.message.contains("chmod go-w") == true)
+        }
+        #expect(inspect(try copy(fileMode: 0o755)).isLoaded)
+    }
+
+    @Test func aPluginInAFolderOthersCanWriteIsRefusedUnlessSticky() throws {
+        let failure = refusal(try copy(folderMode: 0o777))
+        #expect(failure?.check == .permissions)
+        #expect(failure?.message.contains("its folder") == true)
+        // Sticky (like /tmp): others cannot replace a file they do not own.
+        #expect(inspect(try copy(folderMode: 0o1777)).isLoaded)
+    }
+
+    @Test(.enabled(if: geteuid() == 0, "needs root to give the file to another user"))
+    func aPluginOwnedByAnotherUserIsRefused() throws {
+        let path = try copy()
+        #expect(chown(path, 65534, 65534) == 0)
+        let failure = refusal(path)
+        #expect(failure?.check == .permissions)
+        #expect(failure?.message.contains("owned by uid 65534") == true)
+    }
+
+    /// The hash is taken from the open file that dlopen maps: two different files loaded one
+    /// after another are both loaded for what they are (glibc names a library by its
+    /// /proc/self/fd path, so a reused descriptor would hand back the first).
+    @Test func eachFileIsLoadedFromItsOwnDescriptor() throws {
+        let spread = inspect(try copy())
+        let binpack = inspect(Fixtures.plugin("CapstanBinpack"))
+        #expect(spread.libraryName == "spread" && binpack.libraryName == "binpack")
+        #expect(spread.sha256 == PluginLoader.sha256(ofFileAt: Fixtures.plugin("CapstanSpread")))
     }
 }
 

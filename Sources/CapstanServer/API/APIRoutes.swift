@@ -19,6 +19,8 @@ struct APIRoutes: Sendable {
     let isReady: @Sendable () -> Bool
     /// The most instances the cluster may hold (``ControlPlane/Options/maxInstances``).
     var maxInstances = 50_000
+    /// One JSON line per mutating request; nil writes none.
+    var audit: AuditLog? = nil
     let encoded = EncodedEvents()
 
     var store: ResourceStore { writer.store }
@@ -26,78 +28,154 @@ struct APIRoutes: Sendable {
     func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: UnknownRouteMiddleware())
-        route(router, .get, "/healthz", "healthz") { _, _ in text("ok\n") }
-        route(router, .get, "/readyz", "readyz") { _, _ in
+        route(router, .get, "/healthz", "healthz", access: .open) { _, _, _ in text("ok\n") }
+        route(router, .get, "/readyz", "readyz", access: .open) { _, _, _ in
             guard isReady() else { throw APIFailure(.serviceUnavailable, "Unavailable", "the control plane is starting") }
             _ = try? store.revision
             return text("ok\n")
         }
-        route(router, .get, "/metrics", "metrics") { _, _ in
+        route(router, .get, "/metrics", "metrics") { _, _, _ in
             if let revision = try? store.revision { metrics.revision.set(Double(revision)) }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
         }
-        route(router, .get, "/v1/plugins", "plugins") { _, _ in try json(await plugins()) }
-        route(router, .get, "/v1/watch/{plural}", "watch") { request, context in try watch(request, context) }
-        // Hummingbird's trie does not fall back from a constant segment to a parameter, so the log
-        // route is `/v1/{plural}/{name}/log` and checks the kind itself.
-        route(router, .get, "/v1/{plural}/{name}/log", "log") { request, context in
-            guard try kind(context).kind == "Instance" else { throw APIFailure.notFound("only instances have logs") }
-            return try await log(request, context)
+        route(router, .get, "/v1/plugins", "plugins") { _, _, _ in try json(await plugins()) }
+        route(router, .get, "/v1/tokens", "tokens") { _, _, principal in
+            try requireAdmin(principal, "list tokens")
+            return try json(try await writer.read { store throws(StoreError) in try store.tokens() })
         }
-        route(router, .get, "/v1/{plural}", "list") { request, context in try await list(request, context) }
-        route(router, .post, "/v1/{plural}", "create") { request, context in try await create(request, context) }
-        route(router, .get, "/v1/{plural}/{name}", "get") { _, context in
+        route(router, .post, "/v1/tokens", "token-create") { request, _, principal in try await createToken(request, principal) }
+        route(router, .delete, "/v1/tokens/{name}", "token-revoke") { _, context, principal in
+            try requireAdmin(principal, "revoke tokens")
+            let id = try name(context)
+            guard try await writer.read({ store throws(StoreError) in try store.revokeToken(id: id) }) else {
+                throw APIFailure.notFound("no token with id \"\(id)\"")
+            }
+            return try json(["revoked": id])
+        }
+        route(router, .get, "/v1/watch/{plural}", "watch") { request, context, principal in try watch(request, context, principal) }
+        // Hummingbird's trie does not fall back from a constant segment to a parameter, so the log
+        // and status routes are `/v1/{plural}/{name}/<what>` and check the kind themselves.
+        route(router, .get, "/v1/{plural}/{name}/log", "log") { request, context, principal in
+            guard try kind(context).kind == "Instance" else { throw APIFailure.notFound("only instances have logs") }
+            return try await log(request, context, principal)
+        }
+        route(router, .put, "/v1/{plural}/{name}/status", "status") { request, context, principal in try await updateStatus(request, context, principal) }
+        route(router, .get, "/v1/{plural}", "list") { request, context, principal in try await list(request, context, principal) }
+        route(router, .post, "/v1/{plural}", "create") { request, context, principal in try await create(request, context, principal) }
+        route(router, .get, "/v1/{plural}/{name}", "get") { _, context, principal in
             let kind = try kind(context)
             let name = try name(context)
-            guard let object = try await writer.read({ store throws(StoreError) in try store.get(kind: kind.kind, name: name) }) else {
+            guard let object = try await stored(kind.kind, name) else {
+                // A node learns nothing of objects it may not read, not even whether they exist.
+                try authorize(principal, .read, kind: kind.kind, name: name)
                 throw APIFailure.notFound("\(kind.kind) \"\(name)\" not found")
             }
+            try authorize(principal, .read, kind: kind.kind, name: name, stored: object)
             return try json(object)
         }
-        route(router, .put, "/v1/{plural}/{name}", "update") { request, context in try await update(request, context) }
-        route(router, .delete, "/v1/{plural}/{name}", "delete") { request, context in try await delete(request, context) }
+        route(router, .put, "/v1/{plural}/{name}", "update") { request, context, principal in try await update(request, context, principal) }
+        route(router, .delete, "/v1/{plural}/{name}", "delete") { request, context, principal in try await delete(request, context, principal) }
         return router
     }
 
     // MARK: Handlers
 
-    private func list(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func list(_ request: Request, _ context: BasicRequestContext, _ principal: Principal) async throws -> Response {
         let kind = try kind(context)
         let filter = try ObjectFilter { request.uri.queryParameters.get($0) }
+        try authorize(principal, .read, kind: kind.kind, name: nil, nodeFilter: filter.nodeName)
         let (items, revision) = try await writer.read { store throws(StoreError) in try store.list(kind: kind.kind) }
         return try json(ObjectList(kind: "\(kind.kind)List", revision: revision, items: items.filter(filter.matches)))
     }
 
-    private func create(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func create(_ request: Request, _ context: BasicRequestContext, _ principal: Principal) async throws -> Response {
         let kind = try kind(context)
+        try authorize(principal, .create, kind: kind.kind, name: nil, coarse: true)
         var object = try await RequestDecoding.object(from: request)
         guard object.kind == kind.kind else {
             throw APIFailure.badRequest("kind: \"\(object.kind)\" cannot be created under /v1/\(kind.plural); send it to /v1/\(ResourceKind.kind(object.kind)?.plural ?? "?")")
         }
+        try authorize(principal, .create, kind: kind.kind, name: object.name, object: object)
+        object = try SystemFields.clientWrite(object, stored: nil, by: principal)
         object.metadata.revision = nil
         object.metadata.deletionTimestamp = nil
         try await checkInstanceQuota(object, creating: true)
         return try json(try await writer.create(object), status: .created)
     }
 
-    private func update(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func update(_ request: Request, _ context: BasicRequestContext, _ principal: Principal) async throws -> Response {
         let kind = try kind(context)
         let name = try name(context)
+        try authorize(principal, .update, kind: kind.kind, name: name, coarse: true)
+        var object = try await RequestDecoding.object(from: request)
+        guard object.kind == kind.kind, object.name == name else {
+            throw APIFailure.badRequest("the body is \(object.kind) \"\(object.name)\" but the path names \(kind.kind) \"\(name)\"")
+        }
+        guard let current = try await stored(kind.kind, name) else {
+            try authorize(principal, .update, kind: kind.kind, name: name, object: object)
+            throw APIFailure(StoreError.notFound(kind: kind.kind, name: name))
+        }
+        try authorize(principal, .update, kind: kind.kind, name: name, object: object, stored: current)
+        object = try SystemFields.clientWrite(object, stored: current, by: principal)
+        try await checkInstanceQuota(object, creating: false)
+        return try json(try await writer.update(object))
+    }
+
+    /// `PUT /v1/KIND/NAME/status`: the sent object's status on the stored object (its spec and
+    /// metadata stay); compare-and-swap on `metadata.revision` when sent. Agents report here.
+    private func updateStatus(_ request: Request, _ context: BasicRequestContext, _ principal: Principal) async throws -> Response {
+        let kind = try kind(context)
+        let name = try name(context)
+        try authorize(principal, .updateStatus, kind: kind.kind, name: name, coarse: true)
         let object = try await RequestDecoding.object(from: request)
         guard object.kind == kind.kind, object.name == name else {
             throw APIFailure.badRequest("the body is \(object.kind) \"\(object.name)\" but the path names \(kind.kind) \"\(name)\"")
         }
-        try await checkInstanceQuota(object, creating: false)
-        return try json(try await writer.update(object))
+        guard let current = try await stored(kind.kind, name) else {
+            try authorize(principal, .updateStatus, kind: kind.kind, name: name)
+            throw APIFailure(StoreError.notFound(kind: kind.kind, name: name))
+        }
+        try authorize(principal, .updateStatus, kind: kind.kind, name: name, object: object, stored: current)
+        return try json(try await writer.update(try SystemFields.statusWrite(object, stored: current)))
+    }
+
+    /// `POST /v1/tokens` `{"role": "viewer"|"admin"|"node", "node": NAME, "description": TEXT}`:
+    /// the new token, shown once (admin only).
+    private func createToken(_ request: Request, _ principal: Principal) async throws -> Response {
+        try requireAdmin(principal, "create tokens")
+        var request = request
+        let body = try await request.collectBody(upTo: 64 << 10)
+        guard let asked = try? JSONDecoder().decode(TokenRequest.self, from: Data(body.readableBytesView)) else {
+            throw APIFailure.badRequest("send {\"role\": \"admin\"|\"viewer\"|\"node\", \"node\": NAME (for node), \"description\": TEXT}")
+        }
+        guard let role = Principal.Role(rawValue: asked.role) else {
+            throw APIFailure(.unprocessableContent, "Invalid", "role: \"\(asked.role)\" is not a role; use admin, viewer or node")
+        }
+        if role == .node {
+            guard let node = asked.node, DNSLabel.problem(with: node) == nil else {
+                throw APIFailure(.unprocessableContent, "Invalid", "node: a node token needs the node's name (a DNS label)")
+            }
+        } else if asked.node != nil {
+            throw APIFailure(.unprocessableContent, "Invalid", "node: only node tokens name a node")
+        }
+        let description = String((asked.description ?? "").prefix(200))
+        let created = try await writer.read { store throws(StoreError) in
+            try store.createToken(role: role.rawValue, node: role == .node ? asked.node : nil, description: description)
+        }
+        return try json(TokenCreated(id: created.record.id, role: created.record.role, node: created.record.node, token: created.token), status: .created)
     }
 
     /// Instances bound to a node are stopped by their agent first: the delete marks them
     /// (`deletionTimestamp`, 202) and the agent removes them once stopped. `force=true` removes
     /// at once; other kinds are removed at once (a workload's instances follow through its
     /// controller).
-    private func delete(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func delete(_ request: Request, _ context: BasicRequestContext, _ principal: Principal) async throws -> Response {
         let kind = try kind(context)
         let name = try name(context)
+        try authorize(principal, .delete, kind: kind.kind, name: name, coarse: true)
+        if principal.role == .node {
+            try authorize(principal, .delete, kind: kind.kind, name: name, stored: try await stored(kind.kind, name))
+        }
         let query = request.uri.queryParameters
         let revision = try query.get("revision").map { text in
             guard let value = UInt64(text) else { throw APIFailure.badRequest("revision: \"\(text)\" is not a revision number") }
@@ -121,10 +199,11 @@ struct APIRoutes: Sendable {
     }
 
     /// Newline-delimited ``WatchEvent``s after `revision` (or from now), filtered like a list.
-    private func watch(_ request: Request, _ context: BasicRequestContext) throws -> Response {
+    private func watch(_ request: Request, _ context: BasicRequestContext, _ principal: Principal) throws -> Response {
         let kind = try kind(context)
         let query = request.uri.queryParameters
         let filter = try ObjectFilter { query.get($0) }
+        try authorize(principal, .read, kind: kind.kind, name: nil, nodeFilter: filter.nodeName)
         var after: UInt64?
         if let text = query.get("revision") {
             guard let value = UInt64(text) else { throw APIFailure.badRequest("revision: \"\(text)\" is not a revision number") }
@@ -168,8 +247,9 @@ struct APIRoutes: Sendable {
     }
 
     /// Reads an instance's output from its node's agent.
-    private func log(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func log(_ request: Request, _ context: BasicRequestContext, _ principal: Principal) async throws -> Response {
         let name = try name(context)
+        guard principal.role != .node else { throw APIFailure(.forbidden, "Forbidden", "node tokens do not read logs through the API") }
         do throws(LogQuery.Problem) {
             _ = try LogQuery.parse { request.uri.queryParameters.get($0) }
         } catch {
@@ -185,8 +265,15 @@ struct APIRoutes: Sendable {
               let address = node.spec.agentAddress else {
             throw APIFailure(.serviceUnavailable, "Unavailable", "node \"\(nodeName)\" has no agent address; is its agent running?")
         }
+        // Only ever the agent's own log path: the address is checked to be scheme://host:port
+        // (NodeSpec validation), and the name is a DNS label.
+        guard NodeSpec.agentAddressProblem(address) == nil, DNSLabel.problem(with: name) == nil else {
+            throw APIFailure(.badGateway, "Unavailable", "node \"\(nodeName)\" has no usable agent address")
+        }
         var url = "\(address)/v1/instances/\(name)/log"
-        if let query = request.uri.query { url += "?" + query }
+        let (offset, maxBytes) = try LogQuery.parse { request.uri.queryParameters.get($0) }
+        let stream = request.uri.queryParameters.get("stream") == "stderr" ? "stderr" : "stdout"
+        url += "?stream=\(stream)&offset=\(offset)&maxBytes=\(maxBytes)"
         let response: HTTPClientResponse
         let body: ByteBuffer
         do {
@@ -254,14 +341,34 @@ struct APIRoutes: Sendable {
         return name
     }
 
+    enum Access { case open, authenticated }
+
     /// Registers a handler that answers failures as ``ErrorBody`` JSON and records its latency.
-    private func route(_ router: Router<BasicRequestContext>, _ method: HTTPRequest.Method, _ path: RouterPath, _ name: String, _ handler: @escaping @Sendable (Request, BasicRequestContext) async throws -> Response) {
+    /// Unless `access` is `.open`, the request must carry `Authorization: Bearer <token>` of a
+    /// live token (else 401); the handler gets the token's principal and authorizes the rest.
+    /// Mutating requests leave one line in the audit log.
+    private func route(_ router: Router<BasicRequestContext>, _ method: HTTPRequest.Method, _ path: RouterPath, _ name: String, access: Access = .authenticated,
+                       _ handler: @escaping @Sendable (Request, BasicRequestContext, Principal) async throws -> Response) {
         let metrics = self.metrics
+        let audit = self.audit
+        let store = self.store
         router.on(path, method: method) { request, context -> Response in
             let started = ContinuousClock.now
-            let response: Response
+            var response: Response
+            var principal: Principal?
             do {
-                response = try await handler(request, context)
+                if access == .open {
+                    response = try await handler(request, context, Principal(role: .viewer, tokenID: "anonymous"))
+                } else {
+                    guard request.headers[.authorization] != nil else {
+                        throw APIFailure(.unauthorized, "Unauthorized", "send a token: Authorization: Bearer <token> (capstan finds it in $CAPSTAN_TOKEN, ~/.capstan/config or .capstan/admin.token; create more with capstan token create)")
+                    }
+                    guard let authenticated = Self.authenticate(request, store) else {
+                        throw APIFailure(.unauthorized, "Unauthorized", "the token is not valid: unknown, revoked or malformed (a token is <id>.<secret>, from capstan token create)")
+                    }
+                    principal = authenticated
+                    response = try await handler(request, context, authenticated)
+                }
             } catch let failure as APIFailure {
                 response = failureResponse(failure)
             } catch let error as StoreError {
@@ -276,9 +383,48 @@ struct APIRoutes: Sendable {
                 response = failureResponse(APIFailure(.internalServerError, "Internal", "the server failed to answer; its log has the detail"))
             }
             metrics.recordRequest(method: method.rawValue, route: name, code: response.status.code, duration: ContinuousClock.now - started)
+            if response.status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer" }
+            if method != .get, let audit {
+                audit.record(principal: principal?.name ?? "anonymous", method: method.rawValue, path: request.uri.path, code: response.status.code)
+            }
             return response
         }
     }
+
+    static func authenticate(_ request: Request, _ store: ResourceStore) -> Principal? {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { return nil }
+        return store.authenticate(String(header.dropFirst("Bearer ".count))).flatMap(Principal.init)
+    }
+
+    /// Throws 403 with the reason when the policy says no. `coarse` checks only what the kind
+    /// and verb decide, before the body is read: a node is refused a kind it never writes.
+    private func authorize(_ principal: Principal, _ verb: Authorizer.Verb, kind: String, name: String?, object: AnyResource? = nil, stored: AnyResource? = nil, nodeFilter: String? = nil, coarse: Bool = false) throws {
+        if coarse {
+            // Object-level rules need the object: decide only what the role and kind alone can.
+            switch principal.role {
+            case .admin, .node: return
+            case .viewer: break
+            }
+        }
+        if let reason = Authorizer.denial(principal, verb, kind: kind, name: name, object: object, stored: stored, nodeFilter: nodeFilter) {
+            throw APIFailure(.forbidden, "Forbidden", reason)
+        }
+    }
+
+    private func requireAdmin(_ principal: Principal, _ what: String) throws {
+        guard principal.role == .admin else { throw APIFailure(.forbidden, "Forbidden", "only an admin token may \(what)") }
+    }
+
+    private func stored(_ kind: String, _ name: String) async throws -> AnyResource? {
+        try await writer.read { store throws(StoreError) in try store.get(kind: kind, name: name) }
+    }
+}
+
+/// `POST /v1/tokens`'s body.
+struct TokenRequest: Codable, Sendable {
+    var role: String
+    var node: String?
+    var description: String?
 }
 
 func failureResponse(_ failure: APIFailure, headers extra: HTTPFields = [:]) -> Response {

@@ -18,13 +18,17 @@ final class DynamicLibrary: Sendable {
 
     /// Opens a library, resolving every symbol now.
     /// - Throws: the loader's message, made readable: missing libraries and Swift symbols named.
-    static func open(_ path: String) throws(LoadFailure) -> DynamicLibrary {
+    /// - Parameters:
+    ///   - path: what dlopen opens (a `/proc/self/fd/N` of an already checked file).
+    ///   - name: the file's real path, for messages and reports.
+    static func open(_ path: String, named name: String? = nil) throws(LoadFailure) -> DynamicLibrary {
         _ = dlerror()
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
-            let message = dlerror().map { String(cString: $0) } ?? "unknown dlopen error"
+            var message = dlerror().map { String(cString: $0) } ?? "unknown dlopen error"
+            if let name { message = message.replacingOccurrences(of: path, with: name) }
             throw LoadFailure(.dlopen, explain(dlopenError: message))
         }
-        return DynamicLibrary(path: path, handle: handle)
+        return DynamicLibrary(path: name ?? path, handle: handle)
     }
 
     /// A symbol the library must export.

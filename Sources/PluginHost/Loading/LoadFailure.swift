@@ -4,6 +4,7 @@ public struct LoadFailure: Error, Sendable, Hashable, Codable, CustomStringConve
     public enum Check: String, Sendable, Hashable, Codable, CaseIterable {
         case file = "file"
         case elf = "elf"
+        case permissions = "permissions"
         case sha256 = "sha256"
         case dlopen = "dlopen"
         case entrySymbol = "entry-symbol"

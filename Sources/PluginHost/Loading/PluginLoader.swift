@@ -40,13 +40,17 @@ public struct PluginLoader: Sendable {
         if let problem = ELFFile.problem(at: path) {
             throw LoadFailure(FileManager.default.fileExists(atPath: path) ? .elf : .file, "\(path) \(problem)")
         }
-        report.sha256 = PluginLoader.sha256(ofFileAt: path)
+        // One open file for every check: its owner and mode, its hash, and what dlopen maps
+        // (through /proc/self/fd), so the file cannot be swapped between check and load.
+        let file = try PluginFile.open(path)
+        report.sha256 = file.sha256
         if let pinnedSHA256 {
             guard let actual = report.sha256, actual == pinnedSHA256.lowercased() else {
                 throw LoadFailure(.sha256, "SHA-256 mismatch: the config pins \(pinnedSHA256.lowercased()) but the file is \(report.sha256 ?? "unreadable"); the file changed since it was pinned (re-pin it if the change is intended)")
             }
         }
-        let library = try DynamicLibrary.open(path)
+        let library = try DynamicLibrary.open(file.procPath, named: path)
+        file.keepOpen()
         let entry = try library.requiredSymbol(CAPSTAN_PLUGIN_ENTRY_V1)
         let function = unsafeBitCast(entry, to: (@convention(c) () -> UnsafeRawPointer?).self)
         guard let raw = function() else { throw LoadFailure(.magic, "`\(CAPSTAN_PLUGIN_ENTRY_V1)` returned NULL") }

@@ -22,6 +22,26 @@ public struct NodeSpec: ResourceSpec {
     }
 
     public static var initialStatus: NodeStatus { NodeStatus() }
+
+    public func validate(at path: String) -> [ValidationProblem] {
+        guard let agentAddress, let problem = Self.agentAddressProblem(agentAddress) else { return [] }
+        return [ValidationProblem(path: "\(path).agentAddress", message: problem)]
+    }
+
+    /// Why `address` is not `http://host:port` or `https://host:port` with nothing after the
+    /// port (the server builds URLs on it, so a path, query or fragment could point it anywhere).
+    public static func agentAddressProblem(_ address: String) -> String? {
+        let problem = "\"\(address.prefix(100))\" is not http://HOST:PORT or https://HOST:PORT"
+        let rest: Substring
+        if address.hasPrefix("http://") { rest = address.dropFirst(7) } else if address.hasPrefix("https://") { rest = address.dropFirst(8) } else { return problem }
+        guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]), (1...65535).contains(port) else { return problem }
+        let host = rest[..<colon]
+        let allowed = host.utf8.allSatisfy { c in
+            (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z")) || (c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z")) || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9"))
+                || c == UInt8(ascii: ".") || c == UInt8(ascii: "-") || c == UInt8(ascii: ":") || c == UInt8(ascii: "[") || c == UInt8(ascii: "]")
+        }
+        return !host.isEmpty && host.utf8.count <= 253 && allowed ? nil : problem
+    }
 }
 
 /// One GPU of a node, as agents report and schedulers account it.

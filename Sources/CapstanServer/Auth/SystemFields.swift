@@ -1,0 +1,93 @@
+import CapstanCore
+
+/// What only the system may set, kept out of clients' writes: status (agents and controllers),
+/// an instance's node (the scheduler binds), an object's owner (controllers), a node's agent
+/// address (its authenticated agent), a claim's bound volume once bound. An update keeps the
+/// stored values of these fields; a create may not set them. A node's own writes (its Node) are
+/// the agent's and keep what it sends.
+enum SystemFields {
+    /// The object to store for a client's create or update.
+    /// - Throws: ``APIFailure`` 403 naming the field a client tried to set.
+    static func clientWrite(_ object: AnyResource, stored: AnyResource?, by principal: Principal) throws -> AnyResource {
+        if principal.role == .node { return object }
+        var result = object
+        func forbid(_ field: String, _ why: String) -> APIFailure {
+            APIFailure(.forbidden, "Forbidden", "\(object.kind) \"\(object.name)\": \(field) \(why); leave it out of what you send")
+        }
+        guard let stored else {
+            if object.metadata.owner != nil { throw forbid("metadata.owner", "is set by the controller that owns an object") }
+            switch object {
+            case .instance(var instance):
+                if instance.spec.nodeName != nil { throw forbid("spec.nodeName", "is set by the scheduler when it binds the instance") }
+                instance.status = InstanceSpec.initialStatus
+                result = .instance(instance)
+            case .node(var node):
+                if node.spec.agentAddress != nil { throw forbid("spec.agentAddress", "is set by the node's own agent") }
+                node.status = NodeSpec.initialStatus
+                result = .node(node)
+            case .workload(var workload):
+                workload.status = WorkloadSpec.initialStatus
+                result = .workload(workload)
+            default:
+                break
+            }
+            return result
+        }
+        result.metadata.owner = stored.metadata.owner
+        switch (object, stored) {
+        case (.instance(var instance), .instance(let current)):
+            if let node = instance.spec.nodeName, node != current.spec.nodeName {
+                throw forbid("spec.nodeName", "is set by the scheduler when it binds the instance")
+            }
+            instance.spec.nodeName = current.spec.nodeName
+            instance.status = current.status
+            instance.metadata.owner = current.metadata.owner
+            result = .instance(instance)
+        case (.node(var node), .node(let current)):
+            if let address = node.spec.agentAddress, address != current.spec.agentAddress {
+                throw forbid("spec.agentAddress", "is set by the node's own agent")
+            }
+            node.spec.agentAddress = current.spec.agentAddress
+            node.status = current.status
+            result = .node(node)
+        case (.workload(var workload), .workload(let current)):
+            workload.status = current.status
+            workload.metadata.owner = current.metadata.owner
+            result = .workload(workload)
+        case (.volumeClaim(var claim), .volumeClaim(let current)):
+            // A manifest applied again has no volumeName: the claim stays bound (issue 9).
+            if let volume = claim.spec.volumeName, let bound = current.spec.volumeName, volume != bound {
+                throw forbid("spec.volumeName", "is bound to volume \"\(bound)\"; a bound claim cannot move")
+            }
+            claim.spec.volumeName = claim.spec.volumeName ?? current.spec.volumeName
+            claim.metadata.owner = current.metadata.owner
+            result = .volumeClaim(claim)
+        default:
+            break
+        }
+        return result
+    }
+
+    /// The object to store for a status write: the stored object with the sent status.
+    static func statusWrite(_ object: AnyResource, stored: AnyResource) throws -> AnyResource {
+        var result = stored
+        result.metadata.revision = object.metadata.revision
+        switch (object, stored) {
+        case (.instance(let sent), .instance(var current)):
+            current.status = sent.status
+            current.metadata.revision = sent.metadata.revision
+            result = .instance(current)
+        case (.node(let sent), .node(var current)):
+            current.status = sent.status
+            current.metadata.revision = sent.metadata.revision
+            result = .node(current)
+        case (.workload(let sent), .workload(var current)):
+            current.status = sent.status
+            current.metadata.revision = sent.metadata.revision
+            result = .workload(current)
+        default:
+            throw APIFailure.badRequest("\(object.kind) has no status to write")
+        }
+        return result
+    }
+}
