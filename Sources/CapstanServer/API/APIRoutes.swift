@@ -104,39 +104,36 @@ struct APIRoutes: Sendable {
     }
 
     private func update(_ request: Request, _ context: BasicRequestContext, _ principal: Principal) async throws -> Response {
-        let kind = try kind(context)
-        let name = try name(context)
-        try authorize(principal, .update, kind: kind.kind, name: name, coarse: true)
-        var object = try await RequestDecoding.object(from: request)
-        guard object.kind == kind.kind, object.name == name else {
-            throw APIFailure.badRequest("the body is \(object.kind) \"\(object.name)\" but the path names \(kind.kind) \"\(name)\"")
-        }
-        guard let current = try await stored(kind.kind, name) else {
-            try authorize(principal, .update, kind: kind.kind, name: name, object: object)
-            throw APIFailure(StoreError.notFound(kind: kind.kind, name: name))
-        }
-        try authorize(principal, .update, kind: kind.kind, name: name, object: object, stored: current)
-        object = try SystemFields.clientWrite(object, stored: current, by: principal)
-        try await checkInstanceQuota(object, creating: false)
-        return try json(try await writer.update(object))
+        let (object, current) = try await replacement(request, context, principal, .update)
+        let written = try SystemFields.clientWrite(object, stored: current, by: principal)
+        try await checkInstanceQuota(written, creating: false)
+        return try json(try await writer.update(written))
     }
 
     /// `PUT /v1/KIND/NAME/status`: the sent object's status on the stored object (its spec and
     /// metadata stay); compare-and-swap on `metadata.revision` when sent. Agents report here.
     private func updateStatus(_ request: Request, _ context: BasicRequestContext, _ principal: Principal) async throws -> Response {
+        let (object, current) = try await replacement(request, context, principal, .updateStatus)
+        return try json(try await writer.update(try SystemFields.statusWrite(object, stored: current)))
+    }
+
+    /// The body of a PUT to `/v1/KIND/NAME[/status]` and the stored object it replaces, once the
+    /// principal may do `verb` on both (a node learns nothing of objects it may not touch, not
+    /// even whether they exist).
+    private func replacement(_ request: Request, _ context: BasicRequestContext, _ principal: Principal, _ verb: Authorizer.Verb) async throws -> (AnyResource, AnyResource) {
         let kind = try kind(context)
         let name = try name(context)
-        try authorize(principal, .updateStatus, kind: kind.kind, name: name, coarse: true)
+        try authorize(principal, verb, kind: kind.kind, name: name, coarse: true)
         let object = try await RequestDecoding.object(from: request)
         guard object.kind == kind.kind, object.name == name else {
             throw APIFailure.badRequest("the body is \(object.kind) \"\(object.name)\" but the path names \(kind.kind) \"\(name)\"")
         }
         guard let current = try await stored(kind.kind, name) else {
-            try authorize(principal, .updateStatus, kind: kind.kind, name: name)
+            try authorize(principal, verb, kind: kind.kind, name: name, object: object)
             throw APIFailure(StoreError.notFound(kind: kind.kind, name: name))
         }
-        try authorize(principal, .updateStatus, kind: kind.kind, name: name, object: object, stored: current)
-        return try json(try await writer.update(try SystemFields.statusWrite(object, stored: current)))
+        try authorize(principal, verb, kind: kind.kind, name: name, object: object, stored: current)
+        return (object, current)
     }
 
     /// `POST /v1/tokens` `{"role": "viewer"|"admin"|"node", "node": NAME, "description": TEXT}`:
