@@ -16,7 +16,16 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
     }
 
     static func unreachable(_ server: String, _ error: any Error) -> APIError {
-        APIError(status: 0, body: ErrorBody(code: 0, reason: "Unreachable", message: "cannot reach the Capstan server at \(server): \(error). Is `capstan server` (or `capstan dev`) running? Set --server or CAPSTAN_SERVER."))
+        let text = String(describing: error)
+        let reason: String
+        if text.contains("Connection refused") || text.contains("errno: 111") {
+            reason = "connection refused. Is `capstan server` (or `capstan dev`) running there? Set --server or CAPSTAN_SERVER"
+        } else if text.contains("handshake") || text.contains("certificate") || text.contains("CERTIFICATE") || text.contains("SSL") {
+            reason = "the TLS handshake failed (\(text)). Trust the cluster CA: the server's entry in ~/.capstan/config, or CAPSTAN_CA=<data-dir>/pki/ca.crt"
+        } else {
+            reason = "\(text). Is `capstan server` (or `capstan dev`) running? Set --server or CAPSTAN_SERVER"
+        }
+        return APIError(status: 0, body: ErrorBody(code: 0, reason: "Unreachable", message: "cannot reach the Capstan server at \(server): \(reason)"))
     }
 
     public var description: String {
@@ -32,22 +41,21 @@ public struct APIClient: Sendable {
     /// Sent as `Authorization: Bearer <token>` on every request.
     public let token: String?
     private let http: HTTPClient
+    private let streamingHTTP: HTTPClient
     private let timeout: TimeAmount
 
     /// Watches hold a connection each for as long as they run and may be quiet for hours: they
-    /// get a client of their own, without a read timeout and with room for many streams (the
-    /// shared client queues requests past 8 connections per host).
-    static let streaming: HTTPClient = {
-        var configuration = HTTPClient.Configuration()
-        configuration.timeout = .init(connect: .seconds(10), read: nil)
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-    }()
-
-    public init(server: String, token: String? = nil, http: HTTPClient = .shared, timeout: TimeAmount = .seconds(30)) {
+    /// use a client of their own, without a read timeout and with room for many streams
+    /// (``HTTPClients``).
+    /// - Parameters:
+    ///   - caPEM: for `https://` servers, the cluster CA to trust (and nothing else); nil trusts
+    ///     the system's roots.
+    ///   - identity: a client certificate to present (the server's, when it calls agents).
+    public init(server: String, token: String? = nil, caPEM: String? = nil, identity: TLSIdentity? = nil, timeout: TimeAmount = .seconds(30)) {
         self.server = server.hasSuffix("/") ? String(server.dropLast()) : server
         self.token = token
-        self.http = http
+        self.http = HTTPClients.client(caPEM: caPEM, identity: identity, streaming: false)
+        self.streamingHTTP = HTTPClients.client(caPEM: caPEM, identity: identity, streaming: true)
         self.timeout = timeout
     }
 
@@ -134,7 +142,7 @@ public struct APIClient: Sendable {
         let request = makeRequest(.GET, "/v1/watch/\(kind.plural)", query: query, body: nil)
         let response: HTTPClientResponse
         do {
-            response = try await Self.streaming.execute(request, deadline: .distantFuture)
+            response = try await streamingHTTP.execute(request, deadline: .distantFuture)
         } catch {
             throw .unreachable(server, error)
         }

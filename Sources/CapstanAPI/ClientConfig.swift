@@ -6,7 +6,12 @@ import Foundation
 public struct ClientConfig: Codable, Sendable, Equatable {
     public struct Entry: Codable, Sendable, Equatable {
         public var token: String
-        public init(token: String) { self.token = token }
+        /// For `https://` servers: the cluster CA (PEM) the CLI trusts for it, and only it.
+        public var ca: String?
+        public init(token: String, ca: String? = nil) {
+            self.token = token
+            self.ca = ca
+        }
     }
 
     /// The server used when none is named.
@@ -28,10 +33,10 @@ public struct ClientConfig: Codable, Sendable, Equatable {
         return config
     }
 
-    /// Records `token` for `server` and makes it current.
-    public static func remember(server: String, token: String, at path: String = ClientConfig.path) throws {
+    /// Records `token` (and the CA to trust) for `server` and makes it current.
+    public static func remember(server: String, token: String, ca: String? = nil, at path: String = ClientConfig.path) throws {
         var config = load(from: path)
-        config.servers[server] = Entry(token: token)
+        config.servers[server] = Entry(token: token, ca: ca)
         config.current = server
         let directory = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])

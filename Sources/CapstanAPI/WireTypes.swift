@@ -151,3 +151,32 @@ public struct TokenCreated: Codable, Sendable, Hashable {
         self.token = token
     }
 }
+
+/// `POST /v1/join` (with a join token): a node asks for its identity.
+public struct JoinRequest: Codable, Sendable, Hashable {
+    /// The node's name (a DNS label).
+    public var node: String
+    /// The node's own P-256 public key (PEM); its private key never leaves the node.
+    public var publicKey: String?
+    /// The names and addresses the node's agent serves under, for its certificate.
+    public var hosts: [String]
+
+    public init(node: String, publicKey: String?, hosts: [String]) {
+        self.node = node
+        self.publicKey = publicKey
+        self.hosts = hosts
+    }
+}
+
+/// `POST /v1/join`'s answer: the node's token, and with TLS its certificate and the CA.
+public struct JoinResponse: Codable, Sendable, Hashable {
+    public var token: String
+    public var certificate: String?
+    public var ca: String?
+
+    public init(token: String, certificate: String?, ca: String?) {
+        self.token = token
+        self.certificate = certificate
+        self.ca = ca
+    }
+}

@@ -3,6 +3,8 @@ import CapstanCore
 import CapstanSDK
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import PluginHost
 import ServiceLifecycle
@@ -26,6 +28,11 @@ public final class NodeAgent: Sendable {
         /// The node token the agent presents to the API (`capstan token create --role node
         /// --node NAME`).
         public var token: String?
+        /// For an `https://` server: the cluster CA, the only one the agent trusts.
+        public var caPEM: String?
+        /// The node's certificate and key: with one, the agent serves its endpoint over TLS and
+        /// lets in only clients with a certificate of the cluster CA (the server).
+        public var identity: TLSIdentity?
 
         public init(nodeName: String? = nil, labels: [String: String] = [:], listenHost: String = "127.0.0.1", listenPort: Int = 0, heartbeatInterval: Duration = .seconds(10), token: String? = nil) {
             self.token = token
@@ -60,11 +67,19 @@ public final class NodeAgent: Sendable {
 
     public func services() -> [any ServiceLifecycle.Service] {
         let routes = AgentRoutes(nodeName: options.nodeName, plugins: plugins, runtimeFor: { [self] name in runtime(forInstance: name) })
+        var server: HTTPServerBuilder = .http1()
+        if let identity = options.identity, let tls = try? identity.serverConfiguration(requireClientCertificates: true),
+           let builder = try? HTTPServerBuilder.tls(.http1(), tlsConfiguration: tls) {
+            server = builder
+        }
+        let scheme = options.identity == nil ? "http" : "https"
         let app = Application(
             router: routes.router(),
+            server: server,
             configuration: .init(address: .hostname(options.listenHost, port: options.listenPort), serverName: "capstan-agent"),
             onServerRunning: { [self] channel in
-                let address = "http://\(options.listenHost):\(channel.localAddress?.port ?? options.listenPort)"
+                let host = options.listenHost.contains(":") ? "[\(options.listenHost)]" : options.listenHost
+                let address = "\(scheme)://\(host):\(channel.localAddress?.port ?? options.listenPort)"
                 agentAddress.withLock { $0 = address }
                 addressReady.continuation.yield(address)
                 addressReady.continuation.finish()
@@ -81,7 +96,7 @@ public final class NodeAgent: Sendable {
         for await address in addressReady.stream { ownAddress = address }
         // Cancelled before either endpoint listened (the group is shutting down).
         guard ownAddress != nil, let serverAddress = await server() else { return }
-        let api = APIClient(server: serverAddress, token: options.token)
+        let api = APIClient(server: serverAddress, token: options.token, caPEM: options.caPEM)
         let events = EventRecorder(writer: api, source: "agent/\(options.nodeName)")
         try await register(api, address: ownAddress)
         logger.info("agent of node \(options.nodeName) registered with \(api.server), serving logs on \(ownAddress ?? "?")")

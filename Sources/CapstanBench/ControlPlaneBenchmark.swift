@@ -179,11 +179,13 @@ final class ServerProcess {
 
     /// The server's first admin token.
     var token: String? { TokenFile.read(directory + "/data/admin.token") }
-    var api: APIClient { APIClient(server: address, token: token) }
+    /// The cluster CA of a `capstan server` (which serves HTTPS); nil for `dev` on loopback.
+    var caPEM: String? { try? String(contentsOfFile: directory + "/data/pki/ca.crt", encoding: .utf8) }
+    var api: APIClient { APIClient(server: address, token: token, caPEM: caPEM) }
 
     /// A client acting as node `name`'s agent, with a node token made for it.
     func nodeAPI(_ name: String) async throws -> APIClient {
-        APIClient(server: address, token: try await api.createToken(role: "node", node: name).token)
+        APIClient(server: address, token: try await api.createToken(role: "node", node: name).token, caPEM: caPEM)
     }
 
     init(products: String, verb: String) throws {

@@ -4,6 +4,8 @@ import CapstanCore
 import CapstanStore
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import NIOCore
 import PluginHost
@@ -30,8 +32,15 @@ public final class ControlPlane: Sendable {
         public var maxInstances: Int
         /// Open a store that is older than the revision its data directory last committed.
         public var acceptRollback: Bool
+        /// Serve HTTPS with a certificate of the cluster CA (`<data-dir>/pki`).
+        public var tls: Bool
+        /// More names and addresses for the server's certificate (it always has localhost,
+        /// 127.0.0.1, ::1, the listen address and the machine's host name).
+        public var tlsHosts: [String]
 
-        public init(dataDirectory: String, host: String = "127.0.0.1", port: Int = 7070, heartbeatTimeout: Double = 40, evictionTimeout: Double = 300, watchWindow: Int = 16_384, maxInstances: Int = 50_000, acceptRollback: Bool = false) {
+        public init(dataDirectory: String, host: String = "127.0.0.1", port: Int = 7070, heartbeatTimeout: Double = 40, evictionTimeout: Double = 300, watchWindow: Int = 16_384, maxInstances: Int = 50_000, acceptRollback: Bool = false, tls: Bool = false, tlsHosts: [String] = []) {
+            self.tls = tls
+            self.tlsHosts = tlsHosts
             self.watchWindow = watchWindow
             self.maxInstances = maxInstances
             self.acceptRollback = acceptRollback
@@ -53,6 +62,9 @@ public final class ControlPlane: Sendable {
     /// The admin token of `<data-dir>/admin.token`, written to the CLI config once listening.
     private let adminToken: String?
     private let audit: AuditLog
+    /// With TLS: the cluster CA and the server's certificate.
+    public let ca: ClusterCA?
+    public let identity: TLSIdentity?
 
     /// Opens the store. The plugins are the server's own (scheduler plugins run here).
     public init(options: Options, plugins: PluginHost) throws(StoreError) {
@@ -65,6 +77,20 @@ public final class ControlPlane: Sendable {
         store = try ResourceStore(path: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("capstan.db").path, bus: bus, acceptRollback: options.acceptRollback)
         writer = StoreWriter(store: store)
         audit = AuditLog(path: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("audit.log").path)
+        if options.tls {
+            let pki = URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("pki").path
+            do {
+                let ca = try ClusterCA.loadOrCreate(in: pki)
+                let hosts = ["localhost", "127.0.0.1", "::1", options.host, ProcessInfo.processInfo.hostName.lowercased()] + options.tlsHosts
+                self.ca = ca
+                identity = try ca.serverIdentity(in: pki, hosts: hosts.filter { !$0.isEmpty && $0 != "0.0.0.0" && $0 != "::" })
+            } catch {
+                throw .storage("cannot set up TLS in \(pki): \(error)")
+            }
+        } else {
+            ca = nil
+            identity = nil
+        }
         adminToken = try Self.bootstrapAdminToken(store: store, file: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("admin.token").path)
     }
 
@@ -115,24 +141,38 @@ public final class ControlPlane: Sendable {
         let scheduler = SchedulerLoop(writer: writer, host: plugins, metrics: metrics, heartbeatTimeout: options.heartbeatTimeout)
         let workloads = WorkloadController(writer: writer)
         let nodes = NodeLifecycleController(writer: writer, options: options)
-        let routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { true }, maxInstances: options.maxInstances, audit: audit)
+        let routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { true }, maxInstances: options.maxInstances, audit: audit, ca: ca, identity: identity)
+        let server: HTTPServerBuilder
+        if let identity, let tls = try? identity.serverConfiguration(), let builder = try? HTTPServerBuilder.tls(.http1(), tlsConfiguration: tls) {
+            server = builder
+        } else {
+            server = .http1()
+        }
+        let scheme = identity == nil ? "http" : "https"
+        let caPEM = ca?.certificatePEM
         let app = Application(
             router: routes.router(),
+            server: server,
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: "capstan"),
             onServerRunning: { [self] channel in
                 let port = channel.localAddress?.port ?? options.port
-                let address = "http://\(options.host):\(port)"
+                let host = options.host.contains(":") ? "[\(options.host)]" : options.host
+                let address = "\(scheme)://\(host):\(port)"
                 listening.withLock { $0 = address }
                 try? (address + "\n").write(toFile: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("server.address").path, atomically: true, encoding: .utf8)
                 if let adminToken {
                     do {
-                        try ClientConfig.remember(server: address, token: adminToken)
+                        try ClientConfig.remember(server: address, token: adminToken, ca: caPEM)
                         logger.info("admin token for \(address) written to \(ClientConfig.path) (the capstan CLI reads it there)")
                     } catch {
                         logger.warning("could not write \(ClientConfig.path): \(error); the admin token is in \(options.dataDirectory)/admin.token")
                     }
                 }
                 logger.info("capstan server listening on \(address), data in \(options.dataDirectory)")
+                if let ca {
+                    try? (ca.hash + "\n").write(toFile: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("pki/ca.hash").path, atomically: true, encoding: .utf8)
+                    logger.info("cluster CA \(ca.hash); join a machine with: capstan agent --server \(address) --join-token $(capstan token create --role join) --ca-hash \(ca.hash)")
+                }
             },
             logger: logger
         )
@@ -148,7 +188,8 @@ public final class ControlPlane: Sendable {
         let nodes = (try? store.list(kind: "Node").items) ?? []
         for case .node(let node) in nodes {
             guard let address = node.spec.agentAddress else { continue }
-            guard let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: "\(address)/v1/plugins"), timeout: .seconds(2)),
+            guard NodeSpec.agentAddressProblem(address) == nil,
+                  let response = try? await HTTPClients.client(caPEM: identity?.caPEM, identity: identity).execute(HTTPClientRequest(url: "\(address)/v1/plugins"), timeout: .seconds(2)),
                   let body = try? await response.body.collect(upTo: 1 << 20),
                   let list = try? JSONDecoder().decode([PluginInfo].self, from: Data(body.readableBytesView)) else { continue }
             all += list

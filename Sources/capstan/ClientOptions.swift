@@ -12,7 +12,16 @@ struct ClientOptions: ParsableArguments {
 
     var client: APIClient {
         let address = Self.resolve(server)
-        return APIClient(server: address, token: Self.token(token, for: address))
+        return APIClient(server: address, token: Self.token(token, for: address), caPEM: Self.certificateAuthority(for: address))
+    }
+
+    /// The CA to trust for an `https://` server: its entry in the config file, `$CAPSTAN_CA` (a
+    /// PEM file), or the CA of a server whose data directory is ./.capstan.
+    static func certificateAuthority(for server: String) -> String? {
+        guard server.hasPrefix("https://") else { return nil }
+        if let ca = ClientConfig.load().servers[server]?.ca { return ca }
+        if let file = ProcessInfo.processInfo.environment["CAPSTAN_CA"], let pem = try? String(contentsOfFile: file, encoding: .utf8) { return pem }
+        return try? String(contentsOfFile: ".capstan/pki/ca.crt", encoding: .utf8)
     }
 
     static func resolve(_ server: String?) -> String {

@@ -30,6 +30,12 @@ struct RunOptions: ParsableArguments {
     @Flag(help: "Start even when the store is older than the revision this data directory last committed (its WAL was lost); what came after is gone (server).")
     var acceptRollback = false
 
+    @Flag(help: "Serve plain HTTP instead of HTTPS (server; on a non-loopback address only with this flag).")
+    var insecure = false
+
+    @Option(name: .customLong("tls-san"), help: "Another host name or address for the server's certificate (repeatable).")
+    var tlsHosts: [String] = []
+
     var dataDirectory: String { URL(fileURLWithPath: dataDir).standardizedFileURL.path }
 
     mutating func validate() throws {
@@ -39,8 +45,15 @@ struct RunOptions: ParsableArguments {
         guard (1...10_000_000).contains(maxInstances) else { throw ValidationError("--max-instances \(maxInstances): give 1 to 10000000") }
     }
 
-    func planeOptions(_ listen: ListenAddress) -> ControlPlane.Options {
-        ControlPlane.Options(dataDirectory: dataDirectory, host: listen.host, port: listen.port, heartbeatTimeout: nodeTimeout, evictionTimeout: evictionTimeout, watchWindow: watchWindow, maxInstances: maxInstances, acceptRollback: acceptRollback)
+    func planeOptions(_ listen: ListenAddress, tls: Bool) -> ControlPlane.Options {
+        ControlPlane.Options(dataDirectory: dataDirectory, host: listen.host, port: listen.port, heartbeatTimeout: nodeTimeout, evictionTimeout: evictionTimeout, watchWindow: watchWindow, maxInstances: maxInstances, acceptRollback: acceptRollback, tls: tls, tlsHosts: tlsHosts)
+    }
+
+    /// Refuses plain HTTP off loopback unless `--insecure` says so.
+    func checkTransport(_ listen: ListenAddress, tls: Bool) throws {
+        if !tls && !listen.isLoopback && !insecure {
+            throw ValidationError("--listen \(listen.host):\(listen.port) is not a loopback address: serve it with TLS (the default of capstan server; --tls for capstan dev), or say --insecure to send tokens in the clear")
+        }
     }
 
     /// Loads the plugins once for this process; refuses to start if the config is broken.
@@ -86,7 +99,11 @@ struct ListenAddress: ExpressibleByArgument, Sendable {
         host = String(argument[..<colon])
         self.port = port
         if host.isEmpty { host = "127.0.0.1" }
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
     }
+
+    /// 127.0.0.0/8, ::1 or localhost.
+    var isLoopback: Bool { host == "localhost" || host == "::1" || host.hasPrefix("127.") }
 }
 
 enum Runner {
@@ -120,8 +137,11 @@ struct ServerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Runner.logger("capstan.server")
+        let tls = !options.insecure
+        try options.checkTransport(listen, tls: tls)
+        if options.insecure { logger.warning("serving plain HTTP (--insecure): tokens travel in the clear") }
         let plugins = try options.loadPlugins(nodeName: nil, logger: logger)
-        let plane = try ControlPlane(options: options.planeOptions(listen), plugins: plugins)
+        let plane = try ControlPlane(options: options.planeOptions(listen, tls: tls), plugins: plugins)
         try await Runner.run(plane.services(logger: logger), logger: logger)
     }
 }
@@ -140,6 +160,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Seconds between heartbeats.") var heartbeat: Double = 10
     @Option(help: "This node's token (capstan token create --role node --node NAME); default $CAPSTAN_TOKEN.") var token: String?
     @Option(help: "A file holding this node's token (0600).") var tokenFile: String?
+    @Option(help: "A join token (capstan token create --role join): exchanged once for this node's token and certificate, kept in <data-dir>/agent.") var joinToken: String?
+    @Option(help: "The cluster CA's pin, sha256:<hex> (capstan server prints it): the agent trusts the server's CA only if it matches.") var caHash: String?
+    @Option(help: "The cluster CA's certificate (PEM), instead of --ca-hash.") var caFile: String?
 
     func validate() throws { try checkSeconds(heartbeat, "--heartbeat", 0.1...3600) }
 
@@ -151,12 +174,22 @@ struct AgentCommand: AsyncParsableCommand {
             guard parts.count == 2 else { throw ValidationError("--label \(label): expected key=value") }
             parsed[parts[0]] = parts[1]
         }
-        guard let token = token ?? tokenFile.flatMap(TokenFile.read) ?? ProcessInfo.processInfo.environment["CAPSTAN_TOKEN"] else {
-            throw ValidationError("the agent needs a node token: on the server run `capstan token create --role node --node \(NodeAgent.Options(nodeName: nodeName).nodeName)`, then pass it with --token, --token-file or CAPSTAN_TOKEN")
-        }
-        let agentOptions = NodeAgent.Options(nodeName: nodeName, labels: parsed, listenHost: listen.host, listenPort: listen.port, heartbeatInterval: .milliseconds(Int64(heartbeat * 1000)), token: token)
-        let plugins = try options.loadPlugins(nodeName: agentOptions.nodeName, logger: logger)
+        var agentOptions = NodeAgent.Options(nodeName: nodeName, labels: parsed, listenHost: listen.host, listenPort: listen.port, heartbeatInterval: .milliseconds(Int64(heartbeat * 1000)))
         let server = ClientOptions.resolve(self.server)
+        let credentials: AgentCredentials
+        do {
+            credentials = try await AgentCredentials.prepare(
+                server: server, nodeName: agentOptions.nodeName, directory: options.dataDirectory + "/agent",
+                token: token ?? tokenFile.flatMap(TokenFile.read) ?? ProcessInfo.processInfo.environment["CAPSTAN_TOKEN"],
+                joinToken: joinToken, caHash: caHash, caFile: caFile,
+                hosts: [listen.host, "127.0.0.1", ProcessInfo.processInfo.hostName.lowercased()])
+        } catch let failure as AgentCredentials.Failure {
+            throw ValidationError(failure.description)
+        }
+        agentOptions.token = credentials.token
+        agentOptions.caPEM = credentials.caPEM
+        agentOptions.identity = credentials.identity
+        let plugins = try options.loadPlugins(nodeName: agentOptions.nodeName, logger: logger)
         let agent = NodeAgent(options: agentOptions, plugins: plugins, logger: logger, server: { server })
         try await Runner.run(agent.services(), logger: logger)
     }
@@ -173,14 +206,18 @@ struct DevCommand: AsyncParsableCommand {
     var listen = ListenAddress(argument: "127.0.0.1:7070")!
     @Option(help: "The local node's name (default: the host name).") var nodeName: String?
     @Option(help: "Seconds between the local agent's heartbeats.") var heartbeat: Double = 10
+    @Flag(help: "Serve HTTPS with the cluster CA's certificate (the default off loopback).") var tls = false
 
     func validate() throws { try checkSeconds(heartbeat, "--heartbeat", 0.1...3600) }
 
     func run() async throws {
         let logger = Runner.logger("capstan.dev")
+        let tls = self.tls || (!listen.isLoopback && !options.insecure)
+        try options.checkTransport(listen, tls: tls)
         var agentOptions = NodeAgent.Options(nodeName: nodeName, heartbeatInterval: .milliseconds(Int64(heartbeat * 1000)))
         let plugins = try options.loadPlugins(nodeName: agentOptions.nodeName, logger: logger)
-        let plane = try ControlPlane(options: options.planeOptions(listen), plugins: plugins)
+        let plane = try ControlPlane(options: options.planeOptions(listen, tls: tls), plugins: plugins)
+        agentOptions.caPEM = plane.ca?.certificatePEM
         agentOptions.token = try plane.localAgentToken(node: agentOptions.nodeName)
         let agent = NodeAgent(options: agentOptions, plugins: plugins, logger: logger, server: { await plane.address })
         try await Runner.run(plane.services(logger: logger) + agent.services(), logger: logger)

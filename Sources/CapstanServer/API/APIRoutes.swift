@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Crypto
 import CapstanAPI
 import CapstanCore
 import CapstanStore
@@ -21,6 +22,10 @@ struct APIRoutes: Sendable {
     var maxInstances = 50_000
     /// One JSON line per mutating request; nil writes none.
     var audit: AuditLog? = nil
+    /// With TLS: the cluster CA, which signs joining nodes' certificates.
+    var ca: ClusterCA? = nil
+    /// The server's own certificate, presented to agents it calls (mutual TLS).
+    var identity: TLSIdentity? = nil
     let encoded = EncodedEvents()
 
     var store: ResourceStore { writer.store }
@@ -39,6 +44,11 @@ struct APIRoutes: Sendable {
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
         }
         route(router, .get, "/v1/plugins", "plugins") { _, _, _ in try json(await plugins()) }
+        route(router, .get, "/v1/ca", "ca", access: .open) { _, _, _ in
+            guard let ca else { throw APIFailure.notFound("this server does not serve TLS, so it has no CA") }
+            return Response(status: .ok, headers: [.contentType: "application/x-pem-file"], body: .init(byteBuffer: ByteBuffer(string: ca.certificatePEM)))
+        }
+        route(router, .post, "/v1/join", "join") { request, _, principal in try await join(request, principal) }
         route(router, .get, "/v1/tokens", "tokens") { _, _, principal in
             try requireAdmin(principal, "list tokens")
             return try json(try await writer.read { store throws(StoreError) in try store.tokens() })
@@ -134,6 +144,34 @@ struct APIRoutes: Sendable {
         }
         try authorize(principal, verb, kind: kind.kind, name: name, object: object, stored: current)
         return (object, current)
+    }
+
+    /// `POST /v1/join` with a join (or admin) token: a node token for the named node and, with
+    /// TLS, a certificate for the node's own public key signed by the cluster CA.
+    private func join(_ request: Request, _ principal: Principal) async throws -> Response {
+        guard principal.role == .join || principal.role == .admin else {
+            throw APIFailure(.forbidden, "Forbidden", "joining needs a join token (capstan token create --role join)")
+        }
+        var request = request
+        let body = try await request.collectBody(upTo: 64 << 10)
+        guard let asked = try? JSONDecoder().decode(JoinRequest.self, from: Data(body.readableBytesView)) else {
+            throw APIFailure.badRequest("send {\"node\": NAME, \"publicKey\": PEM, \"hosts\": [NAME or ADDRESS…]}")
+        }
+        if let problem = DNSLabel.problem(with: asked.node) { throw APIFailure(.unprocessableContent, "Invalid", "node: \(problem)") }
+        guard asked.hosts.count <= 16, asked.hosts.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 253 && NodeSpec.agentAddressProblem("https://\($0):1") == nil }) else {
+            throw APIFailure(.unprocessableContent, "Invalid", "hosts: at most 16 host names or IP addresses")
+        }
+        var certificate: String?
+        if let ca {
+            guard let pem = asked.publicKey, let key = try? P256.Signing.PublicKey(pemRepresentation: pem) else {
+                throw APIFailure(.unprocessableContent, "Invalid", "publicKey: a P-256 public key in PEM is needed to issue the node's certificate")
+            }
+            certificate = try ca.issue(commonName: "node:\(asked.node)", hosts: asked.hosts, publicKey: key).serializeAsPEM().pemString
+        }
+        let created = try await writer.read { store throws(StoreError) in
+            try store.createToken(role: Principal.Role.node.rawValue, node: asked.node, description: "joined with token \(principal.tokenID)")
+        }
+        return try json(JoinResponse(token: created.token, certificate: certificate, ca: ca?.certificatePEM), status: .created)
     }
 
     /// `POST /v1/tokens` `{"role": "viewer"|"admin"|"node", "node": NAME, "description": TEXT}`:
@@ -274,7 +312,7 @@ struct APIRoutes: Sendable {
         let response: HTTPClientResponse
         let body: ByteBuffer
         do {
-            response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
+            response = try await HTTPClients.client(caPEM: identity?.caPEM, identity: identity).execute(HTTPClientRequest(url: url), timeout: .seconds(10))
             body = try await response.body.collect(upTo: 64 << 20)
         } catch {
             throw APIFailure(.badGateway, "Unavailable", "the agent of node \"\(nodeName)\" at \(address) did not answer: \(error)")
@@ -400,7 +438,7 @@ struct APIRoutes: Sendable {
             // Object-level rules need the object: decide only what the role and kind alone can.
             switch principal.role {
             case .admin, .node: return
-            case .viewer: break
+            case .viewer, .join: break
             }
         }
         if let reason = Authorizer.denial(principal, verb, kind: kind, name: name, object: object, stored: stored, nodeFilter: nodeFilter) {

@@ -31,6 +31,8 @@ enum Authorizer {
             return verb == .read ? nil : "a viewer token may only read"
         case .node:
             return nodeDenial(principal.node ?? "", verb, kind: kind, name: name, object: object, stored: stored, nodeFilter: nodeFilter)
+        case .join:
+            return "a join token only joins nodes (POST /v1/join)"
         }
     }
 

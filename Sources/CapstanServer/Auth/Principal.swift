@@ -11,6 +11,8 @@ struct Principal: Sendable, Hashable {
         /// A node's agent: its own Node, the Instances bound to it (their status), Events, the
         /// Volumes it provisions on itself and the binding of the claims they serve.
         case node
+        /// Joins nodes (`POST /v1/join`) and nothing else, like kubeadm's bootstrap tokens.
+        case join
     }
 
     var role: Role
