@@ -17,18 +17,21 @@ struct InstanceRecord: SupervisedInstance, Equatable {
     var finishedAt: Double?
     /// Set when the runtime killed it with SIGKILL after the grace period.
     var forcedKill: Bool
+    /// `setpriv …` put before the command for its securityContext; nil runs it as the agent.
+    var launcher: [String]?
 
-    init(_ request: CreateInstanceRequest) {
+    init(_ request: CreateInstanceRequest, launcher: [String]?) {
         id = request.id
         command = request.command
         env = request.env
         workingDir = request.workingDir
         labels = request.labels
         forcedKill = false
+        self.launcher = launcher
     }
 
     /// True when `request` describes the same instance (for idempotent create).
-    func matches(_ request: CreateInstanceRequest) -> Bool {
-        command == request.command && env == request.env && workingDir == request.workingDir && labels == request.labels
+    func matches(_ request: CreateInstanceRequest, launcher: [String]?) -> Bool {
+        command == request.command && env == request.env && workingDir == request.workingDir && labels == request.labels && self.launcher == launcher
     }
 }

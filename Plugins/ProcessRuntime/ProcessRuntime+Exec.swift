@@ -17,7 +17,8 @@ extension ProcessRuntime: RuntimeExec {
         if environment["PATH"] == nil { environment["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = request.command
+        // Under the same user, groups and privileges as the instance itself.
+        process.arguments = (record.launcher ?? []) + request.command
         process.environment = environment
         process.currentDirectoryURL = URL(fileURLWithPath: record.workingDir ?? folders.folder(request.id).path)
         let output = Pipe()

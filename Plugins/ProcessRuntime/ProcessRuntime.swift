@@ -43,13 +43,14 @@ actor ProcessRuntime: RuntimePlugin {
         if let problem = DNSLabel.problem(with: request.id) { throw PluginError(.invalidArgument, "instance id \(problem)") }
         guard !request.command.isEmpty else { throw PluginError(.invalidArgument, "command is empty; give the program to run") }
         if request.image != nil { throw PluginError(.invalidArgument, "the process runtime runs no images; drop `image` or use the runc runtime") }
+        let launcher = try Self.launcher(for: request.securityContext)
         if let existing = try folders.record(request.id) {
-            guard existing.matches(request) else {
-                throw PluginError(.alreadyExists, "instance \"\(request.id)\" exists with another command, environment or labels; remove it first")
+            guard existing.matches(request, launcher: launcher) else {
+                throw PluginError(.alreadyExists, "instance \"\(request.id)\" exists with another command, environment, labels or securityContext; remove it first")
             }
             return status(of: existing)
         }
-        let record = InstanceRecord(request)
+        let record = InstanceRecord(request, launcher: launcher)
         try folders.save(record)
         return status(of: record)
     }
@@ -59,7 +60,7 @@ actor ProcessRuntime: RuntimePlugin {
         let current = status(of: record)
         if current.state == .running { return current }
         folders.clearShimFiles(id)
-        let pid = try ProcessSpawner.spawn(command: record.command, environment: record.env, workingDir: record.workingDir, folder: folders.folder(id))
+        let pid = try ProcessSpawner.spawn(command: (record.launcher ?? []) + record.command, environment: record.env, workingDir: record.workingDir, folder: folders.folder(id))
         record.started(shim: pid)
         try folders.save(record)
         return status(of: record)

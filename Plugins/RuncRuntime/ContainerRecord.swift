@@ -15,6 +15,7 @@ struct ContainerRecord: SupervisedInstance, Equatable {
     var mounts: [RuntimeMount]
     var hostname: String?
     var labels: [String: String]
+    var securityContext: SecurityContext?
     /// The root file system the bundle uses (the image folder, or its unpacked copy).
     var rootfs: String
     var shimPID: Int32?
@@ -33,6 +34,7 @@ struct ContainerRecord: SupervisedInstance, Equatable {
         mounts = request.mounts
         hostname = request.hostname
         labels = request.labels
+        securityContext = request.securityContext
         self.rootfs = rootfs
         forcedKill = false
     }
@@ -41,5 +43,6 @@ struct ContainerRecord: SupervisedInstance, Equatable {
     func matches(_ request: CreateInstanceRequest) -> Bool {
         image == request.image && command == request.command && env == request.env && workingDir == request.workingDir
             && limits == request.limits && mounts == request.mounts && hostname == request.hostname && labels == request.labels
+            && securityContext == request.securityContext
     }
 }

@@ -61,6 +61,9 @@ actor RuncRuntime: RuntimePlugin {
             }
             return await status(of: existing)
         }
+        if request.securityContext?.readOnlyRootFilesystem == false {
+            throw PluginError(.invalidArgument, "securityContext.readOnlyRootFilesystem: runc runs every container on its image's read-only root (shared by every container of the image); write to a volume or /tmp instead")
+        }
         let resolved = try await images.resolve(image)
         let args = request.command.isEmpty ? resolved.args : request.command
         guard !args.isEmpty else {

@@ -29,13 +29,16 @@ extension RuntimeSpec {
             environment[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
         }
         environment.merge(request.env) { _, requested in requested }
-        let capabilities = RuntimeSpec.defaultCapabilities
+        let context = request.securityContext
+        let capabilities = context?.capabilities?.applied(to: RuntimeSpec.defaultCapabilities) ?? RuntimeSpec.defaultCapabilities
         process = Process(
+            user: User(uid: UInt32(clamping: context?.runAsUser ?? 0), gid: UInt32(clamping: context?.runAsGroup ?? 0)),
             args: args,
             env: environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" },
             cwd: request.workingDir ?? image.cwd ?? "/",
             capabilities: Capabilities(bounding: capabilities, effective: capabilities, permitted: capabilities),
-            rlimits: [Rlimit(type: "RLIMIT_NOFILE", hard: 1024, soft: 1024)])
+            rlimits: [Rlimit(type: "RLIMIT_NOFILE", hard: 1024, soft: 1024)],
+            noNewPrivileges: context?.allowPrivilegeEscalation != true)
         root = Root(path: image.rootfs, readonly: true)
         hostname = request.hostname ?? id
         mounts = RuntimeSpec.systemMounts
@@ -54,7 +57,35 @@ extension RuntimeSpec {
             cgroupsPath: "/capstan/\(id)",
             resources: resources,
             maskedPaths: RuntimeSpec.defaultMaskedPaths,
-            readonlyPaths: RuntimeSpec.defaultReadonlyPaths)
+            readonlyPaths: RuntimeSpec.defaultReadonlyPaths,
+            seccomp: RuntimeSpec.defaultSeccomp)
+    }
+
+    /// Like Docker's default profile in spirit: everything is allowed but the system calls a
+    /// container never needs and an attacker wants (kernel modules, kexec, reboot, mounts,
+    /// namespaces, ptrace, keyrings, clock changes, bpf, perf), which fail with EPERM. runc
+    /// ships no profile of its own; this one is applied to every container.
+    static let defaultSeccomp = Seccomp(
+        defaultAction: "SCMP_ACT_ALLOW",
+        architectures: seccompArchitectures,
+        syscalls: [SyscallRule(names: [
+            "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module", "delete_module", "finit_module",
+            "get_kernel_syms", "init_module", "ioperm", "iopl", "kcmp", "kexec_file_load", "kexec_load", "keyctl",
+            "lookup_dcookie", "mount", "move_mount", "name_to_handle_at", "nfsservctl", "open_by_handle_at", "open_tree",
+            "perf_event_open", "pivot_root", "process_vm_readv", "process_vm_writev", "ptrace", "query_module", "quotactl",
+            "reboot", "request_key", "setns", "settimeofday", "swapoff", "swapon", "sysfs", "umount2", "unshare", "uselib",
+            "userfaultfd", "ustat", "fsopen", "fsconfig", "fsmount", "fspick",
+        ], action: "SCMP_ACT_ERRNO")])
+
+    /// The architectures of this machine's kernel ABI, for the seccomp filter.
+    static var seccompArchitectures: [String] {
+        #if arch(x86_64)
+        return ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+        #elseif arch(arm64)
+        return ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]
+        #else
+        return []
+        #endif
     }
 
     /// `runc spec`'s mounts, without its read-only `/sys/fs/cgroup` (a container has no business

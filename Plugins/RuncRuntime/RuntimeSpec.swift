@@ -54,6 +54,19 @@ struct RuntimeSpec: Codable, Equatable {
         var resources: Resources?
         var maskedPaths: [String]?
         var readonlyPaths: [String]?
+        var seccomp: Seccomp?
+    }
+
+    /// A seccomp filter: `defaultAction` for every syscall but those `syscalls` name.
+    struct Seccomp: Codable, Equatable {
+        var defaultAction: String
+        var architectures: [String]
+        var syscalls: [SyscallRule]
+    }
+
+    struct SyscallRule: Codable, Equatable {
+        var names: [String]
+        var action: String
     }
 
     struct Namespace: Codable, Equatable {

@@ -21,6 +21,8 @@ actor InstanceSupervisor {
     private var prober: Prober
     private var task: Task<Void, Never>?
     private var addresses: [String] = []
+    /// The last create failed: the runtime may not hold the instance, so a restart creates.
+    private var needsCreate = false
     /// How often a running instance's state is read.
     static let pollInterval = Duration.milliseconds(250)
 
@@ -150,18 +152,42 @@ actor InstanceSupervisor {
                 return
             }
             exitReason = nil
-            do {
-                current = try await runtime.start(name)
-                await reportStarted(current, restarted: true)
-            } catch {
-                current = RuntimeInstanceStatus(id: name, state: .exited, labels: [:], reason: "\(error)")
-                exitReason = ("StartFailed", "start failed: \(error)")
+            // Restart what the runtime holds; redo everything (network, volumes, create) when
+            // an earlier create failed or the runtime lost it, so a cause that went away (a
+            // port freed, an image folder made) is recovered from and the plugin's own error —
+            // not "does not exist" — is what status and events show while it lasts.
+            var restarted: Result<RuntimeInstanceStatus, PluginError>
+            if needsCreate {
+                restarted = await startFresh(restarted: true)
+            } else {
+                do {
+                    let status = try await runtime.start(name)
+                    await reportStarted(status, restarted: true)
+                    restarted = .success(status)
+                } catch let error as PluginError where error.code == .notFound {
+                    restarted = await startFresh(restarted: true)
+                } catch {
+                    restarted = .failure(error as? PluginError ?? PluginError(.internal, "\(error)"))
+                }
+            }
+            switch restarted {
+            case .success(let status): current = status
+            case .failure(let failure):
+                current = RuntimeInstanceStatus(id: name, state: .exited, labels: [:], reason: failure.description)
+                exitReason = ("StartFailed", "start failed: \(failure.description)")
             }
         }
     }
 
-    /// Creates and starts the instance; reports it Running.
-    private func startFresh() async -> Result<RuntimeInstanceStatus, PluginError> {
+    /// Creates and starts the instance; reports it Running. On failure the next restart
+    /// creates again (``needsCreate``).
+    private func startFresh(restarted: Bool = false) async -> Result<RuntimeInstanceStatus, PluginError> {
+        let outcome = await createAndStart(restarted: restarted)
+        if case .failure = outcome { needsCreate = true } else { needsCreate = false }
+        return outcome
+    }
+
+    private func createAndStart(restarted: Bool) async -> Result<RuntimeInstanceStatus, PluginError> {
         let template = instance.spec.template
         do {
             var environment = template.env
@@ -185,8 +211,9 @@ actor InstanceSupervisor {
             }
             var labels = [WellKnown.instanceLabel: name]
             if let uid { labels[WellKnown.uidLabel] = uid }
-            let request = CreateInstanceRequest(id: name, command: template.command, env: environment, workingDir: template.workingDir, image: template.image,
+            var request = CreateInstanceRequest(id: name, command: template.command, env: environment, workingDir: template.workingDir, image: template.image,
                                                 limits: template.resources.limits.vector, mounts: mounts, hostname: name, labels: labels)
+            request.securityContext = template.securityContext
             // A leftover of an earlier instance of the same name (scale down, then up) goes first.
             if let stale = try? await runtime.status(name), stale.labels[WellKnown.uidLabel] != uid {
                 _ = try? await runtime.stop(StopInstanceRequest(id: name, gracePeriod: 1))
@@ -194,7 +221,7 @@ actor InstanceSupervisor {
             }
             _ = try await runtime.create(request)
             let started = try await runtime.start(name)
-            await reportStarted(started, restarted: false)
+            await reportStarted(started, restarted: restarted)
             return .success(started)
         } catch let error as PluginError {
             return .failure(error)

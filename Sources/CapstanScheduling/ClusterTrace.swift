@@ -91,7 +91,9 @@ struct CSVTable {
 
     init(_ text: String, file: String, required: [String]) throws {
         self.file = file
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.hasSuffix("\r") ? String($0.dropLast()) : String($0) }
+        // By Character, "\r\n" is one character: split on every kind of line end (CRLF files
+        // from Windows tools read as one line otherwise).
+        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map(String.init)
         while lines.last?.isEmpty == true { lines.removeLast() }
         guard let header = lines.first else { throw ClusterTrace.ParseError(file: file, problems: [(1, "is empty; expected a header row")]) }
         for (index, name) in header.split(separator: ",", omittingEmptySubsequences: false).enumerated() {

@@ -138,10 +138,11 @@ public final class ControlPlane: Sendable {
 
     /// The services to run, in start order: the API last, so it answers only once the loops run.
     public func services(logger: Logger) -> [any ServiceLifecycle.Service] {
-        let scheduler = SchedulerLoop(writer: writer, host: plugins, metrics: metrics, heartbeatTimeout: options.heartbeatTimeout)
-        let workloads = WorkloadController(writer: writer)
-        let nodes = NodeLifecycleController(writer: writer, options: options)
-        let routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { true }, maxInstances: options.maxInstances, audit: audit, ca: ca, identity: identity)
+        let readiness = ReadinessGate(["scheduler", "workloads", "nodes"])
+        let scheduler = SchedulerLoop(writer: writer, host: plugins, metrics: metrics, heartbeatTimeout: options.heartbeatTimeout, readiness: readiness)
+        let workloads = WorkloadController(writer: writer, readiness: readiness)
+        let nodes = NodeLifecycleController(writer: writer, options: options, readiness: readiness)
+        let routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { readiness.isReady }, maxInstances: options.maxInstances, audit: audit, ca: ca, identity: identity)
         let server: HTTPServerBuilder
         if let identity, let tls = try? identity.serverConfiguration(), let builder = try? HTTPServerBuilder.tls(.http1(), tlsConfiguration: tls) {
             server = builder

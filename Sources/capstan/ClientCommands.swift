@@ -42,12 +42,15 @@ struct ApplyCommand: AsyncParsableCommand {
         for object in objects {
             do {
                 let ref = "\(object.kind.lowercased())/\(object.name)"
-                if var existing = try await api.fetch(kind: object.kind, name: object.name) {
+                if let existing = try await api.fetch(kind: object.kind, name: object.name) {
+                    if Self.isUnchanged(object, existing) {
+                        print("\(ref) unchanged")
+                        continue
+                    }
+                    // The server keeps status and what only the system sets (a claim's volume,
+                    // an instance's node, owners); the manifest is sent as written.
                     var updated = object
                     updated.metadata.revision = existing.metadata.revision
-                    updated.metadata.owner = updated.metadata.owner ?? existing.metadata.owner
-                    updated = Self.keepingStatus(updated, of: existing)
-                    existing.metadata.revision = nil
                     _ = try await api.update(updated)
                     print("\(ref) configured")
                 } else {
@@ -68,14 +71,31 @@ struct ApplyCommand: AsyncParsableCommand {
         }
     }
 
-    /// Status belongs to the cluster, not to the manifest.
-    static func keepingStatus(_ object: AnyResource, of existing: AnyResource) -> AnyResource {
+    /// True when applying `object` would change nothing the manifest says: its labels,
+    /// annotations and spec (fields the system set and the manifest leaves out — a claim's
+    /// volume, an instance's node, a node's agent address — do not count).
+    static func isUnchanged(_ object: AnyResource, _ existing: AnyResource) -> Bool {
+        var candidate = existing
+        candidate.metadata.labels = object.metadata.labels
+        candidate.metadata.annotations = object.metadata.annotations
         switch (object, existing) {
-        case (.workload(var new), .workload(let old)): new.status = old.status; return .workload(new)
-        case (.instance(var new), .instance(let old)): new.status = old.status; return .instance(new)
-        case (.node(var new), .node(let old)): new.status = old.status; return .node(new)
-        default: return object
+        case (.workload(let new), .workload(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .workload(old)
+        case (.instance(var new), .instance(var old)):
+            new.spec.nodeName = new.spec.nodeName ?? old.spec.nodeName
+            old.spec = new.spec; old.metadata = candidate.metadata; candidate = .instance(old)
+        case (.volumeClaim(var new), .volumeClaim(var old)):
+            new.spec.volumeName = new.spec.volumeName ?? old.spec.volumeName
+            old.spec = new.spec; old.metadata = candidate.metadata; candidate = .volumeClaim(old)
+        case (.node(var new), .node(var old)):
+            new.spec.agentAddress = new.spec.agentAddress ?? old.spec.agentAddress
+            old.spec = new.spec; old.metadata = candidate.metadata; candidate = .node(old)
+        case (.service(let new), .service(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .service(old)
+        case (.volume(let new), .volume(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .volume(old)
+        case (.endpoints(let new), .endpoints(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .endpoints(old)
+        case (.event(let new), .event(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .event(old)
+        default: return false
         }
+        return candidate == existing
     }
 }
 

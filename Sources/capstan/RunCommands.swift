@@ -120,7 +120,10 @@ enum Runner {
 
     /// Runs services until SIGINT or SIGTERM, then shuts them down gracefully.
     static func run(_ services: [any Service], logger: Logger) async throws {
-        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        // The loops end when the event bus finishes, which is the first step of a graceful
+        // shutdown: a service that returns shuts the group down gracefully (exit 0); one that
+        // throws fails it (exit 1).
+        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

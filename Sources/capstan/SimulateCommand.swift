@@ -64,6 +64,7 @@ struct SimulateCommand: ParsableCommand {
             throw failure("\(error)")
         }
         guard !trace.nodes.isEmpty else { throw failure("\(nodes) has no nodes") }
+        guard !trace.pods.isEmpty else { throw failure("\(pods) has no pods: nothing to place") }
         let configuration = try config.map { try HostConfiguration.load(path: $0) }
             ?? HostConfiguration.builtIn(executableDirectory: ExecutablePath.directory, stateDirectory: NSTemporaryDirectory() + "capstan-simulate")
         let host = PluginHost.load(configuration, log: { level, message in

@@ -346,6 +346,11 @@ import Glibc
 
             #expect(try cluster.capstan("delete", "workload", "counter").status == 0)
             try await eventually("the instance is gone", timeout: 20) { try await cluster.instances(of: "counter").isEmpty }
+            // Issue 9, bug 1: applying the unchanged claim again neither changes nor unbinds it.
+            let reapplied = try cluster.capstan("apply", "-f", claim)
+            #expect(reapplied.status == 0 && reapplied.output.contains("volumeclaim/counter-data unchanged"), "\(reapplied.output)")
+            guard case .volumeClaim(let still) = try await cluster.api.get(.volumeClaim, "counter-data") else { Issue.record("no claim"); return }
+            #expect(still.spec.volumeName == volumeName)
             #expect(try cluster.capstan("apply", "-f", workload, "--wait", "--timeout", "30").status == 0)
             let again = try #require(try await cluster.instances(of: "counter").first).metadata.name
             try await eventually("a new instance counts 3", timeout: 10) { try cluster.capstan("logs", again).output.contains("run 3") }

@@ -102,4 +102,12 @@ import Testing
         let removed = conditions.remove(type: "Valid")
         #expect(removed && conditions.isEmpty)
     }
+
+    @Test func securityContextsHaveRangesAndKnownCapabilities() {
+        let w = workload { $0.template.securityContext = SecurityContext(runAsUser: -1, runAsGroup: 3_000_000_000, capabilities: CapabilityChanges(add: ["NET_ADMIN", "FLY"], drop: ["ALL", "cap_chown", "NOPE"])) }
+        #expect(paths(w) == ["spec.template.securityContext.runAsUser", "spec.template.securityContext.runAsGroup",
+                             "spec.template.securityContext.capabilities.add[1]", "spec.template.securityContext.capabilities.drop[2]"])
+        #expect(CapabilityChanges(add: ["net_admin"], drop: ["KILL"]).applied(to: ["CAP_KILL", "CAP_CHOWN"]) == ["CAP_CHOWN", "CAP_NET_ADMIN"])
+        #expect(CapabilityChanges(add: ["CAP_CHOWN"], drop: ["all"]).applied(to: ["CAP_KILL"]) == ["CAP_CHOWN"])
+    }
 }

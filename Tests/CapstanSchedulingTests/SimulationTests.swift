@@ -17,6 +17,14 @@ import Testing
     p3,8000,16384,2,1000,V100,LS,Running,30,0,0
     """
 
+    /// Issue 9: a CSV with Windows line ends read as one line, so 0 pods and "0 %" without a word.
+    @Test func csvFilesWithCRLFLineEndsReadEveryRow() throws {
+        let nodes = try ClusterTrace.parseNodes(nodesCSV.replacingOccurrences(of: "\n", with: "\r\n"), file: "nodes.csv")
+        let pods = try ClusterTrace.parsePods(podsCSV.replacingOccurrences(of: "\n", with: "\r\n"), file: "pods.csv")
+        #expect(nodes.count == (try ClusterTrace.parseNodes(nodesCSV, file: "nodes.csv")).count && !nodes.isEmpty)
+        #expect(pods.count == (try ClusterTrace.parsePods(podsCSV, file: "pods.csv")).count && !pods.isEmpty)
+    }
+
     func trace() throws -> ClusterTrace {
         ClusterTrace(nodes: try ClusterTrace.parseNodes(nodesCSV, file: "nodes.csv"), pods: try ClusterTrace.parsePods(podsCSV, file: "pods.csv"))
     }

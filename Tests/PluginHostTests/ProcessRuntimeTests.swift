@@ -143,4 +143,35 @@ import Testing
         await #expect(throws: PluginError.self) { _ = try await runtime.status("missing") }
         try await runtime.remove("missing")
     }
+
+    // MARK: securityContext (issue 10: instances run with less than root)
+
+    static let canChangeUser = geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")
+
+    @Test(.enabled(if: ProcessRuntimeTests.canChangeUser, "needs root and util-linux's setpriv"))
+    func runAsUserAndNoNewPrivilegesAreHonoured() async throws {
+        let runtime = try runtime()
+        var request = CreateInstanceRequest(id: "nobody", command: ["/bin/sh", "-c", "id -u; id -g; grep -E '^(NoNewPrivs|CapBnd):' /proc/self/status"], workingDir: "/")
+        request.securityContext = SecurityContext(runAsUser: 65534, allowPrivilegeEscalation: false, capabilities: CapabilityChanges(drop: ["ALL"]))
+        _ = try await runtime.create(request)
+        _ = try await runtime.start("nobody")
+        _ = try await waitFor(runtime, "nobody", .exited)
+        let lines = try await text(runtime, "nobody").split(separator: "\n").map(String.init)
+        // The group defaults to the user's id, never root's group.
+        #expect(Array(lines.prefix(2)) == ["65534", "65534"], "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("NoNewPrivs:") && $0.hasSuffix("1") }, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("CapBnd:") && $0.hasSuffix("0000000000000000") }, "\(lines)")
+    }
+
+    @Test func aReadOnlyRootIsRefusedWithTheField() async throws {
+        let runtime = try runtime()
+        var request = CreateInstanceRequest(id: "readonly", command: ["true"])
+        request.securityContext = SecurityContext(readOnlyRootFilesystem: true)
+        do {
+            _ = try await runtime.create(request)
+            Issue.record("a read-only root was accepted")
+        } catch let error as PluginError {
+            #expect(error.code == .invalidArgument && error.message.contains("securityContext.readOnlyRootFilesystem"))
+        }
+    }
 }

@@ -37,10 +37,57 @@ import Testing
 
 
     /// Creates and starts a busybox container.
-    func run(_ runtime: any RuntimePlugin, _ id: String, _ script: String, limits: ResourceVector = ResourceVector(), env: [String: String] = [:], hostname: String? = nil, mounts: [RuntimeMount] = [], labels: [String: String] = [:]) async throws -> RuntimeInstanceStatus {
+    func run(_ runtime: any RuntimePlugin, _ id: String, _ script: String, limits: ResourceVector = ResourceVector(), env: [String: String] = [:], hostname: String? = nil, mounts: [RuntimeMount] = [], labels: [String: String] = [:], securityContext: SecurityContext? = nil) async throws -> RuntimeInstanceStatus {
         let rootfs = try Self.rootfs.get()
-        _ = try await runtime.create(CreateInstanceRequest(id: id, command: ["sh", "-c", script], env: env, image: rootfs, limits: limits, mounts: mounts, hostname: hostname, labels: labels))
+        var request = CreateInstanceRequest(id: id, command: ["sh", "-c", script], env: env, image: rootfs, limits: limits, mounts: mounts, hostname: hostname, labels: labels)
+        request.securityContext = securityContext
+        _ = try await runtime.create(request)
         return try await runtime.start(id)
+    }
+
+    // MARK: securityContext (issue 10: instances run with less than root)
+
+    static let statusScript = "id -u; id -g; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status"
+
+    @Test(.enabled(if: RuncRuntimeTests.canRunContainers)) func containersGetAReducedCapabilitySetNoNewPrivilegesAndSeccomp() async throws {
+        let runtime = try runtime()
+        let id = uniqueID("defaults")
+        _ = try await run(runtime, id, Self.statusScript)
+        _ = try await waitFor(runtime, id, .exited)
+        let lines = try await text(runtime, id).split(separator: "\n").map(String.init)
+        #expect(lines.first == "0")
+        // CAP_AUDIT_WRITE (29), CAP_KILL (5), CAP_NET_BIND_SERVICE (10) and nothing else.
+        #expect(lines.contains { $0.hasPrefix("CapEff:") && $0.hasSuffix("0000000020000420") }, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("NoNewPrivs:") && $0.hasSuffix("1") }, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("Seccomp:") && $0.hasSuffix("2") }, "\(lines)")
+        try await runtime.remove(id)
+    }
+
+    @Test(.enabled(if: RuncRuntimeTests.canRunContainers)) func runAsUserGroupAndDroppedCapabilitiesAreHonoured() async throws {
+        let runtime = try runtime()
+        let id = uniqueID("nobody")
+        let context = SecurityContext(runAsUser: 1000, runAsGroup: 2000, capabilities: CapabilityChanges(drop: ["ALL"]))
+        _ = try await run(runtime, id, Self.statusScript + "; unshare -U true 2>&1 || echo unshare-refused", securityContext: context)
+        _ = try await waitFor(runtime, id, .exited)
+        let output = try await text(runtime, id)
+        let lines = output.split(separator: "\n").map(String.init)
+        #expect(Array(lines.prefix(2)) == ["1000", "2000"], "\(output)")
+        #expect(lines.contains { $0.hasPrefix("CapEff:") && $0.hasSuffix("0000000000000000") }, "\(output)")
+        // unshare is refused by the seccomp filter (EPERM), not merely absent.
+        #expect(output.contains("Operation not permitted") && output.contains("unshare-refused"), "\(output)")
+        try await runtime.remove(id)
+    }
+
+    @Test func aWritableRootIsRefusedWithTheField() async throws {
+        let runtime = try runtime()
+        var request = CreateInstanceRequest(id: uniqueID("writable"), command: ["true"], image: "/nonexistent")
+        request.securityContext = SecurityContext(readOnlyRootFilesystem: false)
+        do {
+            _ = try await runtime.create(request)
+            Issue.record("a writable root was accepted")
+        } catch let error as PluginError {
+            #expect(error.code == .invalidArgument && error.message.contains("securityContext.readOnlyRootFilesystem"))
+        }
     }
 
     func runcList(_ root: String) throws -> String {

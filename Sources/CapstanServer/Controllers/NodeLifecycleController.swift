@@ -23,9 +23,11 @@ final class NodeLifecycleController: ServiceLifecycle.Service {
     /// Events live this long (seconds).
     let eventTTL: Double = 3600
     private let recorder: EventRecorder
+    /// Told once the controller has listed the store.
+    let readiness: ReadinessGate?
 
-    init(writer: StoreWriter, options: ControlPlane.Options) {
-        (self.writer, self.options) = (writer, options)
+    init(writer: StoreWriter, options: ControlPlane.Options, readiness: ReadinessGate? = nil) {
+        (self.writer, self.options, self.readiness) = (writer, options, readiness)
         recorder = EventRecorder(writer: writer, source: "node-lifecycle")
     }
 
@@ -65,6 +67,13 @@ final class NodeLifecycleController: ServiceLifecycle.Service {
     }
 
     func run() async throws {
+        try await follow()
+        // The loop ends when the bus finishes, the first step of a graceful shutdown; stay
+        // until this service's own turn to stop, so the group never sees it end early.
+        try? await gracefulShutdown()
+    }
+
+    private func follow() async throws {
         let store = writer.store
         let subscription = try store.bus.subscribe(to: .resources, after: try store.revision)
         var cache = Cache()
@@ -73,6 +82,7 @@ final class NodeLifecycleController: ServiceLifecycle.Service {
             for event in store.snapshot(of: ["Node", "Instance", "Workload", "Event"]) { cache.apply(event) }
         }
         relist()
+        readiness?.ready("nodes")
         let clock = ContinuousClock()
         var lastCheck = clock.now - period
         for await batch in ChangeFeed(subscription: subscription).batches(every: period) {

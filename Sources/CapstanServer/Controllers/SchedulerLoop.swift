@@ -25,8 +25,11 @@ final class SchedulerLoop: ServiceLifecycle.Service {
     let heartbeatTimeout: Double
     let retryPeriod: Duration
     private let recorder: EventRecorder
+    /// Told once the loop has listed the store.
+    let readiness: ReadinessGate?
 
-    init(writer: StoreWriter, host: PluginHost, metrics: ServerMetrics, heartbeatTimeout: Double = 40, retryPeriod: Duration = .seconds(30)) {
+    init(writer: StoreWriter, host: PluginHost, metrics: ServerMetrics, heartbeatTimeout: Double = 40, retryPeriod: Duration = .seconds(30), readiness: ReadinessGate? = nil) {
+        self.readiness = readiness
         self.writer = writer
         self.host = host
         self.metrics = metrics
@@ -128,10 +131,18 @@ final class SchedulerLoop: ServiceLifecycle.Service {
     static let watchedKinds = ["Node", "Instance", "Volume"]
 
     func run() async throws {
+        try await follow()
+        // The loop ends when the bus finishes, the first step of a graceful shutdown; stay
+        // until this service's own turn to stop, so the group never sees it end early.
+        try? await gracefulShutdown()
+    }
+
+    private func follow() async throws {
         let store = writer.store
         let subscription = try store.bus.subscribe(to: .resources, after: try store.revision)
         var cache = Cache()
         for event in store.snapshot(of: Self.watchedKinds) { cache.apply(event) }
+        readiness?.ready("scheduler")
         // Ends when the bus finishes (graceful shutdown).
         await pass(&cache)
         for await batch in ChangeFeed(subscription: subscription).batches(every: .seconds(5)) {

@@ -21,8 +21,11 @@ import ServiceLifecycle
 final class WorkloadController: ServiceLifecycle.Service {
     let writer: StoreWriter
     private let recorder: EventRecorder
+    /// Told once the controller has listed the store.
+    let readiness: ReadinessGate?
 
-    init(writer: StoreWriter) {
+    init(writer: StoreWriter, readiness: ReadinessGate? = nil) {
+        self.readiness = readiness
         self.writer = writer
         self.recorder = EventRecorder(writer: writer, source: "workload-controller")
     }
@@ -56,6 +59,13 @@ final class WorkloadController: ServiceLifecycle.Service {
     }
 
     func run() async throws {
+        try await follow()
+        // The loop ends when the bus finishes, the first step of a graceful shutdown; stay
+        // until this service's own turn to stop, so the group never sees it end early.
+        try? await gracefulShutdown()
+    }
+
+    private func follow() async throws {
         let store = writer.store
         let subscription = try store.bus.subscribe(to: .resources, after: try store.revision)
         var cache = Cache()
@@ -64,6 +74,7 @@ final class WorkloadController: ServiceLifecycle.Service {
             for event in store.snapshot(of: ["Workload", "Instance"]) { _ = cache.apply(event) }
         }
         relist()
+        readiness?.ready("workloads")
         // Ends when the bus finishes (graceful shutdown).
         await reconcile(Set(cache.workloads.keys).union(cache.instances.keys), cache)
         for await batch in ChangeFeed(subscription: subscription).batches(every: .seconds(30)) {

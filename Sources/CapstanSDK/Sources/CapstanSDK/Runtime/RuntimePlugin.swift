@@ -56,6 +56,10 @@ public struct CreateInstanceRequest: Sendable, Hashable {
     public var hostname: String?
     /// Kept with the instance and returned by ``RuntimePlugin/list()``: who owns it.
     public var labels: [String: String]
+    /// The user, group, capabilities and privileges to run with (SDK 1.2); nil keeps the
+    /// runtime's defaults. A runtime that cannot honour a field throws
+    /// ``PluginError/Code/invalidArgument`` naming it, never runs with more than was asked.
+    public var securityContext: SecurityContext?
 
     public init(id: String, command: [String], env: [String: String] = [:], workingDir: String? = nil, image: String? = nil, limits: ResourceVector = ResourceVector(), mounts: [RuntimeMount] = [], hostname: String? = nil, labels: [String: String] = [:]) {
         self.id = id

@@ -22,6 +22,8 @@ public struct InstanceTemplate: Codable, Sendable, Hashable {
     public var readinessProbe: Probe?
     /// Seconds between the polite stop signal (SIGTERM) and SIGKILL; default 30.
     public var terminationGracePeriodSeconds: Double?
+    /// The user, group, capabilities and privileges it runs with.
+    public var securityContext: SecurityContext?
 
     public init(command: [String], labels: [String: String] = [:], image: String? = nil, env: [String: String] = [:], workingDir: String? = nil, resources: ResourceRequirements = ResourceRequirements(), ports: [PortSpec] = [], volumeMounts: [VolumeMount] = [], runtime: String? = nil, scheduler: String? = nil, gpuModels: [String] = [], livenessProbe: Probe? = nil, readinessProbe: Probe? = nil, terminationGracePeriodSeconds: Double? = nil) {
         self.labels = labels
@@ -42,7 +44,7 @@ public struct InstanceTemplate: Codable, Sendable, Hashable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case labels, image, command, env, workingDir, resources, ports, volumeMounts, runtime, scheduler, gpuModels
-        case livenessProbe, readinessProbe, terminationGracePeriodSeconds
+        case livenessProbe, readinessProbe, terminationGracePeriodSeconds, securityContext
     }
 
     public init(from decoder: any Decoder) throws {
@@ -62,6 +64,7 @@ public struct InstanceTemplate: Codable, Sendable, Hashable {
         livenessProbe = try container.decodeIfPresent(Probe.self, forKey: .livenessProbe)
         readinessProbe = try container.decodeIfPresent(Probe.self, forKey: .readinessProbe)
         terminationGracePeriodSeconds = try container.decodeIfPresent(Double.self, forKey: .terminationGracePeriodSeconds)
+        securityContext = try container.decodeIfPresent(SecurityContext.self, forKey: .securityContext)
     }
 
     func validate(at path: String) -> [ValidationProblem] {
@@ -81,6 +84,7 @@ public struct InstanceTemplate: Codable, Sendable, Hashable {
         }
         if let livenessProbe { problems += livenessProbe.validate(at: "\(path).livenessProbe") }
         if let readinessProbe { problems += readinessProbe.validate(at: "\(path).readinessProbe") }
+        if let securityContext { problems += securityContext.validate(at: "\(path).securityContext") }
         if let grace = terminationGracePeriodSeconds, let problem = ValidationProblem.seconds(grace, at: "\(path).terminationGracePeriodSeconds") {
             problems.append(problem)
         }

@@ -1,0 +1,67 @@
+import CapstanAPI
+import CapstanCore
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Issue 9: a clean stop exits 0 and readiness is real; a failed first start recovers once its
+/// cause is gone, with the plugin's own reason in status meanwhile.
+@Suite(.serialized) struct LifecycleTests {
+    @Test func sigtermStopsCleanlyAndReadyzAnswersOnceTheLoopsRun() async throws {
+        let cluster = try DevCluster()
+        defer { try? FileManager.default.removeItem(at: cluster.dataDirectory) }
+        try await cluster.start()
+        let (_, response) = try await URLSession.shared.data(from: URL(string: "\(cluster.address)/readyz")!)
+        #expect((response as? HTTPURLResponse)?.statusCode == 200)
+        let process = try #require(cluster.process)
+        cluster.stop(signal: SIGTERM)
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(cluster.log)")
+        #expect(!cluster.log.contains("ServiceGroupError"), "\(cluster.log)")
+    }
+
+    /// Before: every retry after a failed create said "instance X does not exist on this node",
+    /// forever, even once the port was free; the network plugin's refusal appeared nowhere.
+    @Test func aFailedFirstStartRecoversOnceItsCauseIsGone() async throws {
+        // Hold a host port the instance asks for.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        let port = 20_000 + Int.random(in: 0..<5_000)
+        holder.arguments = ["python3", "-c", "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', \(port))); s.listen(); time.sleep(60)"]
+        try holder.run()
+        defer { if holder.isRunning { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() } }
+        try await Task.sleep(for: .milliseconds(500))
+
+        try await withDevCluster { cluster in
+            let manifest = try cluster.manifest("held.yaml", workloadYAML("held", replicas: 1, command: "exec sleep 1000", template: """
+                ports:
+                  - {containerPort: 8080, hostPort: \(port)}
+            """))
+            #expect(try cluster.capstan("apply", "-f", manifest).status == 0)
+            var name = ""
+            try await eventually("the start fails with the network plugin's reason", timeout: 20) {
+                guard let instance = try await cluster.instances(of: "held").first else { return false }
+                name = instance.metadata.name
+                return instance.status.reason == "StartFailed" && (instance.status.message ?? "").contains("host port \(port)/tcp is in use")
+            }
+            // A retry still names the real cause.
+            try await eventually("the retry fails for the same reason", timeout: 20) {
+                let instance = try await cluster.instance(name)
+                return instance.status.restarts >= 1 && (instance.status.message ?? "").contains("is in use") && !(instance.status.message ?? "").contains("does not exist")
+            }
+            let events = try cluster.capstan("events", "--for", "Instance/\(name)").output
+            #expect(events.contains("is in use"), "\(events)")
+            // The cause goes away: the next retry creates it and it runs.
+            kill(holder.processIdentifier, SIGKILL)
+            holder.waitUntilExit()
+            try await eventually("it runs once the port is free", timeout: 30) {
+                let instance = try await cluster.instance(name)
+                return instance.status.phase == .running && instance.status.pid != nil && instance.status.reason == nil
+            }
+        }
+    }
+}
