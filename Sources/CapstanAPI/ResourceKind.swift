@@ -16,6 +16,7 @@ public struct ResourceKind: Sendable, Hashable {
         ResourceKind(kind: "Service", plural: "services", aliases: ["service", "svc"]),
         ResourceKind(kind: "Endpoints", plural: "endpoints", aliases: ["ep"]),
         ResourceKind(kind: "Event", plural: "events", aliases: ["event", "ev"]),
+        ResourceKind(kind: "Secret", plural: "secrets", aliases: ["secret"]),
     ]
 
     public static let node = all[0]

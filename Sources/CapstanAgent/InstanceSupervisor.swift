@@ -62,6 +62,7 @@ actor InstanceSupervisor {
         _ = try? await runtime.stop(StopInstanceRequest(id: name, gracePeriod: Self.gracePeriod(of: instance.spec.template)))
         try? await runtime.remove(name)
         try? await network?.detach(NetworkDetachRequest(instanceID: name))
+        if !instance.spec.template.secrets.isEmpty { SecretFiles(api: api).remove(for: name) }
         await volumes?.unpublish(published)
         published = []
     }
@@ -208,6 +209,11 @@ actor InstanceSupervisor {
                         environment[Self.volumeVariable(mount.claim)] = attachedMount.hostPath
                     }
                 }
+            }
+            if !template.secrets.isEmpty {
+                let secrets = try await SecretFiles(api: api).materialize(template.secrets, for: name, context: template.securityContext, inContainer: runtime.capabilities.runsImages)
+                mounts += secrets.mounts
+                environment.merge(secrets.environment) { _, secret in secret }
             }
             var labels = [WellKnown.instanceLabel: name]
             if let uid { labels[WellKnown.uidLabel] = uid }

@@ -68,3 +68,23 @@ extension ResourceStore {
         return revision
     }
 }
+
+extension ResourceStore {
+    /// Puts a new key first in `secrets.keys` and seals every Secret with it again (the old
+    /// keys stay, for backups sealed with them). Returns the new key's id and how many secrets
+    /// were sealed again.
+    public func rotateSecretsKey() throws(StoreError) -> (key: String, resealed: Int) {
+        let rotated: SecretCipher
+        do {
+            rotated = try SecretCipher.rotated(at: currentCipher.path)
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw .storage("\(error)")
+        }
+        cipher.withLock { $0 = rotated }
+        let secrets = try list(kind: "Secret").items
+        for secret in secrets { try update(secret) }
+        return (rotated.current, secrets.count)
+    }
+}

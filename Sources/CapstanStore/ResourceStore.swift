@@ -56,6 +56,8 @@ public final class ResourceStore: Sendable {
     public let path: String
     public let bus: EventBus
     let pool: DatabasePool
+    /// Seals Secrets' values at rest (`secrets.keys` beside the database).
+    let cipher: Mutex<SecretCipher>
     /// The API tokens by id, loaded on first use (see ResourceStore+Tokens.swift).
     let tokenCache = Mutex<[String: TokenRecord]?>(nil)
     private let channel: BusChannel<ResourceEvent>
@@ -132,12 +134,19 @@ public final class ResourceStore: Sendable {
             throw .rolledBack(path: path, stored: revision, recorded: recorded)
         }
         do {
+            cipher = Mutex(try SecretCipher(path: ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent("secrets.keys")))
+        } catch {
+            throw .storage("\(error)")
+        }
+        do {
             marker = try RevisionMarker(path: path + Self.markerSuffix, revision: revision)
         } catch {
             throw .storage("\(path)\(Self.markerSuffix): \(error)")
         }
         channel = bus.channel(.resources, startingRevision: revision)
     }
+
+    var currentCipher: SecretCipher { cipher.withLock { $0 } }
 
     /// Syncs the revision marker; call on a clean shutdown.
     public func close() {
@@ -153,13 +162,15 @@ public final class ResourceStore: Sendable {
 
     /// One object, or nil.
     public func get(kind: String, name: String) throws(StoreError) -> AnyResource? {
-        try reading { db in try Self.stored(db, kind, name) }
+        let cipher = currentCipher
+        return try reading { db in try Self.stored(db, kind, name, cipher) }
     }
 
     /// Every object of a kind, by name, and the revision the list is consistent at (watch from it).
     public func list(kind: String) throws(StoreError) -> (items: [AnyResource], revision: UInt64) {
-        try reading { db in
-            let items = try Data.fetchAll(db, sql: "SELECT body FROM objects WHERE kind = ? ORDER BY name", arguments: [kind]).map(Self.decode)
+        let cipher = currentCipher
+        return try reading { db in
+            let items = try Data.fetchAll(db, sql: "SELECT body FROM objects WHERE kind = ? ORDER BY name", arguments: [kind]).map { try Self.decode($0, cipher) }
             return (items, try Self.currentRevision(db))
         }
     }
@@ -233,7 +244,8 @@ public final class ResourceStore: Sendable {
     }
 
     private func transaction(_ operations: [StoreOperation], _ checked: [Result<AnyResource, StoreError>?]) throws -> ([Result<AnyResource, StoreError>], [(ResourceEvent, UInt64)]) {
-        try pool.write { db in
+        let cipher = currentCipher
+        return try pool.write { db in
                 var revision = try Self.currentRevision(db)
                 var events: [(ResourceEvent, UInt64)] = []
                 var outcome: [Result<AnyResource, StoreError>] = []
@@ -244,7 +256,7 @@ public final class ResourceStore: Sendable {
                         continue
                     }
                     do {
-                        let (stored, event) = try Self.apply(operation, db, revision: revision + 1)
+                        let (stored, event) = try Self.apply(operation, db, revision: revision + 1, cipher: cipher)
                         revision += 1
                         events.append((event, revision))
                         outcome.append(.success(stored))
@@ -259,7 +271,7 @@ public final class ResourceStore: Sendable {
         }
     }
 
-    private static func apply(_ operation: StoreOperation, _ db: Database, revision: UInt64) throws -> (AnyResource, ResourceEvent) {
+    private static func apply(_ operation: StoreOperation, _ db: Database, revision: UInt64, cipher: SecretCipher) throws -> (AnyResource, ResourceEvent) {
         switch operation {
         case .create(let object):
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM objects WHERE kind = ? AND name = ?", arguments: [object.kind, object.name]) != nil {
@@ -270,7 +282,7 @@ public final class ResourceStore: Sendable {
             stored.metadata.creationTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
             stored.metadata.revision = revision
             try db.execute(sql: "INSERT INTO objects (kind, name, body) VALUES (?, ?, ?)",
-                           arguments: [stored.kind, stored.name, try encodeWithinLimit(stored)])
+                           arguments: [stored.kind, stored.name, try encodeWithinLimit(stored, cipher)])
             return (stored, ResourceEvent(.added, stored))
         case .update(let object):
             // Only what the update keeps or checks: no decode of the whole stored object on the
@@ -291,10 +303,10 @@ public final class ResourceStore: Sendable {
             stored.metadata.creationTimestamp = (row["created"] as String?).flatMap(Timestamp.init(rfc3339:))
             stored.metadata.revision = revision
             try db.execute(sql: "UPDATE objects SET body = ? WHERE kind = ? AND name = ?",
-                           arguments: [try encodeWithinLimit(stored), stored.kind, stored.name])
+                           arguments: [try encodeWithinLimit(stored, cipher), stored.kind, stored.name])
             return (stored, ResourceEvent(.modified, stored))
         case .delete(let kind, let name, let expected):
-            guard var removed = try stored(db, kind, name) else {
+            guard var removed = try stored(db, kind, name, cipher) else {
                 throw StoreError.notFound(kind: kind, name: name)
             }
             let current = removed.metadata.revision ?? 0
@@ -331,14 +343,14 @@ public final class ResourceStore: Sendable {
     }
 
     /// The stored object; its `metadata.revision` is its last write's (the compare-and-swap token).
-    private static func stored(_ db: Database, _ kind: String, _ name: String) throws -> AnyResource? {
-        try Data.fetchOne(db, sql: "SELECT body FROM objects WHERE kind = ? AND name = ?", arguments: [kind, name]).map(decode)
+    private static func stored(_ db: Database, _ kind: String, _ name: String, _ cipher: SecretCipher) throws -> AnyResource? {
+        try Data.fetchOne(db, sql: "SELECT body FROM objects WHERE kind = ? AND name = ?", arguments: [kind, name]).map { try decode($0, cipher) }
     }
 
     /// The stored form, refused past ``FieldLimits/maxObjectBytes`` (whatever the request's
     /// size was: YAML anchors can make a small body a large object).
-    private static func encodeWithinLimit(_ object: AnyResource) throws -> Data {
-        let data = try encode(object)
+    private static func encodeWithinLimit(_ object: AnyResource, _ cipher: SecretCipher) throws -> Data {
+        let data = try cipher.sealIfSecret(try encode(object), kind: object.kind)
         if data.count > FieldLimits.maxObjectBytes {
             throw StoreError.invalid(ValidationError(subject: "\(object.kind) \"\(object.name)\"", problems: [
                 ValidationProblem(path: "", message: "is \(data.count) bytes as stored; one object may be at most \(FieldLimits.maxObjectBytes) bytes"),
@@ -354,10 +366,10 @@ public final class ResourceStore: Sendable {
     }
 
     /// Stored documents were checked on the way in: no unknown-key scan on the way out.
-    private static func decode(_ data: Data) throws -> AnyResource {
+    private static func decode(_ data: Data, _ cipher: SecretCipher) throws -> AnyResource {
         let decoder = JSONDecoder()
         decoder.userInfo[.capstanTrustedDocument] = true
-        return try decoder.decode(AnyResource.self, from: data)
+        return try decoder.decode(AnyResource.self, from: try cipher.openIfSealed(data))
     }
 }
 

@@ -93,6 +93,7 @@ struct ApplyCommand: AsyncParsableCommand {
         case (.volume(let new), .volume(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .volume(old)
         case (.endpoints(let new), .endpoints(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .endpoints(old)
         case (.event(let new), .event(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .event(old)
+        case (.secret(let new), .secret(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .secret(old)
         default: return false
         }
         return candidate == existing
@@ -108,6 +109,7 @@ struct GetCommand: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "table, wide, json or yaml.") var output = "table"
     @Option(name: .shortAndLong, help: "Only objects with these labels (k=v,k2=v2).") var selector: String?
     @Flag(name: .shortAndLong, help: "After listing, print each change as it happens.") var watch = false
+    @Flag(help: "Print Secrets' values (left out by default).") var showSecrets = false
 
     func run() async throws {
         let kind = try resourceKind(kind)
@@ -119,21 +121,21 @@ struct GetCommand: AsyncParsableCommand {
             let revision: UInt64
             if let name {
                 let object = try await api.get(kind, name)
-                print(try ResourceTable.render([object], kind: kind, format: format))
+                print(try ResourceTable.render([object], kind: kind, format: format, showSecrets: showSecrets))
                 revision = object.metadata.revision ?? 0
             } else {
                 let list = try await api.list(kind, query: query)
                 if list.items.isEmpty && !watch {
                     FileHandle.standardError.write(Data("No \(kind.plural) found.\n".utf8))
                 } else {
-                    print(try ResourceTable.render(list.items, kind: kind, format: format))
+                    print(try ResourceTable.render(list.items, kind: kind, format: format, showSecrets: showSecrets))
                 }
                 revision = list.revision
             }
             guard watch else { return }
             for try await event in try await api.watch(kind, after: revision, query: query) {
                 guard let object = event.object, name == nil || object.name == name else { continue }
-                print(try ResourceTable.render([object], kind: kind, format: format, headers: false))
+                print(try ResourceTable.render([object], kind: kind, format: format, headers: false, showSecrets: showSecrets))
             }
         } catch let error as APIError {
             throw CLIExit.fail(error)

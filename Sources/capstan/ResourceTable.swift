@@ -9,7 +9,9 @@ enum OutputFormat: String, CaseIterable, Sendable {
 }
 
 enum ResourceTable {
-    static func render(_ objects: [AnyResource], kind: ResourceKind, format: OutputFormat, headers: Bool = true) throws -> String {
+    /// - Parameter showSecrets: print Secrets' values; by default they are left out.
+    static func render(_ objects: [AnyResource], kind: ResourceKind, format: OutputFormat, headers: Bool = true, showSecrets: Bool = false) throws -> String {
+        let objects = showSecrets ? objects : objects.map(hidingSecretValues)
         switch format {
         case .json:
             let encoder = JSONEncoder()
@@ -33,6 +35,7 @@ enum ResourceTable {
         case "Workload": ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"] + (wide ? ["TEMPLATE", "COMMAND"] : [])
         case "Node": ["NAME", "STATUS", "CPU", "MEMORY", "AGE"] + (wide ? ["AGENT", "LABELS"] : [])
         case "Event": ["LAST SEEN", "TYPE", "REASON", "OBJECT", "COUNT", "MESSAGE"]
+        case "Secret": ["NAME", "KEYS", "AGE"]
         default: ["NAME", "AGE"]
         }
     }
@@ -57,9 +60,19 @@ enum ResourceTable {
                 + (wide ? [node.spec.agentAddress ?? "-", node.metadata.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")] : [])
         case .event(let event):
             return [self.age(event.spec.lastTimestamp), event.spec.type.rawValue, event.spec.reason, event.spec.involvedObject, String(event.spec.count), event.spec.message]
+        case .secret(let secret):
+            return [secret.metadata.name, secret.spec.data.keys.sorted().joined(separator: ",").nonEmpty ?? "-", age]
         default:
             return [object.name, age]
         }
+    }
+
+    /// A Secret with its values left out (its keys stay), and a note on how to see them.
+    static func hidingSecretValues(_ object: AnyResource) -> AnyResource {
+        guard case .secret(var secret) = object else { return object }
+        secret.spec.data = secret.spec.data.mapValues { _ in [] }
+        secret.metadata.annotations["capstan.dev/redacted"] = "values hidden; add --show-secrets to print them"
+        return .secret(secret)
     }
 
     static func memory(_ text: String) -> String? {

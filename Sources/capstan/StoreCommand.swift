@@ -1,4 +1,5 @@
 import ArgumentParser
+import CapstanCore
 import CapstanStore
 import Foundation
 
@@ -7,7 +8,7 @@ struct StoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "store",
         abstract: "Back up or restore the server's store (the SQLite file in its data directory).",
-        subcommands: [StoreBackupCommand.self, StoreRestoreCommand.self])
+        subcommands: [StoreBackupCommand.self, StoreRestoreCommand.self, StoreRotateKeyCommand.self])
 
     /// The store of a data directory.
     static func database(in dataDir: String) -> String {
@@ -54,6 +55,26 @@ struct StoreRestoreCommand: ParsableCommand {
         let database = StoreCommand.database(in: dataDir)
         try StoreCommand.perform { () throws(StoreError) in
             "restored \(from) into \(database): the store is at revision \(try ResourceStore.restore(backup: from, to: database))"
+        }
+    }
+}
+
+/// `capstan store rotate-key`: a new key seals every Secret from now on.
+struct StoreRotateKeyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rotate-key",
+        abstract: "Put a new key first in <data-dir>/secrets.keys and seal every Secret with it again (stop the server first; old keys stay, for backups).")
+
+    @Option(help: "The server's data directory.") var dataDir = ".capstan"
+
+    func run() throws {
+        let database = StoreCommand.database(in: dataDir)
+        guard FileManager.default.fileExists(atPath: database) else { throw CLIExit.fail("\(database) does not exist; give the server's --data-dir", code: CLIExit.refused) }
+        try StoreCommand.perform { () throws(StoreError) in
+            let store = try ResourceStore(path: database, bus: EventBus())
+            let (key, count) = try store.rotateSecretsKey()
+            store.close()
+            return "secrets are sealed with key \(key) from now on; \(count) secret(s) sealed again"
         }
     }
 }

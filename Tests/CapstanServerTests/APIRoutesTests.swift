@@ -360,3 +360,36 @@ import Testing
         }
     }
 }
+
+/// Secrets through the API: admins read values, viewers only keys, nodes only what their
+/// instances use (issue 10).
+@Suite struct SecretAPITests {
+    let helper = APIRoutesTests()
+
+    @Test func whoReadsWhatOfASecret() async throws {
+        try await helper.withAPI { client, store in
+            let body = #"{"kind":"Secret","metadata":{"name":"db"},"spec":{"stringData":{"password":"hunter2"}}}"#
+            try await client.execute(uri: "/v1/secrets", method: .post, body: ByteBuffer(string: body)) { #expect($0.status == .created) }
+            try await client.execute(uri: "/v1/secrets/db", method: .get) { response in
+                #expect(String(buffer: response.body).contains(Data("hunter2".utf8).base64EncodedString()))
+            }
+            let viewer = client.with(token: try store.createToken(role: "viewer").token)
+            for uri in ["/v1/secrets/db", "/v1/secrets"] {
+                try await viewer.execute(uri: uri, method: .get) { response in
+                    let text = String(buffer: response.body)
+                    #expect(response.status == .ok && text.contains("password") && !text.contains(Data("hunter2".utf8).base64EncodedString()), "\(uri): \(text)")
+                }
+            }
+            try await viewer.execute(uri: "/v1/watch/secrets", method: .get) { #expect($0.status == .forbidden) }
+            let node = client.with(token: try store.createToken(role: "node", node: "n1").token)
+            try await node.execute(uri: "/v1/secrets/db", method: .get) { #expect($0.status == .forbidden) }
+            var template = InstanceTemplate(command: ["x"])
+            template.secrets = [SecretMount(secret: "db", env: ["PASSWORD": "password"])]
+            try store.create(.instance(Instance(name: "user", spec: InstanceSpec(template: template, nodeName: "n1"))))
+            try await node.execute(uri: "/v1/secrets/db", method: .get) { response in
+                #expect(response.status == .ok && String(buffer: response.body).contains(Data("hunter2".utf8).base64EncodedString()))
+            }
+            try await node.execute(uri: "/v1/secrets", method: .get) { #expect($0.status == .forbidden) }
+        }
+    }
+}

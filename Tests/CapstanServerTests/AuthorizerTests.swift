@@ -5,7 +5,7 @@ import Testing
 /// The authorization matrix: each role × each verb × each kind, against the policy table below
 /// (issue 10: "an authorization matrix test").
 @Suite struct AuthorizerTests {
-    static let kinds = ["Node", "Workload", "Instance", "Volume", "VolumeClaim", "Service", "Endpoints", "Event"]
+    static let kinds = ["Node", "Workload", "Instance", "Volume", "VolumeClaim", "Service", "Endpoints", "Event", "Secret"]
 
     let admin = Principal(role: .admin, tokenID: "a")
     let viewer = Principal(role: .viewer, tokenID: "v")
@@ -87,6 +87,13 @@ import Testing
         for verb in [Authorizer.Verb.create, .update, .delete] {
             #expect(!allowed(verb, "Service"))
             #expect(!allowed(verb, "Endpoints"))
+        }
+        // Secrets: only those its instances use, one by one.
+        #expect(Authorizer.denial(node, .read, kind: "Secret", name: "db", secretInUse: true) == nil)
+        #expect(Authorizer.denial(node, .read, kind: "Secret", name: "db", secretInUse: false) != nil)
+        #expect(Authorizer.denial(node, .read, kind: "Secret", name: nil, secretInUse: true) != nil)
+        for verb in [Authorizer.Verb.create, .update, .delete, .updateStatus] {
+            #expect(Authorizer.denial(node, verb, kind: "Secret", name: "db", secretInUse: true) != nil)
         }
     }
 }

@@ -226,4 +226,65 @@ import Testing
         process.waitUntilExit()
         if process.terminationStatus != 0 { throw StoreError.storage("\(arguments.joined(separator: " ")) exited \(process.terminationStatus)") }
     }
+
+    // MARK: Secrets at rest (issue 10)
+
+    func secret(_ value: String) -> AnyResource {
+        .secret(Secret(name: "db", spec: SecretSpec(data: ["password": Array(value.utf8)])))
+    }
+
+    /// The bytes of the database files: what a stolen copy or a backup holds.
+    func rawFiles(_ path: String) -> Data {
+        [path, path + "-wal"].compactMap { FileManager.default.contents(atPath: $0) }.reduce(Data(), +)
+    }
+
+    @Test func secretValuesAreSealedOnDiskAndOpenedOnRead() throws {
+        let path = directory + "/db.sqlite"
+        let store = try ResourceStore(path: path, bus: EventBus())
+        try store.create(secret("correct-horse-battery-staple"))
+        let raw = rawFiles(path)
+        #expect(raw.range(of: Data("correct-horse-battery-staple".utf8)) == nil)
+        #expect(raw.range(of: Data(Data("correct-horse-battery-staple".utf8).base64EncodedString().utf8)) == nil)
+        #expect(raw.range(of: Data("aesgcm-v1".utf8)) != nil)
+        guard case .secret(let read)? = try store.get(kind: "Secret", name: "db") else { Issue.record("not stored"); return }
+        #expect(read.spec.data["password"] == Array("correct-horse-battery-staple".utf8))
+        let mode = (try FileManager.default.attributesOfItem(atPath: directory + "/secrets.keys")[.posixPermissions] as? NSNumber)?.intValue
+        #expect(mode == 0o600)
+    }
+
+    @Test func rotatingTheKeySealsAgainAndOldKeysStillOpenBackups() throws {
+        let path = directory + "/db.sqlite"
+        let store = try ResourceStore(path: path, bus: EventBus())
+        try store.create(secret("v1"))
+        let backup = directory + "/backup.db"
+        _ = try ResourceStore.backup(databaseAt: path, to: backup)
+        let before = try String(contentsOfFile: directory + "/secrets.keys", encoding: .utf8).split(separator: " ").first.map(String.init)
+        let (key, count) = try store.rotateSecretsKey()
+        #expect(count == 1 && key != before)
+        #expect(rawFiles(path).range(of: Data("aesgcm-v1:\(key):".utf8)) != nil)
+        guard case .secret(let read)? = try store.get(kind: "Secret", name: "db") else { Issue.record("gone"); return }
+        #expect(read.spec.data["password"] == Array("v1".utf8))
+        // The backup, sealed with the old key, still opens with the keyring beside it.
+        let restored = directory + "/restored/db.sqlite"
+        _ = try ResourceStore.restore(backup: backup, to: restored)
+        try FileManager.default.copyItem(atPath: directory + "/secrets.keys", toPath: directory + "/restored/secrets.keys")
+        guard case .secret(let old)? = try ResourceStore(path: restored, bus: EventBus()).get(kind: "Secret", name: "db") else { Issue.record("gone"); return }
+        #expect(old.spec.data["password"] == Array("v1".utf8))
+    }
+
+    @Test func aMissingKeyIsNamedNotSilentlyWrong() throws {
+        let path = directory + "/db.sqlite"
+        do {
+            let store = try ResourceStore(path: path, bus: EventBus())
+            try store.create(secret("v1"))
+            store.close()
+        }
+        try FileManager.default.removeItem(atPath: directory + "/secrets.keys")
+        let reopened = try ResourceStore(path: path, bus: EventBus())
+        #expect {
+            _ = try reopened.get(kind: "Secret", name: "db")
+        } throws: { error in
+            "\(error)".contains("which \(self.directory)/secrets.keys does not hold")
+        }
+    }
 }

@@ -80,8 +80,8 @@ struct APIRoutes: Sendable {
                 try authorize(principal, .read, kind: kind.kind, name: name)
                 throw APIFailure.notFound("\(kind.kind) \"\(name)\" not found")
             }
-            try authorize(principal, .read, kind: kind.kind, name: name, stored: object)
-            return try json(object)
+            try authorize(principal, .read, kind: kind.kind, name: name, stored: object, secretInUse: try await secretInUse(name, by: principal, kind: kind.kind))
+            return try json(Self.redacted(object, for: principal))
         }
         route(router, .put, "/v1/{plural}/{name}", "update") { request, context, principal in try await update(request, context, principal) }
         route(router, .delete, "/v1/{plural}/{name}", "delete") { request, context, principal in try await delete(request, context, principal) }
@@ -95,7 +95,7 @@ struct APIRoutes: Sendable {
         let filter = try ObjectFilter { request.uri.queryParameters.get($0) }
         try authorize(principal, .read, kind: kind.kind, name: nil, nodeFilter: filter.nodeName)
         let (items, revision) = try await writer.read { store throws(StoreError) in try store.list(kind: kind.kind) }
-        return try json(ObjectList(kind: "\(kind.kind)List", revision: revision, items: items.filter(filter.matches)))
+        return try json(ObjectList(kind: "\(kind.kind)List", revision: revision, items: items.filter(filter.matches).map { Self.redacted($0, for: principal) }))
     }
 
     private func create(_ request: Request, _ context: BasicRequestContext, _ principal: Principal) async throws -> Response {
@@ -239,6 +239,9 @@ struct APIRoutes: Sendable {
         let query = request.uri.queryParameters
         let filter = try ObjectFilter { query.get($0) }
         try authorize(principal, .read, kind: kind.kind, name: nil, nodeFilter: filter.nodeName)
+        if kind.kind == "Secret" && principal.role != .admin {
+            throw APIFailure(.forbidden, "Forbidden", "only admin tokens watch secrets")
+        }
         var after: UInt64?
         if let text = query.get("revision") {
             guard let value = UInt64(text) else { throw APIFailure.badRequest("revision: \"\(text)\" is not a revision number") }
@@ -433,7 +436,25 @@ struct APIRoutes: Sendable {
 
     /// Throws 403 with the reason when the policy says no. `coarse` checks only what the kind
     /// and verb decide, before the body is read: a node is refused a kind it never writes.
-    private func authorize(_ principal: Principal, _ verb: Authorizer.Verb, kind: String, name: String?, object: AnyResource? = nil, stored: AnyResource? = nil, nodeFilter: String? = nil, coarse: Bool = false) throws {
+    /// A Secret as a viewer sees it: its keys, not their values.
+    static func redacted(_ object: AnyResource, for principal: Principal) -> AnyResource {
+        guard principal.role == .viewer, case .secret(var secret) = object else { return object }
+        secret.spec.data = secret.spec.data.mapValues { _ in [] }
+        secret.metadata.annotations["capstan.dev/redacted"] = "values are shown to admin tokens only"
+        return .secret(secret)
+    }
+
+    /// For a node reading a Secret: whether an instance bound to it uses the secret.
+    private func secretInUse(_ name: String, by principal: Principal, kind: String) async throws -> Bool {
+        guard kind == "Secret", principal.role == .node, let node = principal.node else { return false }
+        let instances = try await writer.read { store throws(StoreError) in try store.list(kind: "Instance").items }
+        return instances.contains { object in
+            guard case .instance(let instance) = object else { return false }
+            return instance.spec.nodeName == node && instance.spec.template.secrets.contains { $0.secret == name }
+        }
+    }
+
+    private func authorize(_ principal: Principal, _ verb: Authorizer.Verb, kind: String, name: String?, object: AnyResource? = nil, stored: AnyResource? = nil, nodeFilter: String? = nil, secretInUse: Bool = false, coarse: Bool = false) throws {
         if coarse {
             // Object-level rules need the object: decide only what the role and kind alone can.
             switch principal.role {
@@ -441,7 +462,7 @@ struct APIRoutes: Sendable {
             case .viewer, .join: break
             }
         }
-        if let reason = Authorizer.denial(principal, verb, kind: kind, name: name, object: object, stored: stored, nodeFilter: nodeFilter) {
+        if let reason = Authorizer.denial(principal, verb, kind: kind, name: name, object: object, stored: stored, nodeFilter: nodeFilter, secretInUse: secretInUse) {
             throw APIFailure(.forbidden, "Forbidden", reason)
         }
     }

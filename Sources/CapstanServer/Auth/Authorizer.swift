@@ -10,7 +10,9 @@ import CapstanCore
 ///   its Node and the Instances bound to it (list and watch only with `nodeName=` itself), writes
 ///   its Node and those Instances' status, deletes them once stopped, writes Events, creates and
 ///   deletes Volumes on itself, and binds a claim to such a volume (only `spec.volumeName`, only
-///   while unbound). It reads claims, volumes, services and endpoints; nothing else.
+///   while unbound). It reads claims, volumes, services and endpoints, and the secrets its
+///   instances use (one by one); nothing else.
+/// - Secrets: a viewer reads them with their values left out (``APIRoutes``).
 enum Authorizer {
     enum Verb: String, Sendable, CaseIterable {
         case read, create, update, updateStatus, delete
@@ -22,7 +24,9 @@ enum Authorizer {
     ///   - object: what the request sends (create, update, updateStatus).
     ///   - stored: the stored object (get, update, updateStatus, delete).
     ///   - nodeFilter: a list's or watch's `nodeName=` filter.
-    static func denial(_ principal: Principal, _ verb: Verb, kind: String, name: String?, object: AnyResource? = nil, stored: AnyResource? = nil, nodeFilter: String? = nil) -> String? {
+    /// - Parameter secretInUse: for a node reading a Secret, whether an instance bound to it
+    ///   uses that secret (nodes read only those).
+    static func denial(_ principal: Principal, _ verb: Verb, kind: String, name: String?, object: AnyResource? = nil, stored: AnyResource? = nil, nodeFilter: String? = nil, secretInUse: Bool = false) -> String? {
         switch principal.role {
         case .admin:
             if verb == .updateStatus { return "status is written by the agents and controllers, not by clients" }
@@ -30,6 +34,10 @@ enum Authorizer {
         case .viewer:
             return verb == .read ? nil : "a viewer token may only read"
         case .node:
+            if kind == "Secret" {
+                guard verb == .read, name != nil else { return "node \(principal.node ?? "?") may only read, one by one, the secrets its instances use" }
+                return secretInUse ? nil : "no instance on node \(principal.node ?? "?") uses secret \"\(name ?? "")\""
+            }
             return nodeDenial(principal.node ?? "", verb, kind: kind, name: name, object: object, stored: stored, nodeFilter: nodeFilter)
         case .join:
             return "a join token only joins nodes (POST /v1/join)"

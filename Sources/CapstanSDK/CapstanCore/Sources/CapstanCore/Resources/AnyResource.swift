@@ -8,9 +8,10 @@ public enum AnyResource: Sendable, Hashable, Codable {
     case service(Service)
     case endpoints(Endpoints)
     case event(Event)
+    case secret(Secret)
 
     /// Every kind, by manifest `kind`.
-    public static let kinds = ["Node", "Workload", "Instance", "Volume", "VolumeClaim", "Service", "Endpoints", "Event"]
+    public static let kinds = ["Node", "Workload", "Instance", "Volume", "VolumeClaim", "Service", "Endpoints", "Event", "Secret"]
 
     public var kind: String {
         switch self {
@@ -22,6 +23,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
         case .service: ServiceSpec.kind
         case .endpoints: EndpointsSpec.kind
         case .event: EventSpec.kind
+        case .secret: SecretSpec.kind
         }
     }
 
@@ -36,6 +38,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
             case .service(let r): r.metadata
             case .endpoints(let r): r.metadata
             case .event(let r): r.metadata
+            case .secret(let r): r.metadata
             }
         }
         set {
@@ -48,6 +51,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
             case .service(var r): r.metadata = newValue; self = .service(r)
             case .endpoints(var r): r.metadata = newValue; self = .endpoints(r)
             case .event(var r): r.metadata = newValue; self = .event(r)
+            case .secret(var r): r.metadata = newValue; self = .secret(r)
             }
         }
     }
@@ -65,6 +69,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
         case .service(let r): r.validate()
         case .endpoints(let r): r.validate()
         case .event(let r): r.validate()
+        case .secret(let r): r.validate()
         }
     }
 
@@ -83,6 +88,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
         case ServiceSpec.kind: self = .service(try Service(from: decoder))
         case EndpointsSpec.kind: self = .endpoints(try Endpoints(from: decoder))
         case EventSpec.kind: self = .event(try Event(from: decoder))
+        case SecretSpec.kind: self = .secret(try Secret(from: decoder))
         default:
             throw DecodingError.dataCorruptedError(forKey: .kind, in: container, debugDescription: "\"\(kind)\" is not a Capstan kind; expected one of \(AnyResource.kinds.joined(separator: ", "))")
         }
@@ -98,6 +104,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
         case .service(let r): try r.encode(to: encoder)
         case .endpoints(let r): try r.encode(to: encoder)
         case .event(let r): try r.encode(to: encoder)
+        case .secret(let r): try r.encode(to: encoder)
         }
     }
 }

@@ -24,6 +24,8 @@ public struct InstanceTemplate: Codable, Sendable, Hashable {
     public var terminationGracePeriodSeconds: Double?
     /// The user, group, capabilities and privileges it runs with.
     public var securityContext: SecurityContext?
+    /// Secrets it sees, as files on a tmpfs and/or environment variables.
+    public var secrets: [SecretMount]
 
     public init(command: [String], labels: [String: String] = [:], image: String? = nil, env: [String: String] = [:], workingDir: String? = nil, resources: ResourceRequirements = ResourceRequirements(), ports: [PortSpec] = [], volumeMounts: [VolumeMount] = [], runtime: String? = nil, scheduler: String? = nil, gpuModels: [String] = [], livenessProbe: Probe? = nil, readinessProbe: Probe? = nil, terminationGracePeriodSeconds: Double? = nil) {
         self.labels = labels
@@ -40,11 +42,12 @@ public struct InstanceTemplate: Codable, Sendable, Hashable {
         self.livenessProbe = livenessProbe
         self.readinessProbe = readinessProbe
         self.terminationGracePeriodSeconds = terminationGracePeriodSeconds
+        self.secrets = []
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case labels, image, command, env, workingDir, resources, ports, volumeMounts, runtime, scheduler, gpuModels
-        case livenessProbe, readinessProbe, terminationGracePeriodSeconds, securityContext
+        case livenessProbe, readinessProbe, terminationGracePeriodSeconds, securityContext, secrets
     }
 
     public init(from decoder: any Decoder) throws {
@@ -65,6 +68,28 @@ public struct InstanceTemplate: Codable, Sendable, Hashable {
         readinessProbe = try container.decodeIfPresent(Probe.self, forKey: .readinessProbe)
         terminationGracePeriodSeconds = try container.decodeIfPresent(Double.self, forKey: .terminationGracePeriodSeconds)
         securityContext = try container.decodeIfPresent(SecurityContext.self, forKey: .securityContext)
+        secrets = try container.decodeIfPresent([SecretMount].self, forKey: .secrets) ?? []
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(labels, forKey: .labels)
+        try container.encodeIfPresent(image, forKey: .image)
+        try container.encode(command, forKey: .command)
+        try container.encode(env, forKey: .env)
+        try container.encodeIfPresent(workingDir, forKey: .workingDir)
+        try container.encode(resources, forKey: .resources)
+        try container.encode(ports, forKey: .ports)
+        try container.encode(volumeMounts, forKey: .volumeMounts)
+        try container.encodeIfPresent(runtime, forKey: .runtime)
+        try container.encodeIfPresent(scheduler, forKey: .scheduler)
+        try container.encode(gpuModels, forKey: .gpuModels)
+        try container.encodeIfPresent(livenessProbe, forKey: .livenessProbe)
+        try container.encodeIfPresent(readinessProbe, forKey: .readinessProbe)
+        try container.encodeIfPresent(terminationGracePeriodSeconds, forKey: .terminationGracePeriodSeconds)
+        try container.encodeIfPresent(securityContext, forKey: .securityContext)
+        // Left out when empty, so templates without secrets hash as they did before.
+        if !secrets.isEmpty { try container.encode(secrets, forKey: .secrets) }
     }
 
     func validate(at path: String) -> [ValidationProblem] {
@@ -85,6 +110,10 @@ public struct InstanceTemplate: Codable, Sendable, Hashable {
         if let livenessProbe { problems += livenessProbe.validate(at: "\(path).livenessProbe") }
         if let readinessProbe { problems += readinessProbe.validate(at: "\(path).readinessProbe") }
         if let securityContext { problems += securityContext.validate(at: "\(path).securityContext") }
+        for (index, mount) in secrets.enumerated() { problems += mount.validate(at: "\(path).secrets[\(index)]") }
+        if secrets.count > FieldLimits.maxListEntries {
+            problems.append(ValidationProblem(path: "\(path).secrets", message: "has \(secrets.count) entries; at most \(FieldLimits.maxListEntries)"))
+        }
         if let grace = terminationGracePeriodSeconds, let problem = ValidationProblem.seconds(grace, at: "\(path).terminationGracePeriodSeconds") {
             problems.append(problem)
         }
