@@ -43,6 +43,7 @@ let package = Package(
     products: [
         .executable(name: "capstan", targets: ["capstan"]),
         .executable(name: "capstan-bench", targets: ["CapstanBench"]),
+        .executable(name: "capstan-fuzz", targets: ["CapstanFuzz"]),
     ] + capstanPlugins.map { .library(name: $0.name, type: .dynamic, targets: [$0.name]) },
     dependencies: [
         .package(path: "Sources/CapstanSDK"),
@@ -169,6 +170,13 @@ let package = Package(
             path: "Sources/CapstanBench",
             linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath=$ORIGIN"])]
         ),
+        // The parsers of untrusted input as fuzz targets, and `capstan-fuzz`, which runs them
+        // under libFuzzer (Sources/CapstanFuzz/fuzz.sh builds it with -sanitize=fuzzer) or
+        // replays inputs through them.
+        .target(name: "CapstanFuzzTargets", dependencies: ["CapstanAPI", "PluginHost", "CapstanSupervision", core], path: "Sources/CapstanFuzzTargets"),
+        .target(name: "CFuzzerDriver", path: "Sources/CFuzzerDriver"),
+        .executableTarget(name: "CapstanFuzz", dependencies: ["CapstanFuzzTargets", "CFuzzerDriver"], path: "Sources/CapstanFuzz", exclude: ["fuzz.sh"]),
+        .testTarget(name: "CapstanFuzzTargetsTests", dependencies: ["CapstanFuzzTargets"], path: "Tests/CapstanFuzzTargetsTests"),
         // Starts instances under a small supervisor that outlives the agent (process and runc runtimes).
         .target(name: "CapstanSupervision", dependencies: [sdk, core], path: "Plugins/Supervision"),
     ] + capstanPlugins.map {

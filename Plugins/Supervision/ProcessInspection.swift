@@ -8,8 +8,15 @@ public enum ProcessInspection {
     /// The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), which,
     /// with the pid, identifies it even after the pid is reused.
     public static func startTicks(of pid: Int32) -> UInt64? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return nil }
+        return startTicks(fromStat: stat)
+    }
+
+    /// Field 22 of a /proc/PID/stat line; nil for a zombie or a malformed line. The command
+    /// name in parentheses may hold anything, spaces and ")" included: fields count from the
+    /// last ")".
+    public static func startTicks(fromStat stat: String) -> UInt64? {
+        guard let close = stat.lastIndex(of: ")") else { return nil }
         // After "pid (comm)": state is field 3, starttime field 22.
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         guard fields.count > 19, fields[0] != "Z" else { return nil }

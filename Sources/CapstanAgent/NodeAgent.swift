@@ -68,8 +68,11 @@ public final class NodeAgent: Sendable {
     public func services() -> [any ServiceLifecycle.Service] {
         let routes = AgentRoutes(nodeName: options.nodeName, plugins: plugins, runtimeFor: { [self] name in runtime(forInstance: name) })
         var server: HTTPServerBuilder = .http1()
-        if let identity = options.identity, let tls = try? identity.serverConfiguration(requireClientCertificates: true),
-           let builder = try? HTTPServerBuilder.tls(.http1(), tlsConfiguration: tls) {
+        if let identity = options.identity, let tls = try? identity.serverConfiguration(clientCertificates: .required),
+           let builder = try? HTTPServerBuilder.tls(.http1(), configuration: TLSChannelConfiguration(tlsConfiguration: tls, customAsyncVerificationCallback: { chain in
+               // Only the cluster's server: not any certificate of the CA (other nodes hold one).
+               TLSIdentity.isServer(chain, caPEM: identity.caPEM) ? .certificateVerified : .failed
+           })) {
             server = builder
         }
         let scheme = options.identity == nil ? "http" : "https"
@@ -96,7 +99,8 @@ public final class NodeAgent: Sendable {
         for await address in addressReady.stream { ownAddress = address }
         // Cancelled before either endpoint listened (the group is shutting down).
         guard ownAddress != nil, let serverAddress = await server() else { return }
-        let api = APIClient(server: serverAddress, token: options.token, caPEM: options.caPEM)
+        // With a certificate of its own, the agent shows it to the server too: mutual TLS.
+        let api = APIClient(server: serverAddress, token: options.token, caPEM: options.caPEM, identity: options.identity)
         let events = EventRecorder(writer: api, source: "agent/\(options.nodeName)")
         try await register(api, address: ownAddress)
         logger.info("agent of node \(options.nodeName) registered with \(api.server), serving logs on \(ownAddress ?? "?")")

@@ -144,7 +144,7 @@ public final class ControlPlane: Sendable {
         let nodes = NodeLifecycleController(writer: writer, options: options, readiness: readiness)
         let routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { readiness.isReady }, maxInstances: options.maxInstances, audit: audit, ca: ca, identity: identity)
         let server: HTTPServerBuilder
-        if let identity, let tls = try? identity.serverConfiguration(), let builder = try? HTTPServerBuilder.tls(.http1(), tlsConfiguration: tls) {
+        if let identity, let tls = try? identity.serverConfiguration(clientCertificates: .optional), let builder = try? HTTPServerBuilder.tls(.http1(), tlsConfiguration: tls) {
             server = builder
         } else {
             server = .http1()

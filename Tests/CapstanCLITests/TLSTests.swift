@@ -90,13 +90,24 @@ import Glibc
             #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("agent/agent/\(file)").path), "\(file)")
         }
 
-        // The agent's endpoint lets in only clients with a certificate of the cluster CA.
+        // The agent's endpoint lets in only the server: not a client without a certificate, and
+        // not another node's certificate of the same CA.
         do {
             _ = try await APIClient(server: agentAddress, caPEM: caPEM).plugins()
             Issue.record("the agent answered a client without a certificate")
         } catch {
             #expect(error.status == 0)
         }
+        func pem(_ path: String) throws -> String { try String(contentsOf: directory.appendingPathComponent(path), encoding: .utf8) }
+        let node = TLSIdentity(certificatePEM: try pem("agent/agent/node.crt"), keyPEM: try pem("agent/agent/node.key"), caPEM: caPEM)
+        do {
+            _ = try await APIClient(server: agentAddress, caPEM: caPEM, identity: node).plugins()
+            Issue.record("the agent answered another node's certificate")
+        } catch {
+            #expect(error.status == 0)
+        }
+        let server = TLSIdentity(certificatePEM: try pem("srv/pki/server.crt"), keyPEM: try pem("srv/pki/server.key"), caPEM: caPEM)
+        #expect(try await !APIClient(server: agentAddress, caPEM: caPEM, identity: server).plugins().isEmpty)
 
         // An instance on it: its output comes back through the server (mutual TLS to the agent).
         _ = try await admin.create(.workload(Workload(name: "hello", spec: WorkloadSpec(replicas: 1, template: InstanceTemplate(command: ["sh", "-c", "echo hello over tls; exec sleep 600"])))))

@@ -110,4 +110,17 @@ import Testing
         #expect(CapabilityChanges(add: ["net_admin"], drop: ["KILL"]).applied(to: ["CAP_KILL", "CAP_CHOWN"]) == ["CAP_CHOWN", "CAP_NET_ADMIN"])
         #expect(CapabilityChanges(add: ["CAP_CHOWN"], drop: ["all"]).applied(to: ["CAP_KILL"]) == ["CAP_CHOWN"])
     }
+
+    /// Found by the fuzzer (manifest-yaml, through a node's capacity): a long run of fraction
+    /// digits made 10^digits overflow Int128 and trapped the validating server.
+    @Test func longFractionsRoundUpInsteadOfTrapping() throws {
+        let tiny = "0." + String(repeating: "0", count: 200) + "1"
+        #expect(try Quantity(parsing: tiny).milliValue == 1)
+        #expect(try Quantity(parsing: "0." + String(repeating: "0", count: 200)).milliValue == 0)
+        #expect(try Quantity(parsing: "0." + String(repeating: "0", count: 60) + "1n").milliValue == 1)
+        #expect(throws: QuantityParseError.self) { try Quantity(parsing: "1." + String(repeating: "0", count: 60) + "n") }
+        var node = Node(name: "n", spec: NodeSpec())
+        node.status.capacity = ["cpu": tiny]
+        #expect(AnyResource.node(node).validate().isEmpty)
+    }
 }

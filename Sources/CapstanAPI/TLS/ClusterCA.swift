@@ -16,6 +16,9 @@ public struct ClusterCA: Sendable {
     /// The CA's certificate as PEM, for clients to trust (`GET /v1/ca`, the CLI config).
     public var certificatePEM: String { (try? certificate.serializeAsPEM().pemString) ?? "" }
 
+    /// The common name of the server's certificate.
+    public static let serverCommonName = "capstan-server"
+
     /// `sha256:<hex>` of the CA's SubjectPublicKeyInfo, the pin an agent joins with (the shape
     /// of kubeadm's `--discovery-token-ca-cert-hash`).
     public var hash: String { Self.hash(of: certificate) }
@@ -90,7 +93,7 @@ public struct ClusterCA: Sendable {
             key = P256.Signing.PrivateKey()
             try Self.writeSecret(key.pemRepresentation, to: keyPath)
         }
-        let certificate = try issue(commonName: "capstan-server", hosts: hosts, publicKey: key.publicKey)
+        let certificate = try issue(commonName: Self.serverCommonName, hosts: hosts, publicKey: key.publicKey)
         try Self.writePublic(try certificate.serializeAsPEM().pemString, to: directory + "/server.crt")
         return TLSIdentity(certificatePEM: try certificate.serializeAsPEM().pemString, keyPEM: key.pemRepresentation, caPEM: certificatePEM)
     }
@@ -129,18 +132,45 @@ public struct TLSIdentity: Sendable, Codable, Hashable {
         self.caPEM = caPEM
     }
 
-    /// Serving with this identity. With `requireClientCertificates`, only clients holding a
-    /// certificate of the same CA are let in (mutual TLS).
-    public func serverConfiguration(requireClientCertificates: Bool = false) throws -> TLSConfiguration {
+    /// How a server treats client certificates.
+    public enum ClientCertificates: Sendable {
+        /// Asks for none (plain TLS).
+        case ignored
+        /// Asks for one and checks it against the CA when given; clients without one (the CLI,
+        /// with its bearer token) are let in too. Agents present theirs: mutual TLS.
+        case optional
+        /// Lets in only clients holding a certificate of the CA.
+        case required
+    }
+
+    /// Serving with this identity.
+    public func serverConfiguration(clientCertificates: ClientCertificates = .ignored) throws -> TLSConfiguration {
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)))
         configuration.minimumTLSVersion = .tlsv12
-        if requireClientCertificates {
+        switch clientCertificates {
+        case .ignored: break
+        case .optional:
+            configuration.certificateVerification = .optionalVerification
+            configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8)))
+        case .required:
             configuration.certificateVerification = .noHostnameVerification
             configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8)))
         }
         return configuration
+    }
+
+
+    /// True when `chain`'s leaf is the cluster server's own certificate: signed by this CA,
+    /// named `capstan-server`, and valid now. An agent lets in only that peer, so one joined node
+    /// cannot read another node's logs with its own certificate.
+    public static func isServer(_ chain: [NIOSSLCertificate], caPEM: String) -> Bool {
+        guard let leaf = chain.first, let der = try? leaf.toDERBytes(), let certificate = try? Certificate(derEncoded: der),
+              let ca = try? Certificate(pemEncoded: caPEM), let name = try? DistinguishedName(builder: { CommonName(ClusterCA.serverCommonName) }) else { return false }
+        let now = Date()
+        return certificate.issuer == ca.subject && ca.publicKey.isValidSignature(certificate.signature, for: certificate)
+            && certificate.subject == name && certificate.notValidBefore <= now && now <= certificate.notValidAfter
     }
 
     /// Calling others with this identity as client certificate, trusting only the CA.

@@ -1,3 +1,4 @@
+import CapstanAPI
 import CapstanCore
 
 /// The query filters of list and watch: `labelSelector=k=v,k2=v2`, `nodeName=` (instances),
@@ -10,13 +11,11 @@ struct ObjectFilter: Sendable {
 
     /// - Parameter query: looks up a query parameter.
     init(_ query: (String) -> String?) throws {
-        if let selector = query("labelSelector"), !selector.isEmpty {
-            for term in selector.split(separator: ",") {
-                let parts = term.split(separator: "=", maxSplits: 1).map(String.init)
-                guard parts.count == 2, !parts[0].isEmpty else {
-                    throw APIFailure.badRequest("labelSelector: \"\(term)\" is not key=value")
-                }
-                labels.append((parts[0], parts[1]))
+        if let selector = query("labelSelector") {
+            do {
+                labels = try LabelSelector.parse(selector)
+            } catch {
+                throw APIFailure.badRequest("labelSelector: \(error.message)")
             }
         }
         nodeName = query("nodeName")

@@ -1,3 +1,4 @@
+import CapstanAPI
 import CapstanCore
 import Foundation
 import Hummingbird

@@ -86,10 +86,16 @@ extension Quantity {
                 value *= 10
             }
         } else {
-            // Round up what is finer than a thousandth, as Kubernetes does.
-            let divisor = Int128(10).power(-decimalExponent)
-            let (quotient, remainder) = value.quotientAndRemainder(dividingBy: divisor)
-            value = remainder > 0 ? quotient + 1 : quotient
+            // Round up what is finer than a thousandth, as Kubernetes does. `value` is below
+            // 10^26 here, so past 30 places the quotient is 0 (found by fuzzing: 10^places
+            // overflowed Int128 for a long run of fraction digits such as "0.000…001").
+            let places = -decimalExponent
+            if places > 30 {
+                value = value > 0 ? 1 : 0
+            } else {
+                let (quotient, remainder) = value.quotientAndRemainder(dividingBy: Int128(10).power(places))
+                value = remainder > 0 ? quotient + 1 : quotient
+            }
         }
         guard value <= Int128(Int64.max) else { throw fail("it is too large") }
         self.init(milliValue: negative ? -Int64(value) : Int64(value), format: format)

@@ -5,14 +5,14 @@ import Foundation
 /// Decoders keep one of two equal keys without a word, so a body could say one thing to a
 /// reviewer and another to the server; the API refuses such bodies. Malformed JSON is left for
 /// the decoder to report: this check only looks for duplicates in what it can read.
-enum JSONKeyCheck {
-    struct Duplicate: Equatable {
+public enum JSONKeyCheck {
+    public struct Duplicate: Equatable, Sendable {
         /// Where the object is, dotted like a validation path (`spec.template`).
-        var path: String
-        var key: String
+        public var path: String
+        public var key: String
     }
 
-    static func firstDuplicate(in data: Data) -> Duplicate? {
+    public static func firstDuplicate(in data: Data) -> Duplicate? {
         let bytes = [UInt8](data)
         // One frame per open object or array: the keys seen so far (objects), and the key or
         // index under which the frame sits in its parent.
