@@ -39,9 +39,16 @@ actor InstanceSupervisor {
         self.prober = Prober(host: probeHost)
     }
 
-    /// Keeps the newest copy seen (the watch and our own writes both bring them).
-    func observe(_ newer: Instance) {
-        if (newer.metadata.revision ?? 0) >= (instance.metadata.revision ?? 0) { instance = newer }
+    /// Keeps the newest copy seen (the watch and our own writes both bring them). When the
+    /// control plane marked the instance `Unknown` because this node fell silent, the agent —
+    /// which knows — reports its status again.
+    func observe(_ newer: Instance) async {
+        guard (newer.metadata.revision ?? 0) >= (instance.metadata.revision ?? 0) else { return }
+        let known = instance.status
+        instance = newer
+        if newer.status.reason == "NodeLost", known.reason != "NodeLost", known.phase != .unknown {
+            await report { status in status = known }
+        }
     }
 
     /// Starts supervising: adopts what the runtime already runs, or creates and starts it.
@@ -311,11 +318,11 @@ actor InstanceSupervisor {
             if updated.status == attempt.status { return }
             do {
                 guard case .instance(let stored) = try await api.updateStatus(.instance(updated)) else { return }
-                observe(stored)
+                await observe(stored)
                 return
             } catch where error.status == 409 {
                 guard case .instance(let fresh)? = try? await api.get(.instance, name) else { return }
-                observe(fresh)
+                await observe(fresh)
                 attempt = fresh
             } catch {
                 return

@@ -69,8 +69,14 @@ public final class SchedulingFramework {
     /// Adds or updates a node.
     public func upsert(_ node: NodeSnapshot) { cluster.upsert(node) }
 
+    /// A constraint of the host's own on one instance (the node of its node-local volumes, the
+    /// host ports it needs): the reason a node cannot take it, or nil. Checked with resource fit,
+    /// inside the one framework of the pass, so every placement of the pass is booked in one
+    /// place (issue 9: pinned instances used to be placed by a second framework).
+    public typealias NodeConstraint = (NodeSnapshot) -> String?
+
     /// Places one instance, or says why it cannot be placed.
-    public func schedule(_ unit: SchedulingUnit) -> SchedulingDecision {
+    public func schedule(_ unit: SchedulingUnit, constraint: NodeConstraint? = nil) -> SchedulingDecision {
         let started = ContinuousClock.now
         defer {
             let elapsed = ContinuousClock.now - started
@@ -82,7 +88,7 @@ public final class SchedulingFramework {
             metrics.unschedulable += 1
             return .unschedulable(Unschedulable(nodesEvaluated: 0, totalNodes: 0, reasons: ["no nodes registered": 1]))
         }
-        let (feasible, evaluated) = filter(unit, reasons: &reasons)
+        let (feasible, evaluated) = filter(unit, constraint: constraint, reasons: &reasons)
         guard !feasible.isEmpty else {
             metrics.unschedulable += 1
             return .unschedulable(Unschedulable(nodesEvaluated: evaluated, totalNodes: total, reasons: reasons.dictionary))
@@ -101,7 +107,7 @@ public final class SchedulingFramework {
 
     // MARK: Stages
 
-    private func filter(_ unit: SchedulingUnit, reasons: inout ReasonCounter) -> (feasible: [Int], evaluated: Int) {
+    private func filter(_ unit: SchedulingUnit, constraint: NodeConstraint?, reasons: inout ReasonCounter) -> (feasible: [Int], evaluated: Int) {
         let total = cluster.nodes.count
         let wanted = profile.feasibleNodesToFind(total)
         let filters = profile.entries.filter { $0.plugin.capabilities.filters }
@@ -120,6 +126,13 @@ public final class SchedulingFramework {
             let (fitting, rejections) = ResourceFit.partition(FilterRequest(unit: unit, nodes: cluster.nodes, candidates: batch))
             for rejection in rejections { reasons.add(rejection.reason, count: rejection.count) }
             batch = fitting
+            if let constraint {
+                batch = batch.filter { index in
+                    guard let reason = constraint(cluster.nodes[index]) else { return true }
+                    reasons.add(reason)
+                    return false
+                }
+            }
             for entry in filters where !batch.isEmpty {
                 let verdicts = timed(entry.name) { entry.plugin.filter(FilterRequest(unit: unit, nodes: cluster.nodes, candidates: batch)) }
                 metrics.plugins[entry.name, default: .init()].filterCalls += 1

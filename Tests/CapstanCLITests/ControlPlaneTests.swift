@@ -277,7 +277,7 @@ import Glibc
 @Suite(.serialized) struct NodeLifecycleTests {
     @Test func aSilentNodeBecomesNotReadyAndItsInstancesAreEvicted() async throws {
         let cluster = try DevCluster()
-        cluster.extraArguments = ["--node-timeout", "2", "--eviction-timeout", "1", "--heartbeat", "0.5"]
+        cluster.extraArguments = ["--node-timeout", "2", "--eviction-timeout", "4", "--heartbeat", "0.5"]
         try await withDevCluster(cluster) { cluster in
             let api = cluster.api
             // A node that registers once (with its own node token) and then falls silent.
@@ -301,6 +301,11 @@ import Glibc
             try await eventually("the node is NotReady", timeout: 15) {
                 guard case .node(let node) = try await api.get(.node, "ghost") else { return false }
                 return !node.status.ready
+            }
+            // Issue 9, bug 7: while the node is lost, its instance says Unknown, not Running.
+            try await eventually("its instance is Unknown", timeout: 15) {
+                guard case .instance(let instance) = try await api.get(.instance, "stranded") else { return false }
+                return instance.status.phase == .unknown && instance.status.reason == "NodeLost" && !instance.status.ready
             }
             try await eventually("its instance is evicted", timeout: 15) {
                 (try? await api.get(.instance, "stranded")) == nil

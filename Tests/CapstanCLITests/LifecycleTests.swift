@@ -64,4 +64,23 @@ import Glibc
             }
         }
     }
+
+    /// Issue 9, bug 5: two replicas asking the same host port no longer land on one node (where
+    /// the second could only fail); the second waits, Unschedulable, saying why.
+    @Test func hostPortsAreScheduledLikeCPU() async throws {
+        let port = 25_000 + Int.random(in: 0..<5_000)
+        try await withDevCluster { cluster in
+            let manifest = try cluster.manifest("ported.yaml", workloadYAML("ported", replicas: 2, command: "exec sleep 1000", template: """
+                ports:
+                  - {containerPort: 8080, hostPort: \(port)}
+            """))
+            #expect(try cluster.capstan("apply", "-f", manifest).status == 0)
+            try await eventually("one runs and one is unschedulable for the port", timeout: 20) {
+                let instances = try await cluster.instances(of: "ported")
+                let running = instances.filter { $0.status.phase == .running }
+                let waiting = instances.filter { $0.status.reason == "Unschedulable" && ($0.status.message ?? "").contains("host port \(port)/tcp is taken") && $0.spec.nodeName == nil }
+                return instances.count == 2 && running.count == 1 && waiting.count == 1
+            }
+        }
+    }
 }

@@ -33,6 +33,23 @@ import Testing
         #expect(why.description == "0/4 nodes are available: 1 insufficient cpu, 1 insufficient cpu, memory, 1 node has no GPU, 1 node is unschedulable")
     }
 
+    /// The host's own constraints (a pinned node, taken host ports) are checked with resource
+    /// fit, inside the one framework, and their reasons are counted like the rest.
+    @Test func hostConstraintsNarrowTheCandidatesAndGiveReasons() {
+        let scheduling = framework([.init(name: "binpack", plugin: Plugins.scheduler("binpack"))])
+        let onlyHalf: SchedulingFramework.NodeConstraint = { $0.name == "half" ? nil : "its volumes live on node half" }
+        #expect(scheduling.schedule(pod("a"), constraint: onlyHalf).placement?.nodeName == "half")
+        guard case .unschedulable(let why) = scheduling.schedule(pod("b"), constraint: { _ in "host port 8080/tcp is taken" }) else {
+            Issue.record("expected unschedulable")
+            return
+        }
+        #expect(why.description == "0/3 nodes are available: 3 host port 8080/tcp is taken")
+        // What the constrained placement booked counts for the next one (one framework, one book).
+        let full = framework([], nodes: [node("only", cpu: 1000)])
+        #expect(full.schedule(pod("x", cpu: 1000), constraint: { _ in nil }).placement != nil)
+        #expect(full.schedule(pod("y", cpu: 1000)).placement == nil)
+    }
+
     @Test func pluginFiltersAddConstraints() {
         let scheduling = framework([.init(name: "no-spot", plugin: RecordingPlugin(forbiddenLabel: "spot"))], nodes: [node("spot-1", labels: ["spot": "yes"]), node("steady")])
         for index in 0..<3 {

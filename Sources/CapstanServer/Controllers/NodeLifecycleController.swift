@@ -99,6 +99,27 @@ final class NodeLifecycleController: ServiceLifecycle.Service {
         }
     }
 
+    /// The reason instances of a lost node get; their agent replaces it with what it knows when
+    /// the node is back.
+    static let nodeLostReason = "NodeLost"
+
+    /// Status must not claim Running and Ready for instances nobody can see: those of a node
+    /// that fell silent become `Unknown`, not ready, without a pid (issue 9).
+    func markUnknown(_ instances: [String], node: String, silentFor seconds: Int) async {
+        for name in instances {
+            for _ in 0..<3 {
+                guard case .instance(var instance)? = try? await writer.read({ store throws(StoreError) in try store.get(kind: "Instance", name: name) }),
+                      instance.status.phase != .succeeded, instance.status.phase != .failed, instance.status.phase != .unknown else { break }
+                instance.status.phase = .unknown
+                instance.status.ready = false
+                instance.status.pid = nil
+                instance.status.reason = Self.nodeLostReason
+                instance.status.message = "node \(node) has not been heard from for \(seconds)s; what runs there is unknown"
+                if (try? await writer.update(.instance(instance))) != nil { break }
+            }
+        }
+    }
+
     func check(_ cache: Cache, now: Double) async {
         for (name, var node) in cache.nodes {
             let beat = node.status.lastHeartbeat?.secondsSinceEpoch ?? 0
@@ -107,6 +128,7 @@ final class NodeLifecycleController: ServiceLifecycle.Service {
                 node.status.ready = false
                 _ = try? await writer.update(.node(node))
                 await recorder.record("Node/\(name)", reason: "NodeNotReady", message: "no heartbeat for \(Int(now - beat))s; nothing new is placed here", type: .warning)
+                await markUnknown(Array((cache.instancesByNode[name] ?? [:]).filter { !$0.value }.keys), node: name, silentFor: Int(now - beat))
             }
             let lostFor = now - beat - options.heartbeatTimeout
             for (instance, marked) in cache.instancesByNode[name] ?? [:] where marked || lostFor >= options.evictionTimeout {

@@ -41,10 +41,13 @@ final class SchedulerLoop: ServiceLifecycle.Service {
     /// What the loop knows of the cluster.
     struct Cache {
         var nodes: [String: Node] = [:]
-        /// Instance → its node and requests, for bound instances that still hold resources.
-        var bound: [String: (node: String, requests: ResourceVector)] = [:]
+        /// Instance → its node, requests and host ports, for bound instances that still hold
+        /// resources.
+        var bound: [String: (node: String, requests: ResourceVector, ports: [String])] = [:]
         /// Requests per node, summed over `bound`.
         var requested: [String: ResourceVector] = [:]
+        /// Host ports taken per node (`8080/tcp` → how many bound instances hold it).
+        var hostPorts: [String: [String: Int]] = [:]
         var pending: [String: Instance] = [:]
         /// VolumeClaim → the node its node-local volume lives on: instances mounting it go there.
         var claimNodes: [String: String] = [:]
@@ -73,11 +76,17 @@ final class SchedulerLoop: ServiceLifecycle.Service {
                 if let nodeName = instance.spec.nodeName, holdsResources {
                     if bound[name] == nil {
                         let requests = instance.spec.template.resources.requests.vector
-                        bound[name] = (nodeName, requests)
+                        let ports = Self.hostPorts(of: instance)
+                        bound[name] = (nodeName, requests, ports)
                         requested[nodeName, default: ResourceVector()] += requests
+                        for port in ports { hostPorts[nodeName, default: [:]][port, default: 0] += 1 }
                     }
                 } else if let previous = bound.removeValue(forKey: name) {
                     requested[previous.node, default: ResourceVector()] -= previous.requests
+                    for port in previous.ports {
+                        hostPorts[previous.node]?[port, default: 1] -= 1
+                        if hostPorts[previous.node]?[port] == 0 { hostPorts[previous.node]?[port] = nil }
+                    }
                     generation += 1
                 }
                 if event.change != .deleted, instance.spec.nodeName == nil, instance.metadata.deletionTimestamp == nil {
@@ -96,6 +105,28 @@ final class SchedulerLoop: ServiceLifecycle.Service {
                 generation += 1
             default:
                 break
+            }
+        }
+
+        /// The host ports an instance asks for, as `port/protocol` (0 lets the network plugin
+        /// pick one, so it is no constraint).
+        static func hostPorts(of instance: Instance) -> [String] {
+            instance.spec.template.ports.compactMap { port in
+                guard let host = port.hostPort, host > 0 else { return nil }
+                return "\(host)/\((port.protocol ?? "tcp").lowercased())"
+            }
+        }
+
+        /// Why `node` cannot take `instance`, for the host's own constraints: the node of its
+        /// node-local volumes, and host ports already taken there. Nil when it can.
+        func constraint(for instance: Instance, pinned: String?) -> SchedulingFramework.NodeConstraint? {
+            let ports = Self.hostPorts(of: instance)
+            guard pinned != nil || !ports.isEmpty else { return nil }
+            let taken = hostPorts
+            return { node in
+                if let pinned, node.name != pinned { return "its volumes live on node \(pinned)" }
+                for port in ports where (taken[node.name]?[port] ?? 0) > 0 { return "host port \(port) is taken" }
+                return nil
             }
         }
 
@@ -185,19 +216,11 @@ final class SchedulerLoop: ServiceLifecycle.Service {
                 case .impossible(let why):
                     decision = .unschedulable(why)
                 case .node(let pinned):
-                    // Node-local volumes: only their node is a candidate.
-                    let candidates = cache.snapshots(now: wall, heartbeatTimeout: heartbeatTimeout).filter { $0.name == pinned }
-                    if candidates.isEmpty {
-                        decision = .unschedulable(Unschedulable(nodesEvaluated: 0, totalNodes: cache.nodes.count, reasons: ["its volumes live on node \(pinned), which is not ready": 1]))
-                    } else {
-                        var single = candidates[0]
-                        single.index = 0
-                        let pinnedFramework = SchedulingFramework(profile: profile, nodes: [single])
-                        decision = pinnedFramework.schedule(unit)
-                        metrics.add(pinnedFramework.metrics)
-                    }
+                    // Node-local volumes: only their node is a candidate, in the pass's one
+                    // framework, so what it books counts for every other instance of the pass.
+                    decision = framework.schedule(unit, constraint: cache.constraint(for: instance, pinned: pinned))
                 case .anywhere:
-                    decision = framework.schedule(unit)
+                    decision = framework.schedule(unit, constraint: cache.constraint(for: instance, pinned: nil))
                 }
                 metrics.recordDecision(profile: profile.name, placed: decision.placement != nil, duration: clock.now - started)
                 switch decision {
