@@ -217,6 +217,12 @@ actor InstanceSupervisor {
                     }
                 }
             }
+            if !instance.spec.gpuDevices.isEmpty {
+                // The devices the scheduler assigned, in the variables GPU tooling reads.
+                let devices = instance.spec.gpuDevices.map(String.init).joined(separator: ",")
+                environment["CAPSTAN_GPUS"] = devices
+                environment["NVIDIA_VISIBLE_DEVICES"] = devices
+            }
             if !template.secrets.isEmpty {
                 let secrets = try await SecretFiles(api: api).materialize(template.secrets, for: name, context: template.securityContext, inContainer: runtime.capabilities.runsImages)
                 mounts += secrets.mounts

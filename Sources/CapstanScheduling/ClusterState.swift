@@ -42,7 +42,7 @@ public struct ClusterState: Sendable {
     /// - Precondition: the placement fits (the framework checked with ``ResourceFit``).
     mutating func apply(_ unit: SchedulingUnit, gpus: [Int], to index: Int) {
         nodes[index].requested += unit.requests
-        let share = Int32(unit.requests.extended[ResourceName.gpuMilli] ?? 0)
+        let share = Int32(clamping: unit.requests.extended[ResourceName.gpuMilli] ?? 0)
         for gpu in gpus {
             let take: Int32 = share > 0 ? share : 1000
             precondition(nodes[index].gpus[gpu].freeMilli >= take, "GPU \(gpu) of \(nodes[index].name) over-committed")
@@ -54,7 +54,7 @@ public struct ClusterState: Sendable {
     /// Undoes ``apply(_:gpus:to:)``.
     mutating func release(_ unit: SchedulingUnit, gpus: [Int], from index: Int) {
         nodes[index].requested -= unit.requests
-        let share = Int32(unit.requests.extended[ResourceName.gpuMilli] ?? 0)
+        let share = Int32(clamping: unit.requests.extended[ResourceName.gpuMilli] ?? 0)
         for gpu in gpus {
             nodes[index].gpus[gpu].freeMilli = min(1000, nodes[index].gpus[gpu].freeMilli + (share > 0 ? share : 1000))
         }

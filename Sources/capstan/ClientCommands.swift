@@ -82,6 +82,7 @@ struct ApplyCommand: AsyncParsableCommand {
         case (.workload(let new), .workload(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .workload(old)
         case (.instance(var new), .instance(var old)):
             new.spec.nodeName = new.spec.nodeName ?? old.spec.nodeName
+            if new.spec.gpuDevices.isEmpty { new.spec.gpuDevices = old.spec.gpuDevices }
             old.spec = new.spec; old.metadata = candidate.metadata; candidate = .instance(old)
         case (.volumeClaim(var new), .volumeClaim(var old)):
             new.spec.volumeName = new.spec.volumeName ?? old.spec.volumeName

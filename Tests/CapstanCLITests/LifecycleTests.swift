@@ -83,4 +83,38 @@ import Glibc
             }
         }
     }
+
+    /// Issue 9, bug 3: `gpu: 1` instances bound in separate passes never share a device; the
+    /// assignment is on the instance, and a third finds none left.
+    @Test func gpusBoundInSeparatePassesAreNotShared() async throws {
+        try await withDevCluster { cluster in
+            let api = cluster.api
+            let gpuNode = APIClient(server: cluster.address, token: try await api.createToken(role: "node", node: "gpu-box").token)
+            let capacity: ResourceList = ["cpu": "8", "memory": "8Gi", "gpu": "2"]
+            _ = try await gpuNode.create(.node(Node(name: "gpu-box", spec: NodeSpec(), status: NodeStatus(capacity: capacity, allocatable: capacity, gpus: [GPUDevice(index: 0, model: "T4"), GPUDevice(index: 1, model: "T4")], ready: true, lastHeartbeat: Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)))))
+            try await eventually("the local node is cordoned", timeout: 10) {
+                guard case .node(var local) = try await api.get(.node, "e2e") else { return false }
+                local.spec.unschedulable = true
+                return (try? await api.update(.node(local))) != nil
+            }
+            var template = InstanceTemplate(command: ["sleep", "1000"])
+            template.resources = ResourceRequirements(requests: ["gpu": "1"])
+            var devices: [[Int]] = []
+            for name in ["g1", "g2"] {
+                _ = try await api.create(.instance(Instance(name: name, spec: InstanceSpec(template: template))))
+                try await eventually("\(name) is bound", timeout: 10) {
+                    guard case .instance(let instance) = try await api.get(.instance, name), instance.spec.nodeName == "gpu-box" else { return false }
+                    devices.append(instance.spec.gpuDevices)
+                    return true
+                }
+            }
+            #expect(devices.count == 2 && Set(devices.flatMap { $0 }) == [0, 1], "\(devices)")
+            _ = try await api.create(.instance(Instance(name: "g3", spec: InstanceSpec(template: template))))
+            try await eventually("g3 finds no GPU left", timeout: 10) {
+                guard case .instance(let instance) = try await api.get(.instance, "g3") else { return false }
+                return instance.spec.nodeName == nil && instance.status.reason == "Unschedulable"
+            }
+            for name in ["g1", "g2", "g3"] { _ = try? await api.delete(.instance, name, force: true) }
+        }
+    }
 }

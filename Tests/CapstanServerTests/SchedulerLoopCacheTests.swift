@@ -34,4 +34,27 @@ import Testing
         #expect(both?(NodeSnapshot(name: "n1", allocatable: ResourceVector())) == "its volumes live on node n2")
         #expect(both?(NodeSnapshot(name: "n2", allocatable: ResourceVector())) == "host port 18080/tcp is taken")
     }
+
+    /// Issue 9, bug 3: GPUs bound in an earlier pass stay taken: snapshots start from the device
+    /// assignments bound instances carry, not from every GPU free.
+    @Test func boundGPUAssignmentsAreTakenInTheNextPass() {
+        var cache = SchedulerLoop.Cache()
+        let beat = Timestamp(secondsSinceEpoch: 1_000_000)
+        var node = Node(name: "gpu-node", spec: NodeSpec(), status: NodeStatus(capacity: ["cpu": "8", "memory": "8Gi", "gpu": "2"], allocatable: ["cpu": "8", "memory": "8Gi", "gpu": "2"], gpus: [GPUDevice(index: 0, model: "A100"), GPUDevice(index: 1, model: "A100")], ready: true, lastHeartbeat: beat))
+        node.metadata.name = "gpu-node"
+        cache.apply(ResourceEvent(.added, .node(node)))
+        var whole = instance("whole", port: nil, on: "gpu-node")
+        whole.spec.template.resources = ResourceRequirements(requests: ["gpu": "1"])
+        whole.spec.gpuDevices = [0]
+        var shared = instance("shared", port: nil, on: "gpu-node")
+        shared.spec.template.resources = ResourceRequirements(requests: ["gpu-milli": "600"])
+        shared.spec.gpuDevices = [1]
+        cache.apply(ResourceEvent(.added, .instance(whole)))
+        cache.apply(ResourceEvent(.added, .instance(shared)))
+        let snapshot = cache.snapshots(now: 1_000_001, heartbeatTimeout: 40)
+        #expect(snapshot.first?.gpus.map(\.freeMilli) == [0, 400])
+        // Freed when the instance goes.
+        cache.apply(ResourceEvent(.deleted, .instance(shared)))
+        #expect(cache.snapshots(now: 1_000_001, heartbeatTimeout: 40).first?.gpus.map(\.freeMilli) == [0, 1000])
+    }
 }

@@ -19,6 +19,7 @@ enum SystemFields {
             switch object {
             case .instance(var instance):
                 if instance.spec.nodeName != nil { throw forbid("spec.nodeName", "is set by the scheduler when it binds the instance") }
+                if !instance.spec.gpuDevices.isEmpty { throw forbid("spec.gpuDevices", "is set by the scheduler when it binds the instance") }
                 instance.status = InstanceSpec.initialStatus
                 result = .instance(instance)
             case .node(var node):
@@ -40,6 +41,7 @@ enum SystemFields {
                 throw forbid("spec.nodeName", "is set by the scheduler when it binds the instance")
             }
             instance.spec.nodeName = current.spec.nodeName
+            instance.spec.gpuDevices = current.spec.gpuDevices
             instance.status = current.status
             instance.metadata.owner = current.metadata.owner
             result = .instance(instance)

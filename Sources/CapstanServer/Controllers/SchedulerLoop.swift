@@ -43,11 +43,14 @@ final class SchedulerLoop: ServiceLifecycle.Service {
         var nodes: [String: Node] = [:]
         /// Instance → its node, requests and host ports, for bound instances that still hold
         /// resources.
-        var bound: [String: (node: String, requests: ResourceVector, ports: [String])] = [:]
+        var bound: [String: (node: String, requests: ResourceVector, ports: [String], gpus: [Int: Int32])] = [:]
         /// Requests per node, summed over `bound`.
         var requested: [String: ResourceVector] = [:]
         /// Host ports taken per node (`8080/tcp` → how many bound instances hold it).
         var hostPorts: [String: [String: Int]] = [:]
+        /// Thousandths of each GPU taken per node (GPU index → milli), from the device
+        /// assignments bound instances carry: a GPU shared in one pass stays shared in the next.
+        var gpuUsed: [String: [Int: Int32]] = [:]
         var pending: [String: Instance] = [:]
         /// VolumeClaim → the node its node-local volume lives on: instances mounting it go there.
         var claimNodes: [String: String] = [:]
@@ -77,15 +80,21 @@ final class SchedulerLoop: ServiceLifecycle.Service {
                     if bound[name] == nil {
                         let requests = instance.spec.template.resources.requests.vector
                         let ports = Self.hostPorts(of: instance)
-                        bound[name] = (nodeName, requests, ports)
+                        let gpus = Self.gpuShares(of: instance)
+                        bound[name] = (nodeName, requests, ports, gpus)
                         requested[nodeName, default: ResourceVector()] += requests
                         for port in ports { hostPorts[nodeName, default: [:]][port, default: 0] += 1 }
+                        for (gpu, milli) in gpus { gpuUsed[nodeName, default: [:]][gpu, default: 0] += milli }
                     }
                 } else if let previous = bound.removeValue(forKey: name) {
                     requested[previous.node, default: ResourceVector()] -= previous.requests
                     for port in previous.ports {
                         hostPorts[previous.node]?[port, default: 1] -= 1
                         if hostPorts[previous.node]?[port] == 0 { hostPorts[previous.node]?[port] = nil }
+                    }
+                    for (gpu, milli) in previous.gpus {
+                        gpuUsed[previous.node]?[gpu, default: milli] -= milli
+                        if (gpuUsed[previous.node]?[gpu] ?? 0) <= 0 { gpuUsed[previous.node]?[gpu] = nil }
                     }
                     generation += 1
                 }
@@ -106,6 +115,15 @@ final class SchedulerLoop: ServiceLifecycle.Service {
             default:
                 break
             }
+        }
+
+        /// GPU index → thousandths taken, from a bound instance's device assignment.
+        static func gpuShares(of instance: Instance) -> [Int: Int32] {
+            let share = instance.spec.template.resources.requests.vector.extended[ResourceName.gpuMilli] ?? 0
+            let take = Int32(clamping: share > 0 ? min(share, 1000) : 1000)
+            var shares: [Int: Int32] = [:]
+            for device in instance.spec.gpuDevices { shares[device, default: 0] += take }
+            return shares
         }
 
         /// The host ports an instance asks for, as `port/protocol` (0 lets the network plugin
@@ -152,6 +170,10 @@ final class SchedulerLoop: ServiceLifecycle.Service {
                       let beat = node.status.lastHeartbeat, now - beat.secondsSinceEpoch <= heartbeatTimeout else { continue }
                 var snapshot = NodeSnapshot(node: node, index: snapshots.count)
                 snapshot.requested = requested[node.metadata.name] ?? ResourceVector()
+                // Each GPU starts with what bound instances' assignments left of it.
+                for (gpu, milli) in gpuUsed[node.metadata.name] ?? [:] where snapshot.gpus.indices.contains(gpu) {
+                    snapshot.gpus[gpu].freeMilli = max(0, snapshot.gpus[gpu].freeMilli - milli)
+                }
                 snapshots.append(snapshot)
             }
             return snapshots
@@ -227,7 +249,7 @@ final class SchedulerLoop: ServiceLifecycle.Service {
                 case .placed(let placement):
                     bindings.append((instance, placement))
                     // Count it at once, so the next profile's snapshots see it.
-                    cache.apply(ResourceEvent(.modified, .instance(bound(instance, to: placement.nodeName))))
+                    cache.apply(ResourceEvent(.modified, .instance(bound(instance, to: placement))))
                 case .unschedulable(let why):
                     failures.append((instance, why.description))
                 }
@@ -237,7 +259,7 @@ final class SchedulerLoop: ServiceLifecycle.Service {
         for (instance, _) in failures { cache.failed[instance.metadata.name] = (cache.generation, now) }
         await withTaskGroup(of: Void.self) { group in
             for (instance, placement) in bindings {
-                group.addTask { await self.bind(instance, to: placement.nodeName) }
+                group.addTask { await self.bind(instance, to: placement) }
             }
             for (instance, reason) in failures {
                 group.addTask { await self.markUnschedulable(instance, reason: reason) }
@@ -245,9 +267,10 @@ final class SchedulerLoop: ServiceLifecycle.Service {
         }
     }
 
-    private func bound(_ instance: Instance, to node: String) -> Instance {
+    private func bound(_ instance: Instance, to placement: Placement) -> Instance {
         var bound = instance
-        bound.spec.nodeName = node
+        bound.spec.nodeName = placement.nodeName
+        bound.spec.gpuDevices = placement.gpus
         bound.status.phase = .scheduled
         bound.status.reason = nil
         bound.status.message = nil
@@ -256,9 +279,9 @@ final class SchedulerLoop: ServiceLifecycle.Service {
 
     /// The binding write. A conflict means the instance changed (deleted, bound elsewhere); the
     /// change comes back through the feed and the cache corrects itself.
-    private func bind(_ instance: Instance, to node: String) async {
+    private func bind(_ instance: Instance, to placement: Placement) async {
         do {
-            _ = try await writer.update(.instance(bound(instance, to: node)))
+            _ = try await writer.update(.instance(bound(instance, to: placement)))
         } catch {
             // The feed brings the instance's real state; nothing else to do.
         }

@@ -29,7 +29,7 @@ public struct GPUFragmentation: Sendable {
             let share = shape.requests.extended[ResourceName.gpuMilli] ?? 0
             cpu.append(shape.requests.cpuMilli)
             count.append(whole > 0 ? Int(whole) : (share > 0 ? 1 : 0))
-            perGPU.append(whole > 0 ? 1000 : Int32(share))
+            perGPU.append(whole > 0 ? 1000 : Int32(clamping: share))
             probability.append(shape.weight / total)
         }
         for shape in probability.indices {
@@ -55,7 +55,7 @@ public struct GPUFragmentation: Sendable {
     /// The expected fragmentation of a node after placing `unit` on the given GPUs.
     public func expected(on node: NodeSnapshot, after unit: SchedulingUnit, gpus assignment: [Int]) -> Double {
         var free = node.gpus.map(\.freeMilli)
-        let share = Int32(unit.requests.extended[ResourceName.gpuMilli] ?? 0)
+        let share = Int32(clamping: unit.requests.extended[ResourceName.gpuMilli] ?? 0)
         for gpu in assignment { free[gpu] -= share > 0 ? share : 1000 }
         return expected(cpuFree: node.allocatable.cpuMilli - node.requested.cpuMilli - unit.requests.cpuMilli, gpuFree: free)
     }

@@ -145,7 +145,7 @@ public enum ResourceFit {
     /// (best fit, keeping whole GPUs free). Nil when the node cannot serve the request.
     public static func gpuAssignment(for unit: SchedulingUnit, on node: NodeSnapshot) -> [Int]? {
         let whole = Int(unit.requests.extended[ResourceName.gpu] ?? 0)
-        let share = Int32(unit.requests.extended[ResourceName.gpuMilli] ?? 0)
+        let share = Int32(clamping: unit.requests.extended[ResourceName.gpuMilli] ?? 0)
         guard whole > 0 || share > 0 else { return [] }
         func eligible(_ slot: GPUSlot) -> Bool { unit.gpuModels.isEmpty || unit.gpuModels.contains(slot.model) }
         if whole > 0 {

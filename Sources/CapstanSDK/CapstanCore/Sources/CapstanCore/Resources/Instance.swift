@@ -10,15 +10,20 @@ public struct InstanceSpec: ResourceSpec {
     public var nodeName: String?
     public var restartPolicy: RestartPolicy
     public var restartBackoff: RestartBackoff
+    /// The GPUs of its node the scheduler assigned (indices into the node's `status.gpus`), set
+    /// with `nodeName` when it binds; the runtime gets them in `CAPSTAN_GPUS` and
+    /// `NVIDIA_VISIBLE_DEVICES`. Empty when it asked for no GPU.
+    public var gpuDevices: [Int]
 
     public init(template: InstanceTemplate, nodeName: String? = nil, restartPolicy: RestartPolicy = .always, restartBackoff: RestartBackoff = RestartBackoff()) {
         self.template = template
         self.nodeName = nodeName
         self.restartPolicy = restartPolicy
         self.restartBackoff = restartBackoff
+        self.gpuDevices = []
     }
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case template, nodeName, restartPolicy, restartBackoff }
+    enum CodingKeys: String, CodingKey, CaseIterable { case template, nodeName, restartPolicy, restartBackoff, gpuDevices }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -27,12 +32,25 @@ public struct InstanceSpec: ResourceSpec {
         nodeName = try container.decodeIfPresent(String.self, forKey: .nodeName)
         restartPolicy = try container.decodeIfPresent(RestartPolicy.self, forKey: .restartPolicy) ?? .always
         restartBackoff = try container.decodeIfPresent(RestartBackoff.self, forKey: .restartBackoff) ?? RestartBackoff()
+        gpuDevices = try container.decodeIfPresent([Int].self, forKey: .gpuDevices) ?? []
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(template, forKey: .template)
+        try container.encodeIfPresent(nodeName, forKey: .nodeName)
+        try container.encode(restartPolicy, forKey: .restartPolicy)
+        try container.encode(restartBackoff, forKey: .restartBackoff)
+        if !gpuDevices.isEmpty { try container.encode(gpuDevices, forKey: .gpuDevices) }
     }
 
     public func validate(at path: String) -> [ValidationProblem] {
         var problems = template.validate(at: "\(path).template") + restartBackoff.validate(at: "\(path).restartBackoff")
         if let nodeName, let problem = DNSLabel.problem(with: nodeName) {
             problems.append(ValidationProblem(path: "\(path).nodeName", message: problem))
+        }
+        for (position, device) in gpuDevices.enumerated() where !(0...1023).contains(device) {
+            problems.append(ValidationProblem(path: "\(path).gpuDevices[\(position)]", message: "\(device) is not a GPU index (0 to 1023)"))
         }
         return problems
     }
