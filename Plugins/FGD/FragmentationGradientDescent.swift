@@ -64,6 +64,18 @@ final class FragmentationGradientDescent: SchedulerPlugin {
         }
     }
 
+    /// Undoes what ``reserve(_:)`` learned: the placement was vetoed or its binding failed.
+    func unreserve(_ request: ReserveRequest) {
+        state.withLock { state in
+            guard !state.fromFramework, let count = state.observed[request.unit.requests] else { return }
+            state.observed[request.unit.requests] = count > 1 ? count - 1 : nil
+            state.measure = GPUFragmentation(workload: WorkloadDistribution(shapes: state.observed.map { .init(requests: $0.key, weight: $0.value) }))
+            state.shapeRows = [:]
+            state.deltas = []
+            state.current = []
+        }
+    }
+
     func score(_ request: ScoreRequest) -> [Int64] {
         let unit = request.unit
         let deltas: [Double] = state.withLock { state in

@@ -1,5 +1,7 @@
 import CapstanScheduling
 import CapstanSDK
+import Foundation
+import PluginHost
 import Testing
 
 @Suite struct SchedulingFrameworkTests {
@@ -146,3 +148,4 @@ import Testing
         #expect(scores[0] == SchedulerAPI.maxNodeScore && scores[1] < scores[0])
     }
 }
+

@@ -6,6 +6,7 @@ import CapstanStore
 import Foundation
 import PluginHost
 import ServiceLifecycle
+import Synchronization
 
 /// Binds pending instances to nodes, like kube-scheduler's loop.
 ///
@@ -25,6 +26,12 @@ final class SchedulerLoop: ServiceLifecycle.Service {
     let heartbeatTimeout: Double
     let retryPeriod: Duration
     private let recorder: EventRecorder
+    /// The request mix each profile's plugins were last told (``SchedulingFramework/observe(_:)``).
+    private let observedWorkloads = Mutex<[String: WorkloadDistribution]>([:])
+    private var observedWorkload: [String: WorkloadDistribution] {
+        get { observedWorkloads.withLock { $0 } }
+        set { observedWorkloads.withLock { $0 = newValue } }
+    }
     /// Told once the loop has listed the store.
     let readiness: ReadinessGate?
 
@@ -148,6 +155,14 @@ final class SchedulerLoop: ServiceLifecycle.Service {
             }
         }
 
+        /// The request mix of every instance the loop knows (bound and pending), by shape.
+        func workload() -> WorkloadDistribution {
+            var counts: [ResourceVector: Double] = [:]
+            for entry in bound.values { counts[entry.requests, default: 0] += 1 }
+            for instance in pending.values { counts[instance.spec.template.resources.requests.vector, default: 0] += 1 }
+            return WorkloadDistribution(shapes: counts.sorted { "\($0.key)" < "\($1.key)" }.map { .init(requests: $0.key, weight: $0.value) })
+        }
+
         enum Pin {
             case anywhere
             case node(String)
@@ -221,8 +236,9 @@ final class SchedulerLoop: ServiceLifecycle.Service {
         var byProfile: [String?: [Instance]] = [:]
         for instance in due { byProfile[instance.spec.template.scheduler, default: []].append(instance) }
 
-        var bindings: [(Instance, Placement)] = []
+        var bindings: [(Instance, Placement, SchedulingFramework)] = []
         var failures: [(Instance, String)] = []
+        let workload = cache.workload()
         for (profileName, instances) in byProfile.sorted(by: { ($0.key ?? "") < ($1.key ?? "") }) {
             guard let profile = host.schedulingProfile(named: profileName) else {
                 let wanted = profileName ?? host.defaultScheduler ?? "(default)"
@@ -230,6 +246,11 @@ final class SchedulerLoop: ServiceLifecycle.Service {
                 continue
             }
             let framework = SchedulingFramework(profile: profile, nodes: cache.snapshots(now: wall, heartbeatTimeout: heartbeatTimeout))
+            // Plugins that plan ahead (fgd) learn the request mix, when it changed.
+            if observedWorkload[profile.name] != workload {
+                framework.observe(workload)
+                observedWorkload[profile.name] = workload
+            }
             for instance in instances {
                 let started = clock.now
                 let unit = SchedulingUnit(name: instance.metadata.name, template: instance.spec.template)
@@ -247,7 +268,7 @@ final class SchedulerLoop: ServiceLifecycle.Service {
                 metrics.recordDecision(profile: profile.name, placed: decision.placement != nil, duration: clock.now - started)
                 switch decision {
                 case .placed(let placement):
-                    bindings.append((instance, placement))
+                    bindings.append((instance, placement, framework))
                     // Count it at once, so the next profile's snapshots see it.
                     cache.apply(ResourceEvent(.modified, .instance(bound(instance, to: placement))))
                 case .unschedulable(let why):
@@ -257,13 +278,22 @@ final class SchedulerLoop: ServiceLifecycle.Service {
             metrics.add(framework.metrics)
         }
         for (instance, _) in failures { cache.failed[instance.metadata.name] = (cache.generation, now) }
-        await withTaskGroup(of: Void.self) { group in
-            for (instance, placement) in bindings {
-                group.addTask { await self.bind(instance, to: placement) }
+        let failedBindings = await withTaskGroup(of: Int?.self) { group in
+            for (position, (instance, placement, _)) in bindings.enumerated() {
+                group.addTask { await self.bind(instance, to: placement) ? nil : position }
             }
             for (instance, reason) in failures {
-                group.addTask { await self.markUnschedulable(instance, reason: reason) }
+                group.addTask { await self.markUnschedulable(instance, reason: reason); return nil }
             }
+            var failed: [Int] = []
+            for await position in group { if let position { failed.append(position) } }
+            return failed
+        }
+        // Every placement is either bound or unreserved (the framework's reserve contract); the
+        // feed brings the instance's real state back into the cache.
+        for position in failedBindings {
+            let (_, placement, framework) = bindings[position]
+            framework.release(placement)
         }
     }
 
@@ -279,12 +309,9 @@ final class SchedulerLoop: ServiceLifecycle.Service {
 
     /// The binding write. A conflict means the instance changed (deleted, bound elsewhere); the
     /// change comes back through the feed and the cache corrects itself.
-    private func bind(_ instance: Instance, to placement: Placement) async {
-        do {
-            _ = try await writer.update(.instance(bound(instance, to: placement)))
-        } catch {
-            // The feed brings the instance's real state; nothing else to do.
-        }
+    /// False when the write was refused (the instance changed or went meanwhile).
+    private func bind(_ instance: Instance, to placement: Placement) async -> Bool {
+        (try? await writer.update(.instance(bound(instance, to: placement)))) != nil
     }
 
     private func markUnschedulable(_ instance: Instance, reason: String) async {
