@@ -23,6 +23,8 @@ actor InstanceSupervisor {
     private var addresses: [String] = []
     /// The last create failed: the runtime may not hold the instance, so a restart creates.
     private var needsCreate = false
+    /// Status the server has not heard yet (it was unreachable when it changed).
+    private var unreported: InstanceStatus?
     /// How often a running instance's state is read.
     static let pollInterval = Duration.milliseconds(250)
 
@@ -46,7 +48,10 @@ actor InstanceSupervisor {
         guard (newer.metadata.revision ?? 0) >= (instance.metadata.revision ?? 0) else { return }
         let known = instance.status
         instance = newer
-        if newer.status.reason == "NodeLost", known.reason != "NodeLost", known.phase != .unknown {
+        if let unreported {
+            // What happened while the server was away (restarts, exits) wins over its copy.
+            await report { status in status = unreported }
+        } else if newer.status.reason == "NodeLost", known.reason != "NodeLost", known.phase != .unknown {
             await report { status in status = known }
         }
     }
@@ -316,20 +321,32 @@ actor InstanceSupervisor {
 
     /// Applies `change` to the instance's status and writes it (compare-and-swap, re-read on
     /// conflict). Gives up quietly when the instance is gone: the agent's watch handles that.
+    ///
+    /// The agent decides locally (restarts, probes, backoff) whether or not the server answers:
+    /// when it cannot be reached, the change is kept here (``unreported``) — restart counts keep
+    /// counting — and reported once the server is back (the next report, or the watch bringing
+    /// the instance again).
     private func report(_ change: @Sendable (inout InstanceStatus) -> Void) async {
         var attempt = instance
         for _ in 0..<5 {
             var updated = attempt
             change(&updated.status)
-            if updated.status == attempt.status { return }
+            if updated.status == attempt.status && unreported == nil { return }
             do {
                 guard case .instance(let stored) = try await api.updateStatus(.instance(updated)) else { return }
+                unreported = nil
                 await observe(stored)
                 return
             } catch where error.status == 409 {
                 guard case .instance(let fresh)? = try? await api.get(.instance, name) else { return }
                 await observe(fresh)
                 attempt = fresh
+                if let unreported { attempt.status = unreported }
+            } catch where error.status == 0 {
+                // Unreachable: keep it; the server hears it when it is back.
+                instance.status = updated.status
+                unreported = updated.status
+                return
             } catch {
                 return
             }

@@ -117,4 +117,64 @@ import Glibc
             for name in ["g1", "g2", "g3"] { _ = try? await api.delete(.instance, name, force: true) }
         }
     }
+
+    /// Issue 9, bug 6: the agent restarts a crashed instance while the server is away, and the
+    /// restart count it kept reaches the server when it is back (the kubelet's behaviour).
+    @Test func anAgentHealsWhileTheServerIsAwayAndItsCountsSurvive() async throws {
+        let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("capstan-away-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let processes = TLSTests.Processes()
+        defer {
+            processes.stopAll()
+            try? FileManager.default.removeItem(at: directory)
+        }
+        let port = 30_000 + Int.random(in: 0..<10_000)
+        let serverArguments = ["server", "--listen", "127.0.0.1:\(port)", "--data-dir", "srv", "--insecure"]
+        var server = try processes.start(serverArguments, in: directory, log: "server.log")
+        let address = "http://127.0.0.1:\(port)"
+        let tokenFile = directory.appendingPathComponent("srv/admin.token").path
+        try await eventually("the server answers", timeout: 30) {
+            guard let token = TokenFile.read(tokenFile) else { return false }
+            return (try? await APIClient(server: address, token: token).list(.node)) != nil
+        }
+        let api = APIClient(server: address, token: TokenFile.read(directory.appendingPathComponent("srv/admin.token").path))
+        let nodeToken = try await api.createToken(role: "node", node: "away").token
+        _ = try processes.start(["agent", "--server", address, "--node-name", "away", "--token", nodeToken, "--data-dir", "agent", "--heartbeat", "0.5"], in: directory, log: "agent.log")
+        try await eventually("the agent registers", timeout: 30) {
+            guard case .node(let node)? = try? await api.get(.node, "away") else { return false }
+            return node.status.ready
+        }
+        let marker = 7_000 + Int.random(in: 0..<2_000)
+        var spec = WorkloadSpec(replicas: 1, template: InstanceTemplate(command: ["sh", "-c", "exec sleep \(marker)"]))
+        spec.restartBackoff = RestartBackoff(initialSeconds: 0.5, maxSeconds: 1, resetAfterSeconds: 600)
+        _ = try await api.create(.workload(Workload(name: "healer", spec: spec)))
+        var first: Int32 = 0
+        var name = ""
+        try await eventually("it runs", timeout: 30) {
+            guard let object = try await api.list(.instance).items.first, case .instance(let instance) = object, let pid = instance.status.pid else { return false }
+            (first, name) = (pid, instance.metadata.name)
+            return instance.status.phase == .running
+        }
+
+        // The server goes away; the instance crashes; the agent restarts it on its own.
+        kill(server.processIdentifier, SIGKILL)
+        server.waitUntilExit()
+        kill(first, SIGKILL)
+        var second: Int32 = 0
+        try await eventually("the agent restarts it without the server", timeout: 20) {
+            let found = try PluginsCLITests.runShell("pgrep -f '^sleep \(marker)$' || true").split(separator: "\n").compactMap { Int32($0) }
+            second = found.first { $0 != first } ?? 0
+            return second != 0
+        }
+
+        // The server is back: the agent's count and pid reach it.
+        server = try processes.start(serverArguments, in: directory, log: "server-again.log")
+        _ = server
+        try await eventually("the restart is reported once the server is back", timeout: 40) {
+            guard case .instance(let instance)? = try? await api.get(.instance, name) else { return false }
+            return instance.status.restarts >= 1 && instance.status.pid == second
+        }
+        _ = try await api.delete(.workload, "healer")
+        try await eventually("the instance is gone", timeout: 30) { (try? await api.list(.instance).items.isEmpty) ?? false }
+    }
 }

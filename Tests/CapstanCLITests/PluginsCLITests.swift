@@ -27,6 +27,19 @@ import Testing
     }
 
     /// Runs the built `capstan` binary to the end; `environment` entries are added to this process's.
+    /// A shell line's standard output.
+    static func runShell(_ line: String) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", line]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let output = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: output, as: UTF8.self)
+    }
+
     static func run(_ arguments: [String], in directory: URL, environment: [String: String] = [:]) throws -> Result {
         let process = Process()
         process.executableURL = products.appendingPathComponent("capstan")
