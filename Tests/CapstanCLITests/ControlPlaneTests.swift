@@ -36,7 +36,10 @@ import Glibc
                 }
                 delays.append(Date().timeIntervalSince(killedAt))
             }
-            #expect(delays[1] > delays[0] + 0.5, "delays \(delays) do not grow")
+            // The back-off is a lower bound on each restart (1 s, then 2 s); how much later the
+            // restart shows depends on the machine's load, so the growth itself is read from the
+            // agent's BackOff messages below, not from wall-clock differences.
+            #expect(delays[0] >= 1.0 && delays[1] >= 2.0, "delays \(delays) are shorter than the back-off")
             let describe = try cluster.capstan("describe", "instance", name)
             #expect(describe.output.contains("BackOff"))
             #expect(describe.output.contains("killed by signal 9"))
@@ -44,6 +47,8 @@ import Glibc
             let backoff = events.compactMap { if case .event(let e) = $0, e.spec.reason == "BackOff" { e } else { nil } }.first
             #expect(backoff?.spec.count == 2)
             #expect(backoff?.spec.message.contains("restarting in 2s") == true)
+            let restarted = try await cluster.instance(name)
+            #expect(restarted.status.restarts == 2)
             let logs = try cluster.capstan("logs", name)
             #expect(logs.output.contains("up"))
         }
