@@ -128,7 +128,9 @@ import Glibc
             processes.stopAll()
             try? FileManager.default.removeItem(at: directory)
         }
-        let port = 30_000 + Int.random(in: 0..<10_000)
+        // Below the ephemeral range (32768+), so no client connection can take the port while
+        // the server is away.
+        let port = 10_000 + Int.random(in: 0..<5_000)
         let serverArguments = ["server", "--listen", "127.0.0.1:\(port)", "--data-dir", "srv", "--insecure"]
         var server = try processes.start(serverArguments, in: directory, log: "server.log")
         let address = "http://127.0.0.1:\(port)"
@@ -170,9 +172,16 @@ import Glibc
         // The server is back: the agent's count and pid reach it.
         server = try processes.start(serverArguments, in: directory, log: "server-again.log")
         _ = server
-        try await eventually("the restart is reported once the server is back", timeout: 40) {
-            guard case .instance(let instance)? = try? await api.get(.instance, name) else { return false }
-            return instance.status.restarts >= 1 && instance.status.pid == second
+        do {
+            try await eventually("the restart is reported once the server is back", timeout: 40) {
+                guard case .instance(let instance)? = try? await api.get(.instance, name) else { return false }
+                return instance.status.restarts >= 1 && instance.status.pid == second
+            }
+        } catch {
+            let logs = ["server-again.log", "agent.log"].map { (try? String(contentsOf: directory.appendingPathComponent($0), encoding: .utf8)).map { String($0.suffix(3000)) } ?? "" }
+            let instance = try? await api.get(.instance, name)
+            Issue.record("\(error); second pid \(second); instance \(String(describing: instance))\n\(logs.joined(separator: "\n---\n"))")
+            throw error
         }
         _ = try await api.delete(.workload, "healer")
         try await eventually("the instance is gone", timeout: 30) { (try? await api.list(.instance).items.isEmpty) ?? false }
