@@ -24,7 +24,9 @@ public struct ClientConfig: Codable, Sendable, Equatable {
     /// `$CAPSTAN_CONFIG`, else `~/.capstan/config`.
     public static var path: String {
         if let path = ProcessInfo.processInfo.environment["CAPSTAN_CONFIG"], !path.isEmpty { return path }
-        return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".capstan/config").path
+        // $HOME first, as shells and other tools read it; the password database's home after.
+        let home = ProcessInfo.processInfo.environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? FileManager.default.homeDirectoryForCurrentUser.path
+        return URL(fileURLWithPath: home).appendingPathComponent(".capstan/config").path
     }
 
     /// The file's contents; empty when absent or unreadable.

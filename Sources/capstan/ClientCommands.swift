@@ -118,25 +118,30 @@ struct GetCommand: AsyncParsableCommand {
         let api = client.client
         var query: [String: String] = [:]
         if let selector { query["labelSelector"] = selector }
+        // Straight to the file descriptor, a line at a time: with --watch, each change reaches
+        // a pipe (`get --watch | grep …`) as it happens, not when a buffer fills.
+        func emit(_ text: String) { FileHandle.standardOutput.write(Data((text + "\n").utf8)) }
         do {
             let revision: UInt64
             if let name {
                 let object = try await api.get(kind, name)
-                print(try ResourceTable.render([object], kind: kind, format: format, showSecrets: showSecrets))
+                emit(try ResourceTable.render([object], kind: kind, format: format, showSecrets: showSecrets))
                 revision = object.metadata.revision ?? 0
             } else {
                 let list = try await api.list(kind, query: query)
                 if list.items.isEmpty && !watch {
                     FileHandle.standardError.write(Data("No \(kind.plural) found.\n".utf8))
                 } else {
-                    print(try ResourceTable.render(list.items, kind: kind, format: format, showSecrets: showSecrets))
+                    emit(try ResourceTable.render(list.items, kind: kind, format: format, showSecrets: showSecrets, asList: true))
                 }
                 revision = list.revision
             }
             guard watch else { return }
             for try await event in try await api.watch(kind, after: revision, query: query) {
                 guard let object = event.object, name == nil || object.name == name else { continue }
-                print(try ResourceTable.render([object], kind: kind, format: format, headers: false, showSecrets: showSecrets))
+                let line = try ResourceTable.render([object], kind: kind, format: format, headers: false, showSecrets: showSecrets)
+                // Deletions are shown as such: the last state, marked.
+                emit(event.type == .deleted && (format == .table || format == .wide) ? line + "  (deleted)" : line)
             }
         } catch let error as APIError {
             throw CLIExit.fail(error)

@@ -10,13 +10,15 @@ enum OutputFormat: String, CaseIterable, Sendable {
 
 enum ResourceTable {
     /// - Parameter showSecrets: print Secrets' values; by default they are left out.
-    static func render(_ objects: [AnyResource], kind: ResourceKind, format: OutputFormat, headers: Bool = true, showSecrets: Bool = false) throws -> String {
+    /// - Parameter asList: a list query: JSON is an array even of one object (a named `get`
+    ///   prints the object itself).
+    static func render(_ objects: [AnyResource], kind: ResourceKind, format: OutputFormat, headers: Bool = true, showSecrets: Bool = false, asList: Bool = false) throws -> String {
         let objects = showSecrets ? objects : objects.map(hidingSecretValues)
         switch format {
         case .json:
             let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            if objects.count == 1 { return String(decoding: try encoder.encode(objects[0]), as: UTF8.self) }
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            if objects.count == 1 && !asList { return String(decoding: try encoder.encode(objects[0]), as: UTF8.self) }
             return String(decoding: try encoder.encode(objects), as: UTF8.self)
         case .yaml:
             return try objects.map { try YAMLEncoder().encode($0) }.joined(separator: "---\n")

@@ -186,4 +186,36 @@ import Glibc
         _ = try await api.delete(.workload, "healer")
         try await eventually("the instance is gone", timeout: 30) { (try? await api.list(.instance).items.isEmpty) ?? false }
     }
+
+    /// Issue 9's operator details: `-o json` of a list is a list (of a name, an object, with no
+    /// escaped slashes), and `get --watch` writes each change at once into a file or pipe,
+    /// deletions marked.
+    @Test func jsonListsAndWatchOutputIntoAFile() async throws {
+        try await withDevCluster { cluster in
+            let manifest = try cluster.manifest("one.yaml", workloadYAML("one", replicas: 0, command: "exec sleep 1000"))
+            #expect(try cluster.capstan("apply", "-f", manifest).status == 0)
+            let list = try cluster.capstan("get", "workloads", "-o", "json")
+            #expect(list.output.hasPrefix("["), "\(list.output)")
+            let single = try cluster.capstan("get", "workload", "one", "-o", "json")
+            #expect(single.output.hasPrefix("{") && single.output.contains("capstan.dev/v1") && !single.output.contains("\\/"), "\(single.output)")
+
+            let outputFile = cluster.dataDirectory.appendingPathComponent("watch.out")
+            _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
+            let watcher = Process()
+            watcher.executableURL = PluginsCLITests.products.appendingPathComponent("capstan")
+            watcher.arguments = ["get", "workloads", "--watch"]
+            watcher.currentDirectoryURL = cluster.dataDirectory
+            watcher.environment = ProcessInfo.processInfo.environment.merging(["CAPSTAN_SERVER": cluster.address, "CAPSTAN_CONFIG": cluster.configPath]) { _, new in new }
+            watcher.standardOutput = try FileHandle(forWritingTo: outputFile)
+            try watcher.run()
+            defer { kill(watcher.processIdentifier, SIGKILL); watcher.waitUntilExit() }
+            try await eventually("the list is written", timeout: 10) {
+                ((try? String(contentsOf: outputFile, encoding: .utf8)) ?? "").contains("one")
+            }
+            #expect(try cluster.capstan("delete", "workload", "one").status == 0)
+            try await eventually("the deletion is written while the watch runs", timeout: 10) {
+                ((try? String(contentsOf: outputFile, encoding: .utf8)) ?? "").contains("(deleted)")
+            }
+        }
+    }
 }
