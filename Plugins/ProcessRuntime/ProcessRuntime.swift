@@ -28,7 +28,7 @@ struct ProcessRuntimeConfiguration: PluginConfiguration {
 /// enforced (use the runc runtime for that). Each instance has a folder
 /// `<root>/instances/<id>/` with its record, `stdout.log`, `stderr.log`, and the shim's `pid`
 /// and `exit` files; see ``ProcessSpawner``.
-actor ProcessRuntime: RuntimePlugin {
+actor ProcessRuntime: RuntimePlugin, RuntimeWait {
     let folders: InstanceFolders<InstanceRecord>
 
     init(configuration: ProcessRuntimeConfiguration, context: PluginContext) throws {
@@ -60,10 +60,21 @@ actor ProcessRuntime: RuntimePlugin {
         let current = status(of: record)
         if current.state == .running { return current }
         folders.clearShimFiles(id)
-        let pid = try ProcessSpawner.spawn(command: (record.launcher ?? []) + record.command, environment: record.env, workingDir: record.workingDir, folder: folders.folder(id))
-        record.started(shim: pid)
+        let spawned = try await ProcessSpawner.spawn(command: (record.launcher ?? []) + record.command, environment: record.env, workingDir: record.workingDir, folder: folders.folder(id))
+        record.started(shim: spawned.shim)
         try folders.save(record)
-        return status(of: record)
+        var started = status(of: record)
+        started.pid = started.pid ?? spawned.command
+        return started
+    }
+
+    /// Returns when the instance's current run has ended (at once when it is not running),
+    /// woken by the kernel through a pidfd on its shim.
+    func wait(_ id: String) async throws -> RuntimeInstanceStatus {
+        guard let record = try folders.record(id) else { throw notFound(id) }
+        await folders.waitForExit(record)
+        try Task.checkCancellation()
+        return status(of: try folders.record(id) ?? record)
     }
 
     /// SIGTERM to the shim (which forwards it), up to the grace period, then SIGKILL to the whole
@@ -76,7 +87,7 @@ actor ProcessRuntime: RuntimePlugin {
             record.forcedKill = true
             try folders.save(record)
             Glibc.kill(-pid, SIGKILL)
-            _ = await folders.waitWhileRunning(record, seconds: nil, pollMilliseconds: 5)
+            _ = await folders.waitWhileRunning(record, seconds: nil)
         }
         return status(of: record)
     }

@@ -15,7 +15,7 @@ import Glibc
 /// the container and exits with its status, which the shim writes to `exit`. The shim has its
 /// own session, so containers outlive the agent that started them and are found again by
 /// ``list()``.
-actor RuncRuntime: RuntimePlugin {
+actor RuncRuntime: RuntimePlugin, RuntimeWait {
     let folders: InstanceFolders<ContainerRecord>
     private let images: ImageStore
     /// The runc binary; nil when none was configured or found (calls that need it then fail).
@@ -94,8 +94,8 @@ actor RuncRuntime: RuntimePlugin {
         // A container left behind by a runc that was killed with its shim holds the id.
         try await runc.forceDelete(id)
         folders.clearShimFiles(id)
-        let pid = try ProcessSpawner.spawn(command: runc.runCommand(id: id, bundle: bundle(id).path), environment: [:], workingDir: nil, folder: folders.folder(id))
-        record.started(shim: pid)
+        let spawned = try await ProcessSpawner.spawn(command: runc.runCommand(id: id, bundle: bundle(id).path), environment: [:], workingDir: nil, folder: folders.folder(id))
+        record.started(shim: spawned.shim)
         try folders.save(record)
         _ = await containerProcess(record, runc, seconds: 10)
         return await status(of: record)
@@ -128,6 +128,15 @@ actor RuncRuntime: RuntimePlugin {
     func status(_ id: String) async throws -> RuntimeInstanceStatus {
         guard let record = try folders.record(id) else { throw notFound(id) }
         return await status(of: record)
+    }
+
+    /// Returns when the container's current run has ended (at once when it is not running):
+    /// `runc run` exits with the container, and a pidfd on its shim wakes this.
+    func wait(_ id: String) async throws -> RuntimeInstanceStatus {
+        guard let record = try folders.record(id) else { throw notFound(id) }
+        await folders.waitForExit(record)
+        try Task.checkCancellation()
+        return await status(of: try folders.record(id) ?? record)
     }
 
     /// Every container's state; the pids of the running ones from one `runc list`.
@@ -178,12 +187,12 @@ actor RuncRuntime: RuntimePlugin {
             record.forcedKill = true
             try folders.save(record)
             try? await runc.kill(request.id, signal: SIGKILL, all: true)
-            if await folders.waitWhileRunning(record, seconds: 5, pollMilliseconds: 5) {
+            if await folders.waitWhileRunning(record, seconds: 5) {
                 // runc could not end it (the container is gone but `runc run` hangs, or runc
                 // itself is stuck): kill the container's init and the shim's process group.
                 if let state = try? await runc.state(request.id), state.pid > 0 { Glibc.kill(state.pid, SIGKILL) }
                 Glibc.kill(-shim, SIGKILL)
-                _ = await folders.waitWhileRunning(record, seconds: nil, pollMilliseconds: 5)
+                _ = await folders.waitWhileRunning(record, seconds: nil)
             }
         }
         return await status(of: record)

@@ -92,25 +92,31 @@ public struct InstanceFolders<Record: SupervisedInstance>: Sendable {
     /// True while the instance runs.
     public func isRunning(_ record: Record) -> Bool { status(of: record, pid: nil).state == .running }
 
+    /// Returns once the record's shim has ended and its exit is recorded (the shim writes its
+    /// `exit` file; for a shim killed by a signal, this process's reaper does): woken by the
+    /// kernel (``ProcessExit``), not by a timer. Returns at once for an instance never started,
+    /// and early when the calling task is cancelled.
+    public func waitForExit(_ record: Record) async {
+        guard let shim = record.shimPID else { return }
+        await ProcessExit.wait(pid: shim, startTicks: record.shimStartTicks)
+        guard !Task.isCancelled else { return }
+        await ProcessSpawner.waitUntilReaped(shim)
+    }
+
     /// Waits, ignoring cancellation, while the instance runs.
     /// - Parameter seconds: the longest wait; nil waits as long as it runs.
     /// - Returns: true when it still runs.
-    public func waitWhileRunning(_ record: Record, seconds: Double?, pollMilliseconds: Int = 10) async -> Bool {
-        let deadline = seconds.map { Date().addingTimeInterval(max(0, $0)) }
-        while isRunning(record) {
-            if let deadline, Date() >= deadline { return true }
-            await Pause.milliseconds(pollMilliseconds)
-        }
-        return false
+    public func waitWhileRunning(_ record: Record, seconds: Double?) async -> Bool {
+        guard isRunning(record) else { return false }
+        _ = await ProcessExit.within(seconds: seconds ?? FieldLimits.maxSeconds) { await waitForExit(record) }
+        return isRunning(record)
     }
 
     /// Waits, ignoring cancellation, up to `seconds` for the shim to exit (it writes its exit
     /// file just before it exits).
     public func waitForShim(_ record: Record, seconds: Double) async {
-        let deadline = Date().addingTimeInterval(seconds)
-        while isShimAlive(record) && Date() < deadline {
-            await Pause.milliseconds(5)
-        }
+        guard isShimAlive(record) else { return }
+        _ = await ProcessExit.within(seconds: seconds) { await waitForExit(record) }
     }
 
     /// Deletes the instance's folder once its shim has gone (up to two seconds are given for

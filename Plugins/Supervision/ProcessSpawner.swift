@@ -7,8 +7,9 @@ import Glibc
 
 /// Starts an instance's process under a small `/bin/sh` supervisor ("shim") in a new session.
 ///
-/// The shim runs the command as its child, forwards polite signals to it, and when it exits
-/// writes its exit status to a file. Because the shim is in its own session and the status is on
+/// The shim runs the command as its child, forwards polite signals to it, tells the spawner the
+/// child's pid through a pipe (and in the `pid` file), and when the child exits writes its exit
+/// status to a file. Because the shim is in its own session and the status is on
 /// disk, an instance outlives the agent that started it and its exit code is known even to an
 /// agent that re-adopted it after a restart.
 public enum ProcessSpawner {
@@ -20,10 +21,11 @@ public enum ProcessSpawner {
     rm -f "$dir/exit"
     cd "${CAPSTAN_WORKDIR:-$dir}" || { echo "capstan: cannot enter working directory $CAPSTAN_WORKDIR" >&2; echo 126 > "$dir/exit"; exit 126; }
     unset CAPSTAN_WORKDIR
-    "$@" &
+    "$@" 3>&- &
     child=$!
     [ -n "$pending" ] && kill -"$pending" "$child" 2>/dev/null
     echo "$child" > "$dir/pid.tmp" && mv "$dir/pid.tmp" "$dir/pid"
+    { echo "$child" >&3; } 2>/dev/null; exec 3>&-
     while :; do
       wait "$child"; status=$?
       kill -0 "$child" 2>/dev/null || break
@@ -42,15 +44,82 @@ public enum ProcessSpawner {
         return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
     }()
 
-    /// Shims this process spawned and has not yet finished reaping.
-    static let unreaped = Mutex<Set<Int32>>([])
+    /// Shims this process spawned and has not yet finished reaping, with who waits for that.
+    static let unreaped = Mutex<[Int32: [CheckedContinuation<Void, Never>]]>([:])
 
     /// True while `pid` is a shim of ours whose exit is not yet recorded on disk: it counts as
     /// running until the reaper has written its status.
-    public static func isPendingChild(_ pid: Int32) -> Bool { unreaped.withLock { $0.contains(pid) } }
+    public static func isPendingChild(_ pid: Int32) -> Bool { unreaped.withLock { $0[pid] != nil } }
 
-    /// Spawns the shim for an instance; returns its pid (also the process group id).
-    public static func spawn(command: [String], environment: [String: String], workingDir: String?, folder: URL) throws -> Int32 {
+    /// Returns once the reaper has recorded the exit of `pid`, a shim of ours (at once for any
+    /// other pid).
+    public static func waitUntilReaped(_ pid: Int32) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let waiting = unreaped.withLock { table -> Bool in
+                guard table[pid] != nil else { return false }
+                table[pid]!.append(continuation)
+                return true
+            }
+            if !waiting { continuation.resume() }
+        }
+    }
+
+    /// What ``spawn(command:environment:workingDir:folder:)`` started.
+    public struct Spawned: Sendable {
+        /// The shim's pid, also its process group and session.
+        public var shim: Int32
+        /// The command's pid, as the shim reported it; nil when the shim ended first (the
+        /// working directory was missing) or said nothing within five seconds.
+        public var command: Int32?
+    }
+
+    /// Spawns the shim for an instance and returns once it has forked the command (it reports
+    /// the pid through a pipe: no waiting on a timer).
+    public static func spawn(command: [String], environment: [String: String], workingDir: String?, folder: URL) async throws -> Spawned {
+        var ends: [Int32] = [-1, -1]
+        guard pipe(&ends) == 0 else {
+            throw PluginError(.internal, "cannot make a pipe for the instance's shim: \(String(cString: strerror(errno)))")
+        }
+        let reader = ends[0]
+        var writer = ends[1]
+        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        _ = fcntl(reader, F_SETFL, fcntl(reader, F_GETFL) | O_NONBLOCK)
+        if writer == 3 {
+            // dup2 onto itself would keep close-on-exec: move it out of the way first.
+            let moved = fcntl(writer, F_DUPFD_CLOEXEC, 4)
+            close(writer)
+            writer = moved
+        }
+        let shim: Int32
+        do {
+            shim = try spawnShim(command: command, environment: environment, workingDir: workingDir, folder: folder, pidPipe: writer)
+        } catch {
+            close(reader)
+            close(writer)
+            throw error
+        }
+        close(writer)
+        // The shim writes "<pid>\n" at once after its fork; a shim that dies first closes the
+        // pipe (end of file). Woken by the pipe, at most five seconds in all.
+        let deadline = ContinuousClock.now + .seconds(5)
+        var text = ""
+        while ContinuousClock.now < deadline {
+            var buffer = [UInt8](repeating: 0, count: 32)
+            let count = read(reader, &buffer, buffer.count)
+            if count > 0 {
+                text += String(decoding: buffer[0..<count], as: UTF8.self)
+                if text.contains("\n") { break }
+                continue
+            }
+            if count == 0 || (errno != EAGAIN && errno != EINTR) { break }
+            let left = deadline - ContinuousClock.now
+            await ProcessExit.readable(reader, closing: false, seconds: Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18)
+        }
+        close(reader)
+        return Spawned(shim: shim, command: Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+    }
+
+    private static func spawnShim(command: [String], environment: [String: String], workingDir: String?, folder: URL, pidPipe: Int32) throws -> Int32 {
         var env = environment
         if env["PATH"] == nil { env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" }
         if let workingDir { env["CAPSTAN_WORKDIR"] = workingDir }
@@ -71,7 +140,9 @@ public enum ProcessSpawner {
         // Nothing else of the agent's: an inherited pipe end (Foundation's Pipe is not
         // close-on-exec) would keep a reader elsewhere in the agent from ever seeing EOF for as
         // long as the instance lives, and inherited sockets or database files would outlive the agent.
-        if let closeFrom = closeFrom { _ = closeFrom(&actions, 3) }
+        // The pid pipe becomes the shim's fd 3 (dup2 clears close-on-exec).
+        posix_spawn_file_actions_adddup2(&actions, pidPipe, 3)
+        if let closeFrom = closeFrom { _ = closeFrom(&actions, 4) }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -91,7 +162,7 @@ public enum ProcessSpawner {
         guard status == 0 else {
             throw PluginError(.internal, "cannot start /bin/sh for the instance: \(String(cString: strerror(status)))")
         }
-        unreaped.withLock { _ = $0.insert(pid) }
+        unreaped.withLock { $0[pid] = [] }
         reap(pid, folder: folder)
         return pid
     }
@@ -107,7 +178,8 @@ public enum ProcessSpawner {
             if !FileManager.default.fileExists(atPath: exitFile.path) {
                 try? "\(code)\n".write(to: exitFile, atomically: true, encoding: .utf8)
             }
-            unreaped.withLock { _ = $0.remove(pid) }
+            let waiting = unreaped.withLock { $0.removeValue(forKey: pid) } ?? []
+            for continuation in waiting { continuation.resume() }
         }
         thread.name = "capstan-reaper-\(pid)"
         thread.start()

@@ -17,6 +17,7 @@ public struct ResourceKind: Sendable, Hashable {
         ResourceKind(kind: "Endpoints", plural: "endpoints", aliases: ["ep"]),
         ResourceKind(kind: "Event", plural: "events", aliases: ["event", "ev"]),
         ResourceKind(kind: "Secret", plural: "secrets", aliases: ["secret"]),
+        ResourceKind(kind: "Lease", plural: "leases", aliases: ["lease"]),
     ]
 
     public static let node = all[0]
@@ -25,6 +26,7 @@ public struct ResourceKind: Sendable, Hashable {
     public static let volume = all[3]
     public static let volumeClaim = all[4]
     public static let event = all[7]
+    public static let lease = all[9]
 
     /// By path segment (`instances`).
     public static func plural(_ plural: String) -> ResourceKind? { all.first { $0.plural == plural } }

@@ -25,7 +25,8 @@ actor InstanceSupervisor {
     private var needsCreate = false
     /// Status the server has not heard yet (it was unreachable when it changed).
     private var unreported: InstanceStatus?
-    /// How often a running instance's state is read.
+    /// How often a running instance's state is read when its runtime cannot say when it exits
+    /// (no ``RuntimeWait``).
     static let pollInterval = Duration.milliseconds(250)
 
     init(instance: Instance, runtime: any RuntimePlugin, runtimeName: String, network: (any NetworkPlugin)?, volumes: VolumeAttacher?, api: APIClient, events: EventRecorder, probeHost: String) {
@@ -254,9 +255,8 @@ actor InstanceSupervisor {
         }
     }
 
-    /// Reports Running at once. A runtime may learn the command's pid a moment after `start`
-    /// returns (the process runtime's shim writes it once it has forked); the watch loop's first
-    /// poll then reports it.
+    /// Reports Running at once, with the pid `start` returned (a runtime without
+    /// ``RuntimeWait`` may learn it later; the poll then reports it).
     private func reportStarted(_ started: RuntimeInstanceStatus, restarted: Bool) async {
         let ready = instance.spec.template.readinessProbe == nil
         let addresses = self.addresses
@@ -273,36 +273,99 @@ actor InstanceSupervisor {
         await events.record("Instance/\(name)", reason: "Started", message: "\(restarted ? "restarted" : "started") with the \(runtimeName) runtime")
     }
 
-    /// Polls the runtime and runs the probes until the instance exits; nil when cancelled.
-    /// A liveness failure stops it (grace period) and is returned as the exit's reason.
+    /// How a run being watched ended.
+    private enum RunOutcome: Sendable {
+        case exited(RuntimeInstanceStatus)
+        case livenessFailed(RuntimeInstanceStatus, message: String)
+        case cancelled
+    }
+
+    /// Waits for the instance to exit while its probes run on their own schedules; nil when
+    /// cancelled. A liveness failure stops it (grace period) and is returned as the exit's
+    /// reason. The exit is waited for (``RuntimeWait``), not polled, when the runtime can.
     private func watchRunning(_ running: RuntimeInstanceStatus) async -> (RuntimeInstanceStatus?, (reason: String, message: String)?) {
-        let clock = ContinuousClock()
         let template = instance.spec.template
-        let start = clock.now
-        var liveness = ProbeState(probe: template.livenessProbe, start: start)
-        var readiness = ProbeState(probe: template.readinessProbe, start: start)
-        var ready = template.readinessProbe == nil
+        let outcome = await withTaskGroup(of: RunOutcome.self) { group in
+            group.addTask { await self.waitForExit(running) }
+            if template.livenessProbe != nil || template.readinessProbe != nil {
+                group.addTask { await self.runProbes(template) }
+            }
+            let first = await group.next() ?? .cancelled
+            group.cancelAll()
+            return first
+        }
+        switch outcome {
+        case .exited(let status): return (status, nil)
+        case .livenessFailed(let status, let message): return (status, ("LivenessProbeFailed", message))
+        case .cancelled: return (nil, nil)
+        }
+    }
+
+    /// The run's end: from ``RuntimeWait`` when the runtime offers it, else by asking `status`
+    /// every ``pollInterval`` (runtimes built against SDK 1.2 or older).
+    private func waitForExit(_ running: RuntimeInstanceStatus) async -> RunOutcome {
         var pid = running.pid
         while !Task.isCancelled {
+            if let waiter = runtime as? any RuntimeWait {
+                do {
+                    let status = try await waiter.wait(name)
+                    if status.state != .running { return .exited(status) }
+                    // Still running: a plugin that answered early; ask again after a pause.
+                } catch is CancellationError {
+                    return .cancelled
+                } catch let error as PluginError where error.code == .notFound {
+                    needsCreate = true
+                    return .exited(RuntimeInstanceStatus(id: name, state: .exited, labels: [:], reason: "the \(runtimeName) runtime lost the instance: \(error.message)"))
+                } catch {
+                    // A plugin error: say so, and ask again after a pause rather than spin.
+                    await events.record("Instance/\(name)", reason: "RuntimeError", message: "waiting for the instance's exit failed: \(error)", type: .warning)
+                }
+            }
             try? await Task.sleep(for: Self.pollInterval)
-            guard !Task.isCancelled else { return (nil, nil) }
-            guard let status = try? await runtime.status(name) else { continue }
-            if status.state != .running { return (status, nil) }
+            guard !Task.isCancelled else { break }
+            if runtime is any RuntimeWait { continue }
+            let status: RuntimeInstanceStatus
+            do {
+                status = try await runtime.status(name)
+            } catch let error as PluginError where error.code == .notFound {
+                needsCreate = true
+                return .exited(RuntimeInstanceStatus(id: name, state: .exited, labels: [:], reason: "the \(runtimeName) runtime lost the instance: \(error.message)"))
+            } catch {
+                continue
+            }
+            if status.state != .running { return .exited(status) }
             if status.pid != pid, let newPID = status.pid {
                 pid = newPID
                 await report { $0.pid = newPID }
             }
+        }
+        return .cancelled
+    }
+
+    /// Runs the liveness and readiness probes, each when it is due, until liveness fails
+    /// (returned) or the task is cancelled.
+    private func runProbes(_ template: InstanceTemplate) async -> RunOutcome {
+        let clock = ContinuousClock()
+        let start = clock.now
+        var liveness = ProbeState(probe: template.livenessProbe, start: start)
+        var readiness = ProbeState(probe: template.readinessProbe, start: start)
+        var ready = template.readinessProbe == nil
+        while !Task.isCancelled {
+            let due = [liveness.probe != nil ? liveness.next : nil, readiness.probe != nil ? readiness.next : nil].compactMap { $0 }.min() ?? start
+            do { try await Task.sleep(until: due, clock: clock) } catch { return .cancelled }
             if let probe = liveness.dueProbe(at: clock.now) {
                 let outcome = await prober.check(probe, instanceID: name, runtime: runtime, runtimeName: runtimeName)
+                guard !Task.isCancelled else { return .cancelled }
                 if liveness.record(outcome, at: clock.now) == .failed, case .failure(let why) = outcome {
                     let message = "liveness probe failed \(probe.failureThreshold) time(s): \(why)"
                     await events.record("Instance/\(name)", reason: "Unhealthy", message: message + "; restarting", type: .warning)
                     let stopped = try? await runtime.stop(StopInstanceRequest(id: name, gracePeriod: Self.gracePeriod(of: template)))
-                    return (stopped ?? RuntimeInstanceStatus(id: name, state: .exited, labels: [:]), ("LivenessProbeFailed", message))
+                    return .livenessFailed(stopped ?? RuntimeInstanceStatus(id: name, state: .exited, labels: [:]), message: message)
                 }
             }
             if let probe = readiness.dueProbe(at: clock.now) {
                 let outcome = await prober.check(probe, instanceID: name, runtime: runtime, runtimeName: runtimeName)
+                guard !Task.isCancelled else { return .cancelled }
                 let verdict = readiness.record(outcome, at: clock.now)
                 let nowReady = verdict == .passed ? true : (verdict == .failed ? false : ready)
                 if nowReady != ready {
@@ -314,7 +377,7 @@ actor InstanceSupervisor {
                 }
             }
         }
-        return (nil, nil)
+        return .cancelled
     }
 
     // MARK: Reporting

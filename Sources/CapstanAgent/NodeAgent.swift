@@ -129,7 +129,11 @@ public final class NodeAgent: Sendable {
         for attempt in 0..<60 {
             do {
                 let now = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
-                let status = NodeStatus(capacity: capacity, allocatable: capacity, addresses: [options.listenHost], ready: true, lastHeartbeat: now)
+                var status = NodeStatus(capacity: capacity, allocatable: capacity, addresses: [options.listenHost], ready: true, lastHeartbeat: now)
+                let defaults = plugins.registry.defaults
+                status.plugins = plugins.registry.entries.map {
+                    NodePlugin(name: $0.name, kind: "\($0.kind)", library: $0.library, isDefault: defaults[$0.kind] == $0.name)
+                }
                 if case .node(var node)? = try await api.fetch(kind: "Node", name: options.nodeName) {
                     node.metadata.labels.merge(labels) { _, new in new }
                     node.spec.agentAddress = address
@@ -146,16 +150,44 @@ public final class NodeAgent: Sendable {
         }
     }
 
+    /// Renews the node's ``Lease`` every heartbeat: one small compare-and-swap write, not a
+    /// read and rewrite of the whole Node (whose status the agent writes only when it changes:
+    /// at registration). A conflict or a missing lease reads or creates it again; while the
+    /// server is unreachable, the next beat simply tries again.
     private func heartbeat(_ api: APIClient) async {
+        var lease: Lease?
+        let interval = Double(options.heartbeatInterval.components.seconds) + Double(options.heartbeatInterval.components.attoseconds) / 1e18
+        let duration = min(max(4 * interval, 1), FieldLimits.maxSeconds)
+        var retried = false
         while !Task.isCancelled {
-            try? await Task.sleep(for: options.heartbeatInterval)
-            guard !Task.isCancelled else { return }
-            for _ in 0..<3 {
-                guard case .node(var node)? = try? await api.fetch(kind: "Node", name: options.nodeName) else { break }
-                node.status.lastHeartbeat = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
-                node.status.ready = true
-                if (try? await api.update(.node(node))) != nil { break }
+            let now = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
+            do {
+                if var current = lease {
+                    current.spec.renewTime = now
+                    guard case .lease(let stored) = try await api.update(.lease(current)) else { break }
+                    lease = stored
+                } else if case .lease(var existing)? = try await api.fetch(kind: "Lease", name: options.nodeName) {
+                    existing.spec = LeaseSpec(holderIdentity: "node/\(options.nodeName)", leaseDurationSeconds: duration, renewTime: now)
+                    guard case .lease(let stored) = try await api.update(.lease(existing)) else { break }
+                    lease = stored
+                } else {
+                    let fresh = Lease(name: options.nodeName, spec: LeaseSpec(holderIdentity: "node/\(options.nodeName)", leaseDurationSeconds: duration, renewTime: now))
+                    guard case .lease(let stored) = try await api.create(.lease(fresh)) else { break }
+                    lease = stored
+                }
+                retried = false
+            } catch let error as APIError where (error.status == 409 || error.status == 404) && !retried {
+                // Someone else wrote it (or it was deleted): read it again at once, once.
+                lease = nil
+                retried = true
+                continue
+            } catch {
+                lease = nil
+                retried = false
+                if Task.isCancelled { return }
+                logger.warning("could not renew the lease of node \(options.nodeName): \(error)")
             }
+            try? await Task.sleep(for: options.heartbeatInterval)
         }
     }
 

@@ -180,7 +180,8 @@ public final class ControlPlane: Sendable {
         return [scheduler, workloads, nodes, app, BusShutdown(bus: bus, store: store)]
     }
 
-    /// The server's plugins and each registered node's, as the agents report them.
+    /// The server's plugins and each registered node's, as its agent reported them in the
+    /// Node's status when it registered (no call to any agent).
     func pluginInfo() async -> [PluginInfo] {
         let defaults = plugins.registry.defaults
         var all = plugins.registry.entries.map {
@@ -188,12 +189,9 @@ public final class ControlPlane: Sendable {
         }
         let nodes = (try? store.list(kind: "Node").items) ?? []
         for case .node(let node) in nodes {
-            guard let address = node.spec.agentAddress else { continue }
-            guard NodeSpec.agentAddressProblem(address) == nil,
-                  let response = try? await HTTPClients.client(caPEM: identity?.caPEM, identity: identity).execute(HTTPClientRequest(url: "\(address)/v1/plugins"), timeout: .seconds(2)),
-                  let body = try? await response.body.collect(upTo: 1 << 20),
-                  let list = try? JSONDecoder().decode([PluginInfo].self, from: Data(body.readableBytesView)) else { continue }
-            all += list
+            all += node.status.plugins.map {
+                PluginInfo(name: $0.name, kind: $0.kind, library: $0.library, isDefault: $0.isDefault, loadedBy: "node/\(node.metadata.name)")
+            }
         }
         return all
     }

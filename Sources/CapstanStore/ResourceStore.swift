@@ -281,6 +281,7 @@ public final class ResourceStore: Sendable {
             stored.metadata.uid = UUID().uuidString.lowercased()
             stored.metadata.creationTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
             stored.metadata.revision = revision
+            stored.metadata.generation = 1
             try db.execute(sql: "INSERT INTO objects (kind, name, body) VALUES (?, ?, ?)",
                            arguments: [stored.kind, stored.name, try encodeWithinLimit(stored, cipher)])
             return (stored, ResourceEvent(.added, stored))
@@ -289,7 +290,8 @@ public final class ResourceStore: Sendable {
             // writer's (serial) queue.
             guard let row = try Row.fetchOne(db, sql: """
                 SELECT json_extract(body, '$.metadata.revision') AS revision, json_extract(body, '$.metadata.uid') AS uid,
-                       json_extract(body, '$.metadata.creationTimestamp') AS created
+                       json_extract(body, '$.metadata.creationTimestamp') AS created,
+                       json_extract(body, '$.metadata.generation') AS generation, body
                 FROM objects WHERE kind = ? AND name = ?
                 """, arguments: [object.kind, object.name]) else {
                 throw StoreError.notFound(kind: object.kind, name: object.name)
@@ -302,6 +304,14 @@ public final class ResourceStore: Sendable {
             stored.metadata.uid = row["uid"]
             stored.metadata.creationTimestamp = (row["created"] as String?).flatMap(Timestamp.init(rfc3339:))
             stored.metadata.revision = revision
+            // The generation moves when the spec does: compared as SQLite normalises both
+            // documents (a secret's stored body is sealed: opened first).
+            let previousGeneration = row["generation"] as Int64? ?? 0
+            stored.metadata.generation = previousGeneration
+            let before: Data = try cipher.openIfSealed(row["body"] as Data? ?? Data())
+            let sameSpec = try Bool.fetchOne(db, sql: "SELECT json_extract(?, '$.spec') IS json_extract(?, '$.spec')",
+                                             arguments: [String(decoding: before, as: UTF8.self), String(decoding: try encode(stored), as: UTF8.self)]) ?? false
+            stored.metadata.generation = sameSpec ? max(previousGeneration, 1) : previousGeneration &+ 1
             try db.execute(sql: "UPDATE objects SET body = ? WHERE kind = ? AND name = ?",
                            arguments: [try encodeWithinLimit(stored, cipher), stored.kind, stored.name])
             return (stored, ResourceEvent(.modified, stored))

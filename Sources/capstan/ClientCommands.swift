@@ -3,6 +3,7 @@ import CapstanAPI
 import CapstanCore
 import Foundation
 import PluginHost
+import Synchronization
 
 /// Reads manifests from files, directories (their .yaml/.yml/.json files, sorted) or `-` (stdin).
 func readManifests(_ paths: [String]) throws -> [AnyResource] {
@@ -95,6 +96,7 @@ struct ApplyCommand: AsyncParsableCommand {
         case (.endpoints(let new), .endpoints(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .endpoints(old)
         case (.event(let new), .event(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .event(old)
         case (.secret(let new), .secret(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .secret(old)
+        case (.lease(let new), .lease(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .lease(old)
         default: return false
         }
         return candidate == existing
@@ -319,35 +321,120 @@ struct RolloutCommand: AsyncParsableCommand {
         }
     }
 
-    /// Prints a progress line until done; exits 4 on timeout.
+    /// Prints a progress line until done; exits 4 on timeout with the reasons the instances
+    /// give (Unschedulable and why, CrashLoopBackOff and the last exit). Follows a watch of
+    /// the workload: each status change the controller writes wakes it, nothing is polled.
     static func waitForRollout(api: APIClient, name: String, timeout: Double) async throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        var last = ""
+        let progress = LastLine()
+        // What `print` buffered goes first (apply's lines), then the progress, unbuffered.
+        fflush(nil)
+        let limit = Duration.milliseconds(Int64(min(max(timeout, 0), FieldLimits.maxSeconds) * 1000))
         do {
-            while true {
-                guard case .workload(let workload) = try await api.get(.workload, name) else { return }
-                let status = workload.status
-                let want = workload.spec.replicas
-                let seen = status.templateHash == TemplateHash.of(workload.spec)
-                let line: String
-                if seen && status.updatedReplicas == want && status.readyReplicas == want && status.replicas == want {
-                    print("workload \"\(name)\" successfully rolled out: \(want)/\(want) ready")
-                    return
-                } else if !seen {
-                    line = "Waiting for the controller to see workload \"\(name)\"..."
-                } else if status.updatedReplicas < want {
-                    line = "Waiting for rollout of \"\(name)\": \(status.updatedReplicas) of \(want) updated instances, \(status.readyReplicas) ready..."
-                } else if status.replicas > want {
-                    line = "Waiting for rollout of \"\(name)\": \(status.replicas - want) old instance(s) pending termination..."
-                } else {
-                    line = "Waiting for rollout of \"\(name)\": \(status.readyReplicas) of \(want) ready..."
+            let done = try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    try await followRollout(api: api, name: name) { line in
+                        let changed = progress.text.withLock { last in
+                            defer { last = line }
+                            return last != line
+                        }
+                        if changed { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+                    }
+                    return true
                 }
-                if line != last { print(line); last = line }
-                if Date() > deadline { throw CLIExit.fail("timed out after \(Int(timeout))s: \(line)", code: CLIExit.timedOut) }
-                try await Task.sleep(for: .milliseconds(250))
+                group.addTask {
+                    try await Task.sleep(for: limit)
+                    return false
+                }
+                let first = try await group.next() ?? false
+                group.cancelAll()
+                return first
             }
+            if done { return }
+            let reasons = await waitReasons(api: api, workload: name)
+            let last = progress.text.withLock { $0 }
+            throw CLIExit.fail("timed out after \(seconds(timeout)): \(last)" + reasons.map { "\n  \($0)" }.joined(), code: CLIExit.timedOut)
         } catch let error as APIError {
             throw CLIExit.fail(error)
         }
     }
+
+    /// Lists, then watches workloads from the list's revision, calling `report` with a
+    /// progress line for each state of `name`, until it is rolled out. A broken watch (the
+    /// server restarted, 410 Gone) lists again.
+    static func followRollout(api: APIClient, name: String, report: @Sendable (String) -> Void) async throws(APIError) {
+        while !Task.isCancelled {
+            let list = try await api.list(.workload)
+            guard let object = list.items.first(where: { $0.name == name }), case .workload(let workload) = object else {
+                throw APIError(status: 404, body: ErrorBody(code: 404, reason: "NotFound", message: "workload \"\(name)\" not found"))
+            }
+            if let done = progress(of: workload) {
+                report(done)
+                return
+            }
+            report(line(for: workload))
+            do {
+                for try await event in try await api.watch(.workload, after: list.revision) {
+                    guard case .workload(let changed)? = event.object, changed.metadata.name == name else { continue }
+                    if event.type == .deleted { throw APIError(status: 404, body: ErrorBody(code: 404, reason: "NotFound", message: "workload \"\(name)\" was deleted while waiting")) }
+                    if let done = progress(of: changed) {
+                        report(done)
+                        return
+                    }
+                    report(line(for: changed))
+                }
+            } catch let error as APIError where error.status == 404 {
+                throw error
+            } catch {
+                if Task.isCancelled { return }
+            }
+        }
+    }
+
+    /// The closing line once the controller has acted on the workload's current spec
+    /// (`status.observedGeneration`) and every instance is of it and Ready; nil until then.
+    static func progress(of workload: Workload) -> String? {
+        let status = workload.status
+        let want = workload.spec.replicas
+        guard observed(workload), status.updatedReplicas == want, status.readyReplicas == want, status.replicas == want else { return nil }
+        return "workload \"\(workload.metadata.name)\" successfully rolled out: \(want)/\(want) ready"
+    }
+
+    static func observed(_ workload: Workload) -> Bool {
+        (workload.status.observedGeneration ?? 0) >= (workload.metadata.generation ?? 1)
+    }
+
+    static func line(for workload: Workload) -> String {
+        let status = workload.status
+        let want = workload.spec.replicas
+        let name = workload.metadata.name
+        if !observed(workload) { return "Waiting for the controller to see workload \"\(name)\" (generation \(workload.metadata.generation ?? 1))..." }
+        if status.updatedReplicas < want { return "Waiting for rollout of \"\(name)\": \(status.updatedReplicas) of \(want) updated instances, \(status.readyReplicas) ready..." }
+        if status.replicas > want { return "Waiting for rollout of \"\(name)\": \(status.replicas - want) old instance(s) pending termination..." }
+        return "Waiting for rollout of \"\(name)\": \(status.readyReplicas) of \(want) ready..."
+    }
+
+    /// Why the workload's instances are not Ready: one line per instance that says (at most 5).
+    static func waitReasons(api: APIClient, workload: String) async -> [String] {
+        guard let list = try? await api.list(.instance, query: ["owner": "Workload/\(workload)"]) else { return [] }
+        var reasons: [String] = []
+        for case .instance(let instance) in list.items where !instance.status.ready && instance.metadata.deletionTimestamp == nil {
+            let status = instance.status
+            var text = "\(instance.metadata.name): \(status.phase.rawValue)"
+            if let reason = status.reason { text += " (\(reason))" }
+            if let message = status.message, !message.isEmpty { text += ": \(message)" }
+            if instance.spec.nodeName == nil && status.reason == nil { text += ": not yet placed on a node" }
+            if status.restarts > 0 { text += "; \(status.restarts) restart(s)" }
+            reasons.append(text)
+        }
+        return Array(reasons.sorted().prefix(5))
+    }
+
+    static func seconds(_ value: Double) -> String {
+        value == value.rounded() && value < 1e9 ? "\(Int(value))s" : String(format: "%.1fs", value)
+    }
+}
+
+/// The last progress line printed, shared between the follower and the timeout.
+final class LastLine: Sendable {
+    let text = Mutex("")
 }

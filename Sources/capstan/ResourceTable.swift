@@ -56,8 +56,8 @@ enum ResourceTable {
             return [workload.metadata.name, "\(status.readyReplicas)/\(workload.spec.replicas)", String(status.updatedReplicas), String(status.readyReplicas), age]
                 + (wide ? [status.templateHash ?? "-", workload.spec.template.command.joined(separator: " ")] : [])
         case .node(let node):
-            let fresh = node.status.lastHeartbeat.map { Date().timeIntervalSince1970 - $0.secondsSinceEpoch < 40 } ?? false
-            let state = (node.status.ready && fresh ? "Ready" : "NotReady") + (node.spec.unschedulable ? ",SchedulingDisabled" : "")
+            // `ready` is kept by the server from the node's lease.
+            let state = (node.status.ready ? "Ready" : "NotReady") + (node.spec.unschedulable ? ",SchedulingDisabled" : "")
             return [node.metadata.name, state, node.status.allocatable.texts["cpu"] ?? "-", node.status.allocatable.texts["memory"].flatMap(memory) ?? "-", age]
                 + (wide ? [node.spec.agentAddress ?? "-", node.metadata.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")] : [])
         case .event(let event):

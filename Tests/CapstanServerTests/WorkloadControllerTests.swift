@@ -105,13 +105,16 @@ import Testing
     }
 
     @Test func statusCountsReadyAndUpdatedInstancesAndIsWrittenOnlyOnChange() throws {
-        let web = workload(replicas: 2)
+        var web = workload(replicas: 2)
+        web.metadata.generation = 3
         var owned = instances(of: web, ordinals: [0, 1])
         owned[1].status.ready = false
         let plan = WorkloadController.plan(workload: web, owned: owned)
         let status = try #require(plan.operations.compactMap { if case .update(.workload(let w)) = $0 { w.status } else { nil } }.first)
         #expect(status.replicas == 2 && status.readyReplicas == 1 && status.updatedReplicas == 2)
         #expect(status.templateHash == TemplateHash.of(web.spec))
+        // Issue 9: the status says which spec it describes.
+        #expect(status.observedGeneration == 3)
         var settled = web
         settled.status = status
         #expect(WorkloadController.plan(workload: settled, owned: owned).operations.isEmpty, "an unchanged status is not rewritten")

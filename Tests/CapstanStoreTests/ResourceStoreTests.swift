@@ -49,6 +49,35 @@ import Testing
         #expect(seen.map(\.2) == ["web", "web", "api", "api"])
     }
 
+    /// Issue 9: `metadata.generation` is the store's, and moves only with `spec`.
+    @Test func generationCountsSpecChangesOnly() throws {
+        let store = try ResourceStore(path: directory + "/db.sqlite", bus: EventBus())
+        var object = workload("web")
+        object.metadata.generation = 42                 // a client's value is ignored
+        let created = try store.create(object)
+        #expect(created.metadata.generation == 1)
+        guard case .workload(var web) = created else { return }
+        web.status.readyReplicas = 1                    // status: same generation
+        web.metadata.labels["tier"] = "front"           // labels: same generation
+        let statusOnly = try store.update(.workload(web))
+        #expect(statusOnly.metadata.generation == 1)
+        guard case .workload(var again) = statusOnly else { return }
+        again.spec.replicas = 3
+        again.metadata.generation = 7
+        let specChanged = try store.update(.workload(again))
+        #expect(specChanged.metadata.generation == 2)
+        #expect(try store.get(kind: "Workload", name: "web")?.metadata.generation == 2)
+        // Secrets are sealed at rest: their spec is still compared.
+        let secret = try store.create(.secret(Secret(name: "db", spec: SecretSpec(data: ["password": Array("one".utf8)]))))
+        #expect(secret.metadata.generation == 1)
+        guard case .secret(var changed) = secret else { return }
+        let same = try store.update(.secret(changed))
+        #expect(same.metadata.generation == 1)
+        changed.metadata.revision = same.metadata.revision
+        changed.spec = SecretSpec(data: ["password": Array("two".utf8)])
+        #expect(try store.update(.secret(changed)).metadata.generation == 2)
+    }
+
     @Test func staleRevisionsConflictAndChangeNothing() throws {
         let store = try ResourceStore(path: directory + "/db.sqlite", bus: EventBus())
         let first = try store.create(workload("web"))

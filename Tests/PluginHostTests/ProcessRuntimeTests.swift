@@ -1,6 +1,7 @@
 import CapstanSDK
 import Foundation
 import PluginHost
+import Synchronization
 import Testing
 
 /// The process runtime, through its .so, spawning real processes.
@@ -35,6 +36,45 @@ import Testing
             let past = try await runtime.logs(LogsRequest(id: "hello", offset: offset))
             #expect(past.data.isEmpty && past.nextOffset == offset)
         }
+    }
+
+    /// SDK 1.3 `RuntimeWait` (issue 9): the exit wakes the waiter (a pidfd), nothing polls.
+    @Test func waitReturnsWhenTheInstanceExits() async throws {
+        let runtime = try runtime()
+        let waiter = try #require(runtime as? any RuntimeWait, "the process runtime offers RuntimeWait")
+        // Exits 7 once the test creates `go`: no timing guesses.
+        let go = directory.appendingPathComponent("go-\(UUID().uuidString.prefix(6))").path
+        _ = try await runtime.create(CreateInstanceRequest(id: "waited", command: ["/bin/sh", "-c", "while [ ! -e \(go) ]; do sleep 0.02; done; exit 7"]))
+        // Not started: answered at once.
+        #expect(try await waiter.wait("waited").state == .created)
+        let started = try await runtime.start("waited")
+        #expect(started.state == .running && started.pid != nil, "\(started)")
+        let finished = Flag()
+        let waitingForGo = Task {
+            defer { finished.set() }
+            return try await waiter.wait("waited")
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(!finished.isSet, "wait returned while the instance still ran")
+        _ = FileManager.default.createFile(atPath: go, contents: nil)
+        let exited = try await waitingForGo.value
+        #expect(exited.state == .exited && exited.exitCode == 7, "\(exited)")
+        // Exited: answered at once, the same.
+        #expect(try await waiter.wait("waited").exitCode == 7)
+        await #expect(throws: PluginError.self) { _ = try await waiter.wait("nobody") }
+
+        // Cancelling a wait leaves the instance running; a SIGKILL of the command ends the next.
+        _ = try await runtime.create(CreateInstanceRequest(id: "sleeper", command: ["/bin/sleep", "30"]))
+        let sleeper = try await runtime.start("sleeper")
+        let cancelled = Task { try await waiter.wait("sleeper") }
+        try await Task.sleep(for: .milliseconds(100))
+        cancelled.cancel()
+        let outcome = await cancelled.result
+        #expect(throws: CancellationError.self) { _ = try outcome.get() }
+        #expect(try await runtime.status("sleeper").state == .running)
+        let waiting = Task { try await waiter.wait("sleeper") }
+        kill(try #require(sleeper.pid), SIGKILL)
+        #expect(try await waiting.value.exitCode == 137)
     }
 
     @Test func stopSendsTermThenKillsAfterTheGracePeriod() async throws {
@@ -80,12 +120,10 @@ import Testing
         let state = directory.appendingPathComponent("readopt").path
         let first = try runtime(state: state)
         _ = try await first.create(CreateInstanceRequest(id: "survivor", command: ["/bin/sh", "-c", "echo up; sleep 30"], labels: ["owner": "web"]))
-        _ = try await first.start("survivor")
-        _ = try await waitFor(first, "survivor", .running)
-        // The command's pid is reported once the command has started.
-        let deadline = Date().addingTimeInterval(5)
-        while try await first.status("survivor").pid == nil && Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        // `start` returns the command's own pid (the shim reports it through a pipe).
+        let started = try await first.start("survivor")
         let running = try await first.status("survivor")
+        #expect(started.pid != nil && started.pid == running.pid)
         // A new runtime over the same state: what the agent sees after a restart.
         let copy = directory.appendingPathComponent("libRuntimeCopy.so").path
         try FileManager.default.copyItem(atPath: Fixtures.plugin("CapstanProcessRuntime"), toPath: copy)
@@ -96,9 +134,12 @@ import Testing
         #expect(listed[0].pid == running.pid && running.pid != nil)
         // Killing the real process: the shim records the exit code even for the re-adopting runtime.
         let pid = try #require(listed[0].pid)
+        // The re-adopting runtime did not start the shim, and is still told of its end.
+        let waiter = try #require(second as? any RuntimeWait)
+        let waiting = Task { try await waiter.wait("survivor") }
         kill(pid, SIGKILL)
-        let exited = try await waitFor(second, "survivor", .exited)
-        #expect(exited.exitCode == 137)
+        let exited = try await waiting.value
+        #expect(exited.state == .exited && exited.exitCode == 137)
         try await second.remove("survivor")
         #expect(try await second.list().isEmpty)
     }
@@ -174,4 +215,11 @@ import Testing
             #expect(error.code == .invalidArgument && error.message.contains("securityContext.readOnlyRootFilesystem"))
         }
     }
+}
+
+/// A one-way flag shared with a task.
+final class Flag: Sendable {
+    private let value = Mutex(false)
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.withLock { $0 } }
 }

@@ -101,7 +101,9 @@ import Testing
         let id = uniqueID("hello")
         let started = try await run(runtime, id, "echo hi; echo oops >&2; exit 3", labels: ["workload": "hello"])
         #expect(started.state == .running || started.state == .exited)
-        let done = try await waitFor(runtime, id, .exited)
+        // RuntimeWait (SDK 1.3): woken by `runc run`'s exit, no polling.
+        let waiter = try #require(runtime as? any RuntimeWait, "the runc runtime offers RuntimeWait")
+        let done = try await waiter.wait(id)
         #expect(done.exitCode == 3 && done.reason == "Error", "\(done)")
         #expect(try await text(runtime, id) == "hi\n")
         #expect(try await text(runtime, id, .stderr) == "oops\n")

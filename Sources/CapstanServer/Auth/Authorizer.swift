@@ -55,8 +55,9 @@ enum Authorizer {
             return false
         }
         switch (kind, verb) {
-        case ("Node", .read), ("Node", .create), ("Node", .update), ("Node", .updateStatus):
-            return name == node ? nil : refusal + ": a node token acts only as its own node"
+        case ("Node", .read), ("Node", .create), ("Node", .update), ("Node", .updateStatus),
+             ("Lease", .read), ("Lease", .create), ("Lease", .update):
+            return name == node ? nil : refusal + ": a node token acts only as its own node (and its lease)"
         case ("Instance", .read):
             if name == nil { return nodeFilter == node ? nil : refusal + ": list and watch with nodeName=\(node)" }
             return boundHere(stored) ? nil : refusal + ": it is not bound to this node"

@@ -6,8 +6,9 @@ import ServiceLifecycle
 
 /// Notices nodes whose agent stopped heartbeating and cleans up after them and after deleted
 /// objects, like Kubernetes' node lifecycle controller and event TTL:
-/// - a Ready node not heard from within `heartbeatTimeout` becomes NotReady (and gets a
-///   `NodeNotReady` event), so the scheduler stops placing there;
+/// - a Ready node whose ``Lease`` was not renewed within `heartbeatTimeout` becomes NotReady
+///   (and gets a `NodeNotReady` event), so the scheduler stops placing there; when its agent
+///   renews the lease again it is Ready again (`NodeReady`);
 /// - instances on a node NotReady for `evictionTimeout` are removed (an Event says why), so their
 ///   workloads replace them on live nodes; instances marked for deletion on such a node are
 ///   removed at once, as no agent will;
@@ -36,6 +37,8 @@ final class NodeLifecycleController: ServiceLifecycle.Service {
 
     struct Cache {
         var nodes: [String: Node] = [:]
+        /// Node name → its lease's last renewal (seconds since the epoch).
+        var renewals: [String: Double] = [:]
         /// Node → its instances (name → marked for deletion).
         var instancesByNode: [String: [String: Bool]] = [:]
         /// `Kind/name` of every Instance, Node and Workload.
@@ -53,6 +56,8 @@ final class NodeLifecycleController: ServiceLifecycle.Service {
             switch object {
             case .node(let node):
                 nodes[node.metadata.name] = deleted ? nil : node
+            case .lease(let lease):
+                renewals[lease.metadata.name] = deleted ? nil : lease.spec.renewTime?.secondsSinceEpoch
             case .instance(let instance):
                 for node in instancesByNode.keys { instancesByNode[node]?[instance.metadata.name] = nil }
                 if !deleted, let node = instance.spec.nodeName {
@@ -79,7 +84,7 @@ final class NodeLifecycleController: ServiceLifecycle.Service {
         var cache = Cache()
         func relist() {
             cache = Cache()
-            for event in store.snapshot(of: ["Node", "Instance", "Workload", "Event"]) { cache.apply(event) }
+            for event in store.snapshot(of: ["Node", "Lease", "Instance", "Workload", "Event"]) { cache.apply(event) }
         }
         relist()
         readiness?.ready("nodes")
@@ -122,8 +127,17 @@ final class NodeLifecycleController: ServiceLifecycle.Service {
 
     func check(_ cache: Cache, now: Double) async {
         for (name, var node) in cache.nodes {
-            let beat = node.status.lastHeartbeat?.secondsSinceEpoch ?? 0
-            guard now - beat > options.heartbeatTimeout else { continue }
+            // The lease's renewal; for an agent of before SDK 1.3 (no lease), its node heartbeat.
+            let beat = max(cache.renewals[name] ?? 0, node.status.lastHeartbeat?.secondsSinceEpoch ?? 0)
+            guard now - beat > options.heartbeatTimeout else {
+                if !node.status.ready && cache.renewals[name] != nil {
+                    node.status.ready = true
+                    if (try? await writer.update(.node(node))) != nil {
+                        await recorder.record("Node/\(name)", reason: "NodeReady", message: "its agent renews its lease again")
+                    }
+                }
+                continue
+            }
             if node.status.ready {
                 node.status.ready = false
                 _ = try? await writer.update(.node(node))

@@ -18,7 +18,8 @@ import Synchronization
 /// - An instance that fits nowhere gets a `FailedScheduling` event with the reasons and waits:
 ///   it is tried again only when the cluster changed (a node came, changed or freed capacity),
 ///   or after ``retryPeriod`` — never in a hot loop.
-/// - Only nodes that are ready, not cordoned, and heard from within ``heartbeatTimeout`` count.
+/// - Only nodes that are ready (the node lifecycle controller keeps that from their leases) and
+///   not cordoned count.
 final class SchedulerLoop: ServiceLifecycle.Service {
     let writer: StoreWriter
     let host: PluginHost
@@ -181,8 +182,8 @@ final class SchedulerLoop: ServiceLifecycle.Service {
         func snapshots(now: Double, heartbeatTimeout: Double) -> [NodeSnapshot] {
             var snapshots: [NodeSnapshot] = []
             for node in nodes.values.sorted(by: { $0.metadata.name < $1.metadata.name }) {
-                guard node.status.ready, !node.spec.unschedulable,
-                      let beat = node.status.lastHeartbeat, now - beat.secondsSinceEpoch <= heartbeatTimeout else { continue }
+                // `ready` is kept by the node lifecycle controller from the node's lease.
+                guard node.status.ready, !node.spec.unschedulable else { continue }
                 var snapshot = NodeSnapshot(node: node, index: snapshots.count)
                 snapshot.requested = requested[node.metadata.name] ?? ResourceVector()
                 // Each GPU starts with what bound instances' assignments left of it.

@@ -200,6 +200,7 @@ final class WorkloadController: ServiceLifecycle.Service {
         status.readyReplicas = live.filter { $0.status.ready && !removing.contains($0.metadata.name) }.count
         status.updatedReplicas = current.count - removing.count
         status.templateHash = hash
+        status.observedGeneration = workload.metadata.generation
         if status != workload.status {
             var updated = workload
             updated.status = status

@@ -196,3 +196,16 @@ public struct ExecResult: Sendable, Hashable {
         self.timedOut = timedOut
     }
 }
+
+/// A runtime that says when an instance exits, so the agent waits for the exit instead of
+/// asking ``RuntimePlugin/status(_:)`` on a timer (SDK 1.3; like Nomad's `WaitTask`). An
+/// optional ability (STYLE.md rule 3): the agent polls runtimes without it every 250 ms, as
+/// before.
+public protocol RuntimeWait: RuntimePlugin {
+    /// Returns the instance's status once its current run has ended — at once when it is not
+    /// running (created, or already exited). Must not poll on a timer where the platform can
+    /// notify (a pidfd, a shim's exit, a container engine's event stream).
+    /// - Throws: ``PluginError/Code/notFound`` for an unknown instance; `CancellationError`
+    ///   promptly when the calling task is cancelled (the instance keeps running).
+    func wait(_ id: String) async throws -> RuntimeInstanceStatus
+}

@@ -9,9 +9,11 @@ public enum AnyResource: Sendable, Hashable, Codable {
     case endpoints(Endpoints)
     case event(Event)
     case secret(Secret)
+    /// SDK 1.3.
+    case lease(Lease)
 
     /// Every kind, by manifest `kind`.
-    public static let kinds = ["Node", "Workload", "Instance", "Volume", "VolumeClaim", "Service", "Endpoints", "Event", "Secret"]
+    public static let kinds = ["Node", "Workload", "Instance", "Volume", "VolumeClaim", "Service", "Endpoints", "Event", "Secret", "Lease"]
 
     public var kind: String {
         switch self {
@@ -24,6 +26,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
         case .endpoints: EndpointsSpec.kind
         case .event: EventSpec.kind
         case .secret: SecretSpec.kind
+        case .lease: LeaseSpec.kind
         }
     }
 
@@ -39,6 +42,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
             case .endpoints(let r): r.metadata
             case .event(let r): r.metadata
             case .secret(let r): r.metadata
+            case .lease(let r): r.metadata
             }
         }
         set {
@@ -52,6 +56,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
             case .endpoints(var r): r.metadata = newValue; self = .endpoints(r)
             case .event(var r): r.metadata = newValue; self = .event(r)
             case .secret(var r): r.metadata = newValue; self = .secret(r)
+            case .lease(var r): r.metadata = newValue; self = .lease(r)
             }
         }
     }
@@ -70,6 +75,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
         case .endpoints(let r): r.validate()
         case .event(let r): r.validate()
         case .secret(let r): r.validate()
+        case .lease(let r): r.validate()
         }
     }
 
@@ -89,6 +95,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
         case EndpointsSpec.kind: self = .endpoints(try Endpoints(from: decoder))
         case EventSpec.kind: self = .event(try Event(from: decoder))
         case SecretSpec.kind: self = .secret(try Secret(from: decoder))
+        case LeaseSpec.kind: self = .lease(try Lease(from: decoder))
         default:
             throw DecodingError.dataCorruptedError(forKey: .kind, in: container, debugDescription: "\"\(kind)\" is not a Capstan kind; expected one of \(AnyResource.kinds.joined(separator: ", "))")
         }
@@ -105,6 +112,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
         case .endpoints(let r): try r.encode(to: encoder)
         case .event(let r): try r.encode(to: encoder)
         case .secret(let r): try r.encode(to: encoder)
+        case .lease(let r): try r.encode(to: encoder)
         }
     }
 }

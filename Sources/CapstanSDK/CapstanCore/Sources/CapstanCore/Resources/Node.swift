@@ -65,7 +65,11 @@ public struct NodeStatus: Codable, Sendable, Hashable {
     public var gpus: [GPUDevice]
     public var addresses: [String]
     public var ready: Bool
+    /// When the agent registered (or, before SDK 1.3, last heartbeated): liveness now comes from
+    /// the node's ``Lease``.
     public var lastHeartbeat: Timestamp?
+    /// The plugins the node's agent loaded (SDK 1.3), as it reported them when it registered.
+    public var plugins: [NodePlugin] = []
 
     public init(capacity: ResourceList = [:], allocatable: ResourceList = [:], gpus: [GPUDevice] = [], addresses: [String] = [], ready: Bool = false, lastHeartbeat: Timestamp? = nil) {
         self.capacity = capacity
@@ -95,7 +99,7 @@ public struct NodeStatus: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case capacity, allocatable, gpus, addresses, ready, lastHeartbeat
+        case capacity, allocatable, gpus, addresses, ready, lastHeartbeat, plugins
     }
 
     /// Every field may be left out (a node not yet reported by its agent; a simulated node that
@@ -109,5 +113,35 @@ public struct NodeStatus: Codable, Sendable, Hashable {
         addresses = try container.decodeIfPresent([String].self, forKey: .addresses) ?? []
         ready = try container.decodeIfPresent(Bool.self, forKey: .ready) ?? false
         lastHeartbeat = try container.decodeIfPresent(Timestamp.self, forKey: .lastHeartbeat)
+        plugins = try container.decodeIfPresent([NodePlugin].self, forKey: .plugins) ?? []
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(capacity, forKey: .capacity)
+        try container.encode(allocatable, forKey: .allocatable)
+        try container.encode(gpus, forKey: .gpus)
+        try container.encode(addresses, forKey: .addresses)
+        try container.encode(ready, forKey: .ready)
+        try container.encodeIfPresent(lastHeartbeat, forKey: .lastHeartbeat)
+        if !plugins.isEmpty { try container.encode(plugins, forKey: .plugins) }
+    }
+}
+
+/// One plugin a node's agent loaded (SDK 1.3).
+public struct NodePlugin: Codable, Sendable, Hashable {
+    public var name: String
+    /// `runtime`, `network`, `storage`, `scheduler`, `loadBalancer`.
+    public var kind: String
+    /// The `.so` it came from.
+    public var library: String
+    /// The default of its kind on that node.
+    public var isDefault: Bool
+
+    public init(name: String, kind: String, library: String, isDefault: Bool) {
+        self.name = name
+        self.kind = kind
+        self.library = library
+        self.isDefault = isDefault
     }
 }

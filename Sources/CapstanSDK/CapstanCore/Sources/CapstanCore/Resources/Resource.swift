@@ -83,6 +83,10 @@ public struct ObjectMeta: Codable, Sendable, Hashable {
     public var uid: String?
     /// The store revision of the last write of this object; the compare-and-swap token.
     public var revision: UInt64?
+    /// Set by the store: 1 at creation, raised by one each time `spec` changes (status,
+    /// labels and other metadata leave it alone). Controllers report the generation they acted
+    /// on (`status.observedGeneration`), so a client knows when its change has been seen (SDK 1.3).
+    public var generation: Int64?
     public var creationTimestamp: Timestamp?
     /// Set when a graceful delete has begun.
     public var deletionTimestamp: Timestamp?
@@ -96,7 +100,7 @@ public struct ObjectMeta: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, labels, annotations, uid, revision, creationTimestamp, deletionTimestamp, owner
+        case name, labels, annotations, uid, revision, generation, creationTimestamp, deletionTimestamp, owner
     }
 
     public init(from decoder: any Decoder) throws {
@@ -107,6 +111,7 @@ public struct ObjectMeta: Codable, Sendable, Hashable {
         annotations = try container.decodeIfPresent([String: String].self, forKey: .annotations) ?? [:]
         uid = try container.decodeIfPresent(String.self, forKey: .uid)
         revision = try container.decodeIfPresent(UInt64.self, forKey: .revision)
+        generation = try container.decodeIfPresent(Int64.self, forKey: .generation)
         creationTimestamp = try container.decodeIfPresent(Timestamp.self, forKey: .creationTimestamp)
         deletionTimestamp = try container.decodeIfPresent(Timestamp.self, forKey: .deletionTimestamp)
         owner = try container.decodeIfPresent(String.self, forKey: .owner)

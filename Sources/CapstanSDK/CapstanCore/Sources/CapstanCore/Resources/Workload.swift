@@ -63,6 +63,9 @@ public struct WorkloadStatus: Codable, Sendable, Hashable {
     /// What the controller observed: `Valid` is false (reason `InvalidSpec`) for a workload
     /// stored before a range it breaks was checked; the controller leaves such a workload alone.
     public var conditions: [Condition]
+    /// The workload's `metadata.generation` this status describes: the controller has acted on
+    /// every spec change up to it (SDK 1.3).
+    public var observedGeneration: Int64?
 
     public init(replicas: Int = 0, readyReplicas: Int = 0, updatedReplicas: Int = 0, templateHash: String? = nil, conditions: [Condition] = []) {
         self.replicas = replicas
@@ -72,7 +75,7 @@ public struct WorkloadStatus: Codable, Sendable, Hashable {
         self.conditions = conditions
     }
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case replicas, readyReplicas, updatedReplicas, templateHash, conditions }
+    enum CodingKeys: String, CodingKey, CaseIterable { case replicas, readyReplicas, updatedReplicas, templateHash, conditions, observedGeneration }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -81,6 +84,7 @@ public struct WorkloadStatus: Codable, Sendable, Hashable {
         updatedReplicas = try container.decodeIfPresent(Int.self, forKey: .updatedReplicas) ?? 0
         templateHash = try container.decodeIfPresent(String.self, forKey: .templateHash)
         conditions = try container.decodeIfPresent([Condition].self, forKey: .conditions) ?? []
+        observedGeneration = try container.decodeIfPresent(Int64.self, forKey: .observedGeneration)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -90,5 +94,6 @@ public struct WorkloadStatus: Codable, Sendable, Hashable {
         try container.encode(updatedReplicas, forKey: .updatedReplicas)
         try container.encodeIfPresent(templateHash, forKey: .templateHash)
         if !conditions.isEmpty { try container.encode(conditions, forKey: .conditions) }
+        try container.encodeIfPresent(observedGeneration, forKey: .observedGeneration)
     }
 }
