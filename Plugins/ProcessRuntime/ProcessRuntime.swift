@@ -28,7 +28,7 @@ struct ProcessRuntimeConfiguration: PluginConfiguration {
 /// enforced (use the runc runtime for that). Each instance has a folder
 /// `<root>/instances/<id>/` with its record, `stdout.log`, `stderr.log`, and the shim's `pid`
 /// and `exit` files; see ``ProcessSpawner``.
-actor ProcessRuntime: RuntimePlugin, RuntimeWait {
+actor ProcessRuntime: RuntimePlugin, RuntimeWait, RuntimeLogWait {
     let folders: InstanceFolders<InstanceRecord>
 
     init(configuration: ProcessRuntimeConfiguration, context: PluginContext) throws {
@@ -117,6 +117,12 @@ actor ProcessRuntime: RuntimePlugin, RuntimeWait {
     func logs(_ request: LogsRequest) async throws -> LogChunk {
         guard try folders.record(request.id) != nil else { throw notFound(request.id) }
         return try folders.logs(request)
+    }
+
+    /// Holds the read open until output arrives (inotify on the log file), at most `seconds`.
+    func waitForLogs(_ request: LogsRequest, seconds: Double) async throws -> LogChunk {
+        guard try folders.record(request.id) != nil else { throw notFound(request.id) }
+        return try await folders.waitForLogs(request, seconds: seconds)
     }
 
     func remove(_ id: String) async throws {

@@ -15,7 +15,7 @@ import Glibc
 /// the container and exits with its status, which the shim writes to `exit`. The shim has its
 /// own session, so containers outlive the agent that started them and are found again by
 /// ``list()``.
-actor RuncRuntime: RuntimePlugin, RuntimeWait {
+actor RuncRuntime: RuntimePlugin, RuntimeWait, RuntimeLogWait {
     let folders: InstanceFolders<ContainerRecord>
     private let images: ImageStore
     /// The runc binary; nil when none was configured or found (calls that need it then fail).
@@ -39,7 +39,6 @@ actor RuncRuntime: RuntimePlugin, RuntimeWait {
         folders = try InstanceFolders(root: base.appendingPathComponent("instances"))
         images = ImageStore(cache: base.appendingPathComponent("images"), umoci: configuration.umoci)
         runcRoot = configuration.runcRoot ?? base.appendingPathComponent("runc").path
-        try FileManager.default.createDirectory(atPath: runcRoot, withIntermediateDirectories: true)
         runcBinary = configuration.runc ?? ExternalCommand.find("runc")
     }
 
@@ -157,6 +156,12 @@ actor RuncRuntime: RuntimePlugin, RuntimeWait {
         return try folders.logs(request)
     }
 
+    /// Holds the read open until output arrives (inotify on the log file), at most `seconds`.
+    func waitForLogs(_ request: LogsRequest, seconds: Double) async throws -> LogChunk {
+        guard try folders.record(request.id) != nil else { throw notFound(request.id) }
+        return try await folders.waitForLogs(request, seconds: seconds)
+    }
+
     /// Stops (two seconds' grace), deletes the container from runc and removes the folder.
     func remove(_ id: String) async throws {
         await acquire(id)
@@ -240,6 +245,8 @@ actor RuncRuntime: RuntimePlugin, RuntimeWait {
         guard let runcBinary else {
             throw PluginError(.failedPrecondition, "runc is not on PATH (nor in /usr/local/sbin, /usr/sbin, /sbin); install Debian's runc, or set `runc` in the plugin's config")
         }
+        // Made on first use, not when the plugin loads (`plugins verify` creates nothing).
+        try? FileManager.default.createDirectory(atPath: runcRoot, withIntermediateDirectories: true)
         return RuncCommands(binary: runcBinary, stateRoot: runcRoot)
     }
 

@@ -120,8 +120,12 @@ public struct APIClient: Sendable {
     }
 
     /// Up to `maxBytes` of an instance's output from `offset`, and where to read next.
-    public func logs(_ name: String, stream: String = "stdout", offset: UInt64 = 0, maxBytes: Int = 1 << 20) async throws(APIError) -> (data: [UInt8], nextOffset: UInt64) {
-        let (buffer, headers) = try await callWithHeaders(.GET, "/v1/instances/\(name)/log", query: ["stream": stream, "offset": String(offset), "maxBytes": String(maxBytes)])
+    /// - Parameter wait: seconds the server may hold the read open until there is output
+    ///   (0 to ``LogQuery/maxWaitSeconds``; `logs -f`).
+    public func logs(_ name: String, stream: String = "stdout", offset: UInt64 = 0, maxBytes: Int = 1 << 20, wait: Double = 0) async throws(APIError) -> (data: [UInt8], nextOffset: UInt64) {
+        var query = ["stream": stream, "offset": String(offset), "maxBytes": String(maxBytes)]
+        if wait > 0 { query["wait"] = String(wait) }
+        let (buffer, headers) = try await callWithHeaders(.GET, "/v1/instances/\(name)/log", query: query)
         let next = headers.first(name: LogHeaders.nextOffset).flatMap(UInt64.init) ?? offset + UInt64(buffer.readableBytes)
         return (Array(buffer.readableBytesView), next)
     }

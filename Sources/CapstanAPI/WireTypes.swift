@@ -126,6 +126,18 @@ public enum LogQuery {
         }
         return (offset, maxBytes)
     }
+
+    /// The longest a log read may be held open waiting for output (`wait`, for `logs -f`).
+    public static let maxWaitSeconds: Double = 30
+
+    /// `wait`: seconds to hold the read open when there is no output yet (0 to 30; default 0).
+    public static func wait(_ value: (String) -> String?) throws(Problem) -> Double {
+        guard let text = value("wait") else { return 0 }
+        guard let seconds = Double(text), seconds.isFinite, (0...maxWaitSeconds).contains(seconds) else {
+            throw Problem(message: "wait: \"\(text.prefix(40))\" is not a number of seconds (0 to \(Int(maxWaitSeconds)))")
+        }
+        return seconds
+    }
 }
 
 /// A token as listed by `GET /v1/tokens`: never its secret.

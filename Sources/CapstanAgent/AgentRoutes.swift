@@ -28,14 +28,22 @@ struct AgentRoutes: Sendable {
             let stream = LogsRequest.Stream(rawValue: query.get("stream") ?? "stdout") ?? .stdout
             let offset: UInt64
             let maxBytes: Int
+            let wait: Double
             do throws(LogQuery.Problem) {
                 (offset, maxBytes) = try LogQuery.parse { query.get($0) }
+                wait = try LogQuery.wait { query.get($0) }
             } catch {
                 return failure(.badRequest, error.message)
             }
             guard let runtime = runtimeFor(name) else { return failure(.notFound, "no runtime on node \(nodeName) knows instance \"\(name)\"") }
             do {
-                let chunk = try await runtime.logs(LogsRequest(id: name, stream: stream, offset: offset, maxBytes: maxBytes))
+                let request = LogsRequest(id: name, stream: stream, offset: offset, maxBytes: maxBytes)
+                // `wait`: held open until there is output (runtimes with RuntimeLogWait).
+                let chunk = if wait > 0, let waiting = runtime as? any RuntimeLogWait {
+                    try await waiting.waitForLogs(request, seconds: wait)
+                } else {
+                    try await runtime.logs(request)
+                }
                 var response = Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: ByteBuffer(bytes: chunk.data)))
                 if let field = HTTPField.Name(LogHeaders.nextOffset) { response.headers[field] = String(chunk.nextOffset) }
                 return response

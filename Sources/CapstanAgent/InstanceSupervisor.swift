@@ -21,6 +21,8 @@ actor InstanceSupervisor {
     private var prober: Prober
     private var task: Task<Void, Never>?
     private var addresses: [String] = []
+    /// The host ports the network plugin gave the instance's ports.
+    private var ports: [PortBinding] = []
     /// The last create failed: the runtime may not hold the instance, so a restart creates.
     private var needsCreate = false
     /// Status the server has not heard yet (it was unreachable when it changed).
@@ -88,6 +90,7 @@ actor InstanceSupervisor {
         if existing != nil, let network, let attachment = try? await network.attach(NetworkAttachRequest(instanceID: name, ports: instance.spec.template.ports)) {
             // Attach is idempotent: it gives back the adopted instance's ports and addresses.
             addresses = attachment.addresses
+            ports = attachment.ports.map { PortBinding(containerPort: $0.containerPort, hostPort: $0.hostPort, protocol: $0.protocol) }
             for mapping in attachment.ports { prober.ports[mapping.containerPort] = mapping.hostPort }
         }
         if existing != nil, let volumes, let again = try? await volumes.publish(instance.spec.template, for: name) {
@@ -97,11 +100,13 @@ actor InstanceSupervisor {
         if let existing, existing.state == .running {
             current = existing
             let probed = instance.spec.template.readinessProbe != nil
+            let ports = self.ports
             await report { status in
                 status.phase = .running
                 status.pid = existing.pid
                 status.ready = !probed
                 status.nextRestartAt = nil
+                if !ports.isEmpty { status.ports = ports }
             }
             await events.record("Instance/\(name)", reason: "Adopted", message: "re-adopted running instance (pid \(existing.pid.map(String.init) ?? "?")) after an agent restart")
         } else if let existing, existing.state == .exited {
@@ -208,6 +213,7 @@ actor InstanceSupervisor {
             if let network {
                 let attachment = try await network.attach(NetworkAttachRequest(instanceID: name, ports: template.ports))
                 addresses = attachment.addresses
+                ports = attachment.ports.map { PortBinding(containerPort: $0.containerPort, hostPort: $0.hostPort, protocol: $0.protocol) }
                 for mapping in attachment.ports { prober.ports[mapping.containerPort] = mapping.hostPort }
                 environment.merge(attachment.environment) { own, _ in own }
             }
@@ -260,6 +266,7 @@ actor InstanceSupervisor {
     private func reportStarted(_ started: RuntimeInstanceStatus, restarted: Bool) async {
         let ready = instance.spec.template.readinessProbe == nil
         let addresses = self.addresses
+        let ports = self.ports
         await report { status in
             status.phase = .running
             status.pid = started.pid
@@ -269,6 +276,7 @@ actor InstanceSupervisor {
             status.message = nil
             status.nextRestartAt = nil
             if !addresses.isEmpty { status.addresses = addresses }
+            if !ports.isEmpty { status.ports = ports }
         }
         await events.record("Instance/\(name)", reason: "Started", message: "\(restarted ? "restarted" : "started") with the \(runtimeName) runtime")
     }

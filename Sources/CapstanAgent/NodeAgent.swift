@@ -126,7 +126,8 @@ public final class NodeAgent: Sendable {
         labels[WellKnown.hostnameLabel] = ProcessInfo.processInfo.hostName.lowercased()
         labels["capstan.dev/os"] = "linux"
         labels["capstan.dev/arch"] = NodeResources.architecture
-        for attempt in 0..<60 {
+        var backoff = Reconnect()
+        while true {
             do {
                 let now = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
                 var status = NodeStatus(capacity: capacity, allocatable: capacity, addresses: [options.listenHost], ready: true, lastHeartbeat: now)
@@ -143,9 +144,13 @@ public final class NodeAgent: Sendable {
                     _ = try await api.create(.node(Node(name: options.nodeName, labels: labels, spec: NodeSpec(agentAddress: address), status: status)))
                 }
                 return
-            } catch let error as APIError where error.status == 0 || error.status == 409 {
-                if attempt == 59 { throw error }
-                try await Task.sleep(for: .milliseconds(500))
+            } catch let error as APIError where error.status == 0 || error.status == 409 || error.status >= 500 {
+                // The server is not up yet (or restarting): keep trying, with capped backoff,
+                // like the kubelet. Refusals (401, 403, 400) are not retried: they need a person.
+                if error.status == 0 && backoff.attempt % 10 == 0 {
+                    logger.warning("cannot reach the server to register node \(options.nodeName) (\(error)); retrying")
+                }
+                guard await backoff.pause() else { throw CancellationError() }
             }
         }
     }
@@ -194,6 +199,7 @@ public final class NodeAgent: Sendable {
     /// List, re-adopt, then watch; on any break, list again.
     private func follow(_ api: APIClient, events: EventRecorder) async {
         var first = true
+        var backoff = Reconnect()
         while !Task.isCancelled {
             do {
                 let list = try await api.list(.instance, query: ["nodeName": options.nodeName])
@@ -208,6 +214,7 @@ public final class NodeAgent: Sendable {
                     await forget(name)
                 }
                 let stream = try await api.watch(.instance, after: list.revision, query: ["nodeName": options.nodeName])
+                backoff.reset()
                 for try await event in stream {
                     guard let object = event.object, case .instance(let instance) = object else {
                         if event.type == .resync { break }
@@ -219,7 +226,9 @@ public final class NodeAgent: Sendable {
                 if Task.isCancelled { return }
                 logger.warning("instance watch broke (\(error)); listing again")
             }
-            try? await Task.sleep(for: .seconds(1))
+            // 0.5 s after a watch that ran; then 1 s, 2 s … at most 30 s while the server
+            // stays away.
+            guard await backoff.pause() else { return }
         }
     }
 

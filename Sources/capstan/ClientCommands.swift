@@ -233,24 +233,50 @@ struct DeleteCommand: AsyncParsableCommand {
     }
 }
 
-/// `capstan logs NAME [-f]`.
+/// `capstan logs NAME [-f] [--stream stdout|stderr]`.
 struct LogsCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print an instance's output.")
+    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print an instance's output: stdout and stderr, or one of them.")
     @OptionGroup var client: ClientOptions
     @Argument(help: "The instance.") var name: String
-    @Flag(name: .shortAndLong, help: "Keep printing new output.") var follow = false
-    @Flag(help: "Print stderr instead of stdout.") var stderr = false
+    @Flag(name: .shortAndLong, help: "Keep printing new output as it comes.") var follow = false
+    @Option(help: "stdout or stderr (default: both; stdout's output so far first, then stderr's; while following, each as it comes).") var stream: String?
+    @Flag(help: "Only stderr (the same as --stream stderr).") var stderr = false
+
+    func validate() throws {
+        if let stream, !["stdout", "stderr"].contains(stream) { throw ValidationError("--stream \(stream): use stdout or stderr") }
+    }
 
     func run() async throws {
         let api = client.client
-        var offset: UInt64 = 0
+        let streams = stderr ? ["stderr"] : (stream.map { [$0] } ?? ["stdout", "stderr"])
         do {
-            while true {
-                let (data, next) = try await api.logs(name, stream: stderr ? "stderr" : "stdout", offset: offset)
-                if !data.isEmpty { FileHandle.standardOutput.write(Data(data)) }
-                offset = next
-                guard follow else { return }
-                if data.isEmpty { try await Task.sleep(for: .milliseconds(300)) }
+            // What there is so far: stdout's, then stderr's.
+            var offsets: [String: UInt64] = [:]
+            for name in streams {
+                let (data, next) = try await api.logs(self.name, stream: name)
+                FileHandle.standardOutput.write(Data(data))
+                offsets[name] = next
+            }
+            guard follow else { return }
+            // Then each stream as its output comes: the server holds each read open until
+            // there is some (up to 20 s), so nothing is polled.
+            let instance = self.name
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for name in streams {
+                    let start = offsets[name] ?? 0
+                    group.addTask {
+                        var offset = start
+                        while !Task.isCancelled {
+                            let asked = ContinuousClock.now
+                            let (data, next) = try await api.logs(instance, stream: name, offset: offset, wait: 20)
+                            if !data.isEmpty { FileHandle.standardOutput.write(Data(data)) }
+                            offset = next
+                            // A runtime that cannot hold the read open answers at once: pace it.
+                            if data.isEmpty && ContinuousClock.now - asked < .seconds(1) { try await Task.sleep(for: .seconds(1)) }
+                        }
+                    }
+                }
+                try await group.waitForAll()
             }
         } catch let error as APIError {
             throw CLIExit.fail(error)

@@ -44,6 +44,7 @@ struct ClientOptions: ParsableArguments {
 /// conflict, not found…); 2 bad usage; 3 the server cannot be reached; 4 timed out waiting.
 enum CLIExit {
     static let refused: Int32 = 1
+    static let usage: Int32 = 2
     static let unreachable: Int32 = 3
     static let timedOut: Int32 = 4
 

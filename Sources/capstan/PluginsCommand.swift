@@ -17,6 +17,9 @@ struct PluginsCommand: ParsableCommand {
         @Flag(help: "Print JSON instead of a table.")
         var json = false
 
+        /// Loads the plugins the config names. They are given a temporary state directory,
+        /// removed before this returns: listing or verifying creates nothing in the configured
+        /// one (plugins make their folders there when they are instantiated).
         func load() throws -> (HostConfiguration, PluginHost) {
             let configuration: HostConfiguration
             if let config {
@@ -24,7 +27,11 @@ struct PluginsCommand: ParsableCommand {
             } else {
                 configuration = HostConfiguration.builtIn(executableDirectory: ExecutablePath.directory, stateDirectory: FileManager.default.currentDirectoryPath + "/.capstan")
             }
-            let host = PluginHost.load(configuration, log: { level, message in
+            let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("capstan-plugins-\(UUID().uuidString.prefix(8))")
+            defer { try? FileManager.default.removeItem(at: scratch) }
+            var loading = configuration
+            loading.stateDirectory = scratch.path
+            let host = PluginHost.load(loading, log: { level, message in
                 if level >= .warning { FileHandle.standardError.write(Data("\(message)\n".utf8)) }
             })
             return (configuration, host)

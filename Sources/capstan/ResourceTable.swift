@@ -1,6 +1,7 @@
 import CapstanAPI
 import CapstanCore
 import Foundation
+import PluginHost
 import Yams
 
 /// How `get` prints objects: a table (`-o wide` adds columns), JSON or YAML.
@@ -21,7 +22,7 @@ enum ResourceTable {
             if objects.count == 1 && !asList { return String(decoding: try encoder.encode(objects[0]), as: UTF8.self) }
             return String(decoding: try encoder.encode(objects), as: UTF8.self)
         case .yaml:
-            return try objects.map { try YAMLEncoder().encode($0) }.joined(separator: "---\n")
+            return try objects.map { try yaml($0) }.joined(separator: "---\n")
         case .table, .wide:
             let wide = format == .wide
             var rows = headers ? [columns(kind, wide: wide)] : []
@@ -48,7 +49,10 @@ enum ResourceTable {
         case .instance(let instance):
             let status = instance.status
             let shown = instance.metadata.deletionTimestamp != nil ? "Terminating" : (status.reason.flatMap { $0 == "Adopted" ? nil : $0 } ?? status.phase.rawValue)
-            let ports = instance.spec.template.ports.map { "\($0.hostPort.map(String.init) ?? "-"):\($0.containerPort)" }.joined(separator: ",")
+            // The host ports the node's network plugin gave (status), else those asked for.
+            let ports = (status.ports.isEmpty
+                ? instance.spec.template.ports.map { "\($0.hostPort.map(String.init) ?? "-"):\($0.containerPort)" }
+                : status.ports.map { "\($0.hostPort):\($0.containerPort)" }).joined(separator: ",")
             return [instance.metadata.name, status.ready ? "1/1" : "0/1", shown, String(status.restarts), age]
                 + (wide ? [instance.spec.nodeName ?? "<none>", status.pid.map(String.init) ?? "-", status.addresses.joined(separator: ",").nonEmpty ?? "-", ports.nonEmpty ?? "-"] : [])
         case .workload(let workload):
@@ -92,3 +96,30 @@ enum ResourceTable {
         return "\(seconds / 86_400)d"
     }
 }
+
+extension ResourceTable {
+    /// YAML of an object with keys sorted and whole numbers printed as integers
+    /// (`terminationGracePeriodSeconds: 2`, not `2.0`): through JSON, whose numbers have no type.
+    static func yaml(_ object: some Encodable) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let value = try JSONDecoder().decode(JSONValue.self, from: try encoder.encode(object))
+        return try Yams.serialize(node: node(value))
+    }
+
+    static func node(_ value: JSONValue) -> Yams.Node {
+        switch value {
+        case .null: return Yams.Node("null", Tag(.null))
+        case .bool(let flag): return Yams.Node(flag ? "true" : "false", Tag(.bool))
+        case .int(let number): return Yams.Node(String(number), Tag(.int))
+        case .double(let number):
+            if number.rounded() == number, abs(number) < 9.0e15 { return Yams.Node(String(Int64(number)), Tag(.int)) }
+            return Yams.Node(String(number), Tag(.float))
+        case .string(let text): return Yams.Node(text, Tag(.str), .any)
+        case .array(let items): return .sequence(Yams.Node.Sequence(items.map(node)))
+        case .object(let fields):
+            return .mapping(Yams.Node.Mapping(fields.keys.sorted().map { (Yams.Node($0), node(fields[$0]!)) }))
+        }
+    }
+}
+

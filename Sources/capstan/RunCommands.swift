@@ -7,54 +7,15 @@ import Logging
 import PluginHost
 import ServiceLifecycle
 
-/// What `server`, `agent` and `dev` share: the config, the data directory, logging.
+/// What `server`, `agent` and `dev` share: the config, the data directory, plugin loading.
 struct RunOptions: ParsableArguments {
     @Option(name: .shortAndLong, help: "The operator config (capstan.yaml). Default: the in-tree plugins next to this binary, with their defaults.")
     var config: String?
 
-    @Option(help: "Where the store (capstan.db) and plugin state live.")
+    @Option(help: "Where the store (capstan.db), the agent's credentials and plugin state live.")
     var dataDir = ".capstan"
 
-    @Option(help: "Seconds without a heartbeat before a node is NotReady (server).")
-    var nodeTimeout: Double = 40
-
-    @Option(help: "Seconds a node may stay NotReady before its instances are removed and replaced elsewhere (server).")
-    var evictionTimeout: Double = 300
-
-    @Option(help: "Writes kept for watches to resume from; a watch from an older revision gets 410 and must relist (server).")
-    var watchWindow = 16_384
-
-    @Option(help: "The most instances the cluster may hold: the sum of every workload's replicas and every instance of no workload (server).")
-    var maxInstances = 50_000
-
-    @Flag(help: "Start even when the store is older than the revision this data directory last committed (its WAL was lost); what came after is gone (server).")
-    var acceptRollback = false
-
-    @Flag(help: "Serve plain HTTP instead of HTTPS (server; on a non-loopback address only with this flag).")
-    var insecure = false
-
-    @Option(name: .customLong("tls-san"), help: "Another host name or address for the server's certificate (repeatable).")
-    var tlsHosts: [String] = []
-
     var dataDirectory: String { URL(fileURLWithPath: dataDir).standardizedFileURL.path }
-
-    mutating func validate() throws {
-        try checkSeconds(nodeTimeout, "--node-timeout", 1...86_400)
-        try checkSeconds(evictionTimeout, "--eviction-timeout", 0...31_536_000)
-        guard (1...10_000_000).contains(watchWindow) else { throw ValidationError("--watch-window \(watchWindow): give 1 to 10000000 writes") }
-        guard (1...10_000_000).contains(maxInstances) else { throw ValidationError("--max-instances \(maxInstances): give 1 to 10000000") }
-    }
-
-    func planeOptions(_ listen: ListenAddress, tls: Bool) -> ControlPlane.Options {
-        ControlPlane.Options(dataDirectory: dataDirectory, host: listen.host, port: listen.port, heartbeatTimeout: nodeTimeout, evictionTimeout: evictionTimeout, watchWindow: watchWindow, maxInstances: maxInstances, acceptRollback: acceptRollback, tls: tls, tlsHosts: tlsHosts)
-    }
-
-    /// Refuses plain HTTP off loopback unless `--insecure` says so.
-    func checkTransport(_ listen: ListenAddress, tls: Bool) throws {
-        if !tls && !listen.isLoopback && !insecure {
-            throw ValidationError("--listen \(listen.host):\(listen.port) is not a loopback address: serve it with TLS (the default of capstan server; --tls for capstan dev), or say --insecure to send tokens in the clear")
-        }
-    }
 
     /// Loads the plugins once for this process; refuses to start if the config is broken.
     func loadPlugins(nodeName: String?, logger: Logger) throws -> PluginHost {
@@ -79,6 +40,48 @@ struct RunOptions: ParsableArguments {
             throw ValidationError((["\(configuration.source) has problems:"] + host.problems.map { "  \($0)" }).joined(separator: "\n"))
         }
         return host
+    }
+}
+
+/// What only the control plane takes (`server`, `dev`); `agent --help` does not show these.
+struct ServerOptions: ParsableArguments {
+    @Option(help: "Seconds without a lease renewal before a node is NotReady.")
+    var nodeTimeout: Double = 40
+
+    @Option(help: "Seconds a node may stay NotReady before its instances are removed and replaced elsewhere.")
+    var evictionTimeout: Double = 300
+
+    @Option(help: "Writes kept for watches to resume from; a watch from an older revision gets 410 and must relist.")
+    var watchWindow = 16_384
+
+    @Option(help: "The most instances the cluster may hold: the sum of every workload's replicas and every instance of no workload.")
+    var maxInstances = 50_000
+
+    @Flag(help: "Start even when the store is older than the revision this data directory last committed (its WAL was lost); what came after is gone.")
+    var acceptRollback = false
+
+    @Flag(help: "Serve plain HTTP instead of HTTPS (on a non-loopback address only with this flag).")
+    var insecure = false
+
+    @Option(name: .customLong("tls-san"), help: "Another host name or address for the server's certificate (repeatable).")
+    var tlsHosts: [String] = []
+
+    mutating func validate() throws {
+        try checkSeconds(nodeTimeout, "--node-timeout", 1...86_400)
+        try checkSeconds(evictionTimeout, "--eviction-timeout", 0...31_536_000)
+        guard (1...10_000_000).contains(watchWindow) else { throw ValidationError("--watch-window \(watchWindow): give 1 to 10000000 writes") }
+        guard (1...10_000_000).contains(maxInstances) else { throw ValidationError("--max-instances \(maxInstances): give 1 to 10000000") }
+    }
+
+    func planeOptions(_ listen: ListenAddress, tls: Bool, dataDirectory: String) -> ControlPlane.Options {
+        ControlPlane.Options(dataDirectory: dataDirectory, host: listen.host, port: listen.port, heartbeatTimeout: nodeTimeout, evictionTimeout: evictionTimeout, watchWindow: watchWindow, maxInstances: maxInstances, acceptRollback: acceptRollback, tls: tls, tlsHosts: tlsHosts)
+    }
+
+    /// Refuses plain HTTP off loopback unless `--insecure` says so.
+    func checkTransport(_ listen: ListenAddress, tls: Bool) throws {
+        if !tls && !listen.isLoopback && !insecure {
+            throw ValidationError("--listen \(listen.host):\(listen.port) is not a loopback address: serve it with TLS (the default of capstan server; --tls for capstan dev), or say --insecure to send tokens in the clear")
+        }
     }
 }
 
@@ -135,16 +138,17 @@ struct ServerCommand: AsyncParsableCommand {
         abstract: "Run the control plane: API, store, scheduler and controllers.")
 
     @OptionGroup var options: RunOptions
+    @OptionGroup var serverOptions: ServerOptions
     @Option(help: "Where the API listens (host:port; port 0 picks one, written to <data-dir>/server.address).")
     var listen = ListenAddress(argument: "127.0.0.1:7070")!
 
     func run() async throws {
         let logger = Runner.logger("capstan.server")
-        let tls = !options.insecure
-        try options.checkTransport(listen, tls: tls)
-        if options.insecure { logger.warning("serving plain HTTP (--insecure): tokens travel in the clear") }
+        let tls = !serverOptions.insecure
+        try serverOptions.checkTransport(listen, tls: tls)
+        if serverOptions.insecure { logger.warning("serving plain HTTP (--insecure): tokens travel in the clear") }
         let plugins = try options.loadPlugins(nodeName: nil, logger: logger)
-        let plane = try ControlPlane(options: options.planeOptions(listen, tls: tls), plugins: plugins)
+        let plane = try ControlPlane(options: serverOptions.planeOptions(listen, tls: tls, dataDirectory: options.dataDirectory), plugins: plugins)
         try await Runner.run(plane.services(logger: logger), logger: logger)
     }
 }
@@ -205,6 +209,7 @@ struct DevCommand: AsyncParsableCommand {
         abstract: "Run a one-machine cluster in one process: control plane and a local agent, data in ./.capstan.")
 
     @OptionGroup var options: RunOptions
+    @OptionGroup var serverOptions: ServerOptions
     @Option(help: "Where the API listens (host:port; port 0 picks one, written to <data-dir>/server.address).")
     var listen = ListenAddress(argument: "127.0.0.1:7070")!
     @Option(help: "The local node's name (default: the host name).") var nodeName: String?
@@ -215,11 +220,11 @@ struct DevCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Runner.logger("capstan.dev")
-        let tls = self.tls || (!listen.isLoopback && !options.insecure)
-        try options.checkTransport(listen, tls: tls)
+        let tls = self.tls || (!listen.isLoopback && !serverOptions.insecure)
+        try serverOptions.checkTransport(listen, tls: tls)
         var agentOptions = NodeAgent.Options(nodeName: nodeName, heartbeatInterval: .milliseconds(Int64(heartbeat * 1000)))
         let plugins = try options.loadPlugins(nodeName: agentOptions.nodeName, logger: logger)
-        let plane = try ControlPlane(options: options.planeOptions(listen, tls: tls), plugins: plugins)
+        let plane = try ControlPlane(options: serverOptions.planeOptions(listen, tls: tls, dataDirectory: options.dataDirectory), plugins: plugins)
         agentOptions.caPEM = plane.ca?.certificatePEM
         agentOptions.token = try plane.localAgentToken(node: agentOptions.nodeName)
         let agent = NodeAgent(options: agentOptions, plugins: plugins, logger: logger, server: { await plane.address })

@@ -15,7 +15,7 @@ import Glibc
     @Test func replicasComeUpAndAKilledInstanceRestartsWithGrowingDelays() async throws {
         try await withDevCluster { cluster in
             let path = try cluster.manifest("crash.yaml", workloadYAML("crash", replicas: 2, command: "echo up; exec sleep 1000"))
-            let apply = try cluster.capstan("apply", "-f", path, "--wait", "--timeout", "30")
+            let apply = try await cluster.capstan("apply", "-f", path, "--wait", "--timeout", "30")
             #expect(apply.status == 0, "\(apply.error)")
             #expect(apply.output.contains("workload/crash created"))
             let instances = try await cluster.instances(of: "crash")
@@ -40,7 +40,7 @@ import Glibc
             // restart shows depends on the machine's load, so the growth itself is read from the
             // agent's BackOff messages below, not from wall-clock differences.
             #expect(delays[0] >= 1.0 && delays[1] >= 2.0, "delays \(delays) are shorter than the back-off")
-            let describe = try cluster.capstan("describe", "instance", name)
+            let describe = try await cluster.capstan("describe", "instance", name)
             #expect(describe.output.contains("BackOff"))
             #expect(describe.output.contains("killed by signal 9"))
             let events = try await cluster.api.list(.event, query: ["involvedObject": "Instance/\(name)"]).items
@@ -49,7 +49,7 @@ import Glibc
             #expect(backoff?.spec.message.contains("restarting in 2s") == true)
             let restarted = try await cluster.instance(name)
             #expect(restarted.status.restarts == 2)
-            let logs = try cluster.capstan("logs", name)
+            let logs = try await cluster.capstan("logs", name)
             #expect(logs.output.contains("up"))
         }
     }
@@ -58,12 +58,12 @@ import Glibc
         try await withDevCluster { cluster in
             let template = fileProbe("livenessProbe", file: "alive", period: 0.2, failureThreshold: 2)
             let path = try cluster.manifest("live.yaml", workloadYAML("live", replicas: 1, command: "touch alive; sleep 1; rm alive; exec sleep 1000", template: template))
-            #expect(try cluster.capstan("apply", "-f", path).status == 0)
+            #expect(try await cluster.capstan("apply", "-f", path).status == 0)
             try await eventually("the liveness probe restarts it", timeout: 20) {
                 try await cluster.instances(of: "live").first.map { $0.status.restarts >= 1 } ?? false
             }
             let name = try #require(try await cluster.instances(of: "live").first).metadata.name
-            let events = try cluster.capstan("events", "--for", "Instance/\(name)")
+            let events = try await cluster.capstan("events", "--for", "Instance/\(name)")
             #expect(events.output.contains("Unhealthy"))
             #expect(events.output.contains("liveness probe failed"))
         }
@@ -73,7 +73,7 @@ import Glibc
         try await withDevCluster { cluster in
             let template = fileProbe("readinessProbe", file: "ready", period: 0.2, failureThreshold: 1)
             let path = try cluster.manifest("ready.yaml", workloadYAML("ready", replicas: 1, command: "sleep 2; touch ready; exec sleep 1000", template: template))
-            #expect(try cluster.capstan("apply", "-f", path).status == 0)
+            #expect(try await cluster.capstan("apply", "-f", path).status == 0)
             try await eventually("it runs", timeout: 20) { try await cluster.instances(of: "ready").first?.status.phase == .running }
             let early = try #require(try await cluster.instances(of: "ready").first)
             #expect(!early.status.ready, "Ready before its probe passed")
@@ -92,9 +92,9 @@ import Glibc
             let probe = fileProbe("readinessProbe", file: "ready", period: 0.1, failureThreshold: 3)
             let strategy = "  strategy: {maxSurge: 1, maxUnavailable: 0}"
             let v1 = try cluster.manifest("v1.yaml", workloadYAML("roll", replicas: 3, command: "sleep 0.3; touch ready; exec sleep 1000", extra: strategy, template: probe))
-            #expect(try cluster.capstan("apply", "-f", v1, "--wait", "--timeout", "30").status == 0)
+            #expect(try await cluster.capstan("apply", "-f", v1, "--wait", "--timeout", "30").status == 0)
             let v2 = try cluster.manifest("v2.yaml", workloadYAML("roll", replicas: 3, command: "sleep 0.3; touch ready; echo v2; exec sleep 1000", extra: strategy, template: probe))
-            #expect(try cluster.capstan("apply", "-f", v2).status == 0)
+            #expect(try await cluster.capstan("apply", "-f", v2).status == 0)
             // Watch availability while it rolls: never below replicas - maxUnavailable = 3.
             var lowest = Int.max
             var highest = 0
@@ -113,7 +113,7 @@ import Glibc
             #expect(done, "the rollout did not finish")
             #expect(lowest >= 3, "availability fell to \(lowest)")
             #expect(highest <= 4, "surged to \(highest) instances (maxSurge 1)")
-            let status = try cluster.capstan("rollout", "status", "roll", "--timeout", "10")
+            let status = try await cluster.capstan("rollout", "status", "roll", "--timeout", "10")
             #expect(status.status == 0)
             #expect(status.output.contains("successfully rolled out"))
         }
@@ -122,7 +122,7 @@ import Glibc
     @Test func anAgentRestartReadoptsInsteadOfDuplicating() async throws {
         try await withDevCluster { cluster in
             let path = try cluster.manifest("keep.yaml", workloadYAML("keep", replicas: 2, command: "exec sleep 1000"))
-            #expect(try cluster.capstan("apply", "-f", path, "--wait", "--timeout", "30").status == 0)
+            #expect(try await cluster.capstan("apply", "-f", path, "--wait", "--timeout", "30").status == 0)
             try await eventually("both report their pid", timeout: 10) {
                 try await cluster.instances(of: "keep").compactMap(\.status.pid).count == 2
             }
@@ -169,7 +169,7 @@ import Glibc
     @Test func badManifestsAreRefusedWithFieldPathsAndChangeNothing() async throws {
         try await withDevCluster { cluster in
             let good = try cluster.manifest("good.yaml", workloadYAML("steady", replicas: 0, command: "sleep 1"))
-            #expect(try cluster.capstan("apply", "-f", good).status == 0)
+            #expect(try await cluster.capstan("apply", "-f", good).status == 0)
             let stored = try await cluster.api.get(.workload, "steady")
 
             let bad = try cluster.manifest("bad.yaml", """
@@ -183,7 +183,7 @@ import Glibc
                     command: ["sleep", "1"]
                     readinessProbe: {periodSeconds: 0}
                 """)
-            let refused = try cluster.capstan("apply", "-f", bad)
+            let refused = try await cluster.capstan("apply", "-f", bad)
             #expect(refused.status == 1)
             for path in ["spec.replicas", "spec.strategy", "spec.template.readinessProbe", "spec.template.readinessProbe.periodSeconds"] {
                 #expect(refused.error.contains(path), "no \(path) in: \(refused.error)")
@@ -194,7 +194,7 @@ import Glibc
                 metadata: {name: steady}
                 spec: {replicas: 1, replica: 3, template: {command: ["true"]}}
                 """)
-            let typo = try cluster.capstan("apply", "-f", unknown)
+            let typo = try await cluster.capstan("apply", "-f", unknown)
             #expect(typo.status != 0)
             #expect(typo.error.contains("replica"))
             #expect(try await cluster.api.get(.workload, "steady") == stored, "a refused apply changed the stored object")
@@ -253,7 +253,7 @@ import Glibc
               exec: ["true"]
               periodSeconds: 0.5
         """))
-        let apply = try cluster.capstan("apply", "-f", path, "--wait", "--timeout", "60")
+        let apply = try await cluster.capstan("apply", "-f", path, "--wait", "--timeout", "60")
         #expect(apply.status == 0, "\(apply.error)")
         let instances = try await cluster.instances(of: "box")
         try #require(instances.count == 2)
@@ -261,7 +261,7 @@ import Glibc
         let limit = try String(contentsOfFile: "/sys/fs/cgroup/memory/capstan/\(name)/memory.limit_in_bytes", encoding: .utf8)
         #expect(limit.trimmingCharacters(in: .whitespacesAndNewlines) == String(32 << 20))
         try await eventually("its output is in the logs", timeout: 10) {
-            try cluster.capstan("logs", name).output.contains("hello from \(name)")
+            try await cluster.capstan("logs", name).output.contains("hello from \(name)")
         }
         let pid = try await cluster.pid(of: name)
         kill(pid, SIGKILL)
@@ -269,7 +269,7 @@ import Glibc
             let now = try await cluster.instance(name)
             return now.status.restarts == 1 && now.status.phase == .running && now.status.nextRestartAt == nil
         }
-        #expect(try cluster.capstan("delete", "workload", "box").status == 0)
+        #expect(try await cluster.capstan("delete", "workload", "box").status == 0)
         try await eventually("the containers are gone", timeout: 30) {
             try await cluster.instances(of: "box").isEmpty
         }
@@ -308,18 +308,22 @@ import Glibc
                 guard case .node(let node) = try await api.get(.node, "ghost") else { return false }
                 return !node.status.ready
             }
-            // Issue 9, bug 7: while the node is lost, its instance says Unknown, not Running.
-            try await eventually("its instance is Unknown", timeout: 15) {
-                guard case .instance(let instance) = try await api.get(.instance, "stranded") else { return false }
-                return instance.status.phase == .unknown && instance.status.reason == "NodeLost" && !instance.status.ready
-            }
+            // Issue 9, bug 7: while the node is lost, its instance says Unknown, not Running. Read
+            // from the watch's history, so a slow test machine cannot miss the window.
             try await eventually("its instance is evicted", timeout: 25) {
                 (try? await api.get(.instance, "stranded")) == nil
             }
+            var sawUnknown = false
+            for try await event in try await api.watch(.instance, after: 0) {
+                guard case .instance(let instance)? = event.object, instance.metadata.name == "stranded" else { continue }
+                if instance.status.phase == .unknown && instance.status.reason == "NodeLost" && !instance.status.ready { sawUnknown = true }
+                if event.type == .deleted { break }
+            }
+            #expect(sawUnknown, "the instance was Unknown (NodeLost) before its eviction")
             // The live node is untouched.
             guard case .node(let live) = try await api.get(.node, "e2e") else { Issue.record("no local node"); return }
             #expect(live.status.ready)
-            let events = try cluster.capstan("events")
+            let events = try await cluster.capstan("events")
             #expect(events.output.contains("NodeNotReady"))
         }
     }
@@ -336,15 +340,15 @@ import Glibc
                 metadata: {name: counter-data}
                 spec: {size: 10Mi}
                 """)
-            #expect(try cluster.capstan("apply", "-f", claim).status == 0)
+            #expect(try await cluster.capstan("apply", "-f", claim).status == 0)
             let command = #"n=$(cat \"$CAPSTAN_VOLUME_COUNTER_DATA/count\" 2>/dev/null || echo 0); n=$((n+1)); echo $n > \"$CAPSTAN_VOLUME_COUNTER_DATA/count\"; echo run $n; exec sleep 1000"#
             let workload = try cluster.manifest("counter.yaml", workloadYAML("counter", replicas: 1, command: command, template: """
                 volumeMounts:
                   - {claim: counter-data, mountPath: /data}
             """))
-            #expect(try cluster.capstan("apply", "-f", workload, "--wait", "--timeout", "30").status == 0)
+            #expect(try await cluster.capstan("apply", "-f", workload, "--wait", "--timeout", "30").status == 0)
             let name = try #require(try await cluster.instances(of: "counter").first).metadata.name
-            try await eventually("the first run counts 1", timeout: 10) { try cluster.capstan("logs", name).output.contains("run 1") }
+            try await eventually("the first run counts 1", timeout: 10) { try await cluster.capstan("logs", name).output.contains("run 1") }
             guard case .volumeClaim(let bound) = try await cluster.api.get(.volumeClaim, "counter-data") else { Issue.record("no claim"); return }
             let volumeName = try #require(bound.spec.volumeName)
             guard case .volume(let volume) = try await cluster.api.get(.volume, volumeName) else { Issue.record("no volume"); return }
@@ -353,18 +357,18 @@ import Glibc
 
             let pid = try await cluster.pid(of: name)
             kill(pid, SIGKILL)
-            try await eventually("the restarted run counts 2", timeout: 20) { try cluster.capstan("logs", name).output.contains("run 2") }
+            try await eventually("the restarted run counts 2", timeout: 20) { try await cluster.capstan("logs", name).output.contains("run 2") }
 
-            #expect(try cluster.capstan("delete", "workload", "counter").status == 0)
+            #expect(try await cluster.capstan("delete", "workload", "counter").status == 0)
             try await eventually("the instance is gone", timeout: 20) { try await cluster.instances(of: "counter").isEmpty }
             // Issue 9, bug 1: applying the unchanged claim again neither changes nor unbinds it.
-            let reapplied = try cluster.capstan("apply", "-f", claim)
+            let reapplied = try await cluster.capstan("apply", "-f", claim)
             #expect(reapplied.status == 0 && reapplied.output.contains("volumeclaim/counter-data unchanged"), "\(reapplied.output)")
             guard case .volumeClaim(let still) = try await cluster.api.get(.volumeClaim, "counter-data") else { Issue.record("no claim"); return }
             #expect(still.spec.volumeName == volumeName)
-            #expect(try cluster.capstan("apply", "-f", workload, "--wait", "--timeout", "30").status == 0)
+            #expect(try await cluster.capstan("apply", "-f", workload, "--wait", "--timeout", "30").status == 0)
             let again = try #require(try await cluster.instances(of: "counter").first).metadata.name
-            try await eventually("a new instance counts 3", timeout: 10) { try cluster.capstan("logs", again).output.contains("run 3") }
+            try await eventually("a new instance counts 3", timeout: 10) { try await cluster.capstan("logs", again).output.contains("run 3") }
         }
     }
 }

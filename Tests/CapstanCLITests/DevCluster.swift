@@ -76,8 +76,8 @@ final class DevCluster: @unchecked Sendable {
     var log: String { (try? String(contentsOf: dataDirectory.appendingPathComponent("dev.log"), encoding: .utf8)) ?? "" }
 
     /// Runs the capstan CLI against this cluster.
-    func capstan(_ arguments: String...) throws -> PluginsCLITests.Result {
-        try PluginsCLITests.run(arguments, in: dataDirectory, environment: ["CAPSTAN_SERVER": address, "CAPSTAN_CONFIG": configPath])
+    func capstan(_ arguments: String...) async throws -> PluginsCLITests.Result {
+        try await PluginsCLITests.run(arguments, in: dataDirectory, environment: ["CAPSTAN_SERVER": address, "CAPSTAN_CONFIG": configPath])
     }
 
     /// Writes a manifest into the data directory; returns its path.

@@ -36,7 +36,7 @@ import Testing
         try await withDevCluster { cluster in
             // Rolls out: done as soon as the controller has seen generation 1 and it is Ready.
             let good = try cluster.manifest("good.yaml", workloadYAML("good", replicas: 2, command: "sleep 300"))
-            let applied = try cluster.capstan("apply", "-f", good, "--wait", "--timeout", "30")
+            let applied = try await cluster.capstan("apply", "-f", good, "--wait", "--timeout", "30")
             #expect(applied.status == 0, "\(applied.error)")
             #expect(applied.output.contains("successfully rolled out: 2/2 ready"))
             guard case .workload(let workload) = try await cluster.api.get(.workload, "good") else { return }
@@ -46,17 +46,17 @@ import Testing
             // the instances and why.
             let crashing = try cluster.manifest("crashing.yaml", workloadYAML("crashing", replicas: 1, command: "echo bye; exit 3",
                                                                                template: fileProbe("readinessProbe", file: "never", period: 1, failureThreshold: 1)))
-            let crashed = try cluster.capstan("apply", "-f", crashing, "--wait", "--timeout", "4")
+            let crashed = try await cluster.capstan("apply", "-f", crashing, "--wait", "--timeout", "4")
             #expect(crashed.status == 4, "exit 4 on timeout: \(crashed)")
             #expect(crashed.error.contains("timed out after 4s"), "\(crashed.error)")
             #expect(crashed.error.contains("crashing-") && crashed.error.contains("exited with code 3"), "\(crashed.error)")
 
             // Unschedulable: the scheduler's reasons.
             let huge = try cluster.manifest("huge.yaml", workloadYAML("huge", replicas: 1, command: "sleep 300", template: "    resources: {requests: {cpu: \"9000\"}}"))
-            let stuck = try cluster.capstan("rollout", "status", "huge", "--timeout", "2")
+            let stuck = try await cluster.capstan("rollout", "status", "huge", "--timeout", "2")
             #expect(stuck.status != 0)
-            _ = try cluster.capstan("apply", "-f", huge)
-            let unschedulable = try cluster.capstan("rollout", "status", "huge", "--timeout", "3")
+            _ = try await cluster.capstan("apply", "-f", huge)
+            let unschedulable = try await cluster.capstan("rollout", "status", "huge", "--timeout", "3")
             #expect(unschedulable.status == 4, "\(unschedulable)")
             #expect(unschedulable.error.contains("Unschedulable"), "\(unschedulable.error)")
         }

@@ -34,14 +34,15 @@ import Glibc
         holder.arguments = ["python3", "-c", "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', \(port))); s.listen(); time.sleep(60)"]
         try holder.run()
         defer { if holder.isRunning { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() } }
-        try await Task.sleep(for: .milliseconds(500))
+        // Until python has bound it (a loaded machine may take seconds to start it).
+        try await eventually("the port is held", timeout: 20) { portIsTaken(port) }
 
         try await withDevCluster { cluster in
             let manifest = try cluster.manifest("held.yaml", workloadYAML("held", replicas: 1, command: "exec sleep 1000", template: """
                 ports:
                   - {containerPort: 8080, hostPort: \(port)}
             """))
-            #expect(try cluster.capstan("apply", "-f", manifest).status == 0)
+            #expect(try await cluster.capstan("apply", "-f", manifest).status == 0)
             var name = ""
             try await eventually("the start fails with the network plugin's reason", timeout: 20) {
                 guard let instance = try await cluster.instances(of: "held").first else { return false }
@@ -53,7 +54,7 @@ import Glibc
                 let instance = try await cluster.instance(name)
                 return instance.status.restarts >= 1 && (instance.status.message ?? "").contains("is in use") && !(instance.status.message ?? "").contains("does not exist")
             }
-            let events = try cluster.capstan("events", "--for", "Instance/\(name)").output
+            let events = try await cluster.capstan("events", "--for", "Instance/\(name)").output
             #expect(events.contains("is in use"), "\(events)")
             // The cause goes away: the next retry creates it and it runs.
             kill(holder.processIdentifier, SIGKILL)
@@ -74,7 +75,7 @@ import Glibc
                 ports:
                   - {containerPort: 8080, hostPort: \(port)}
             """))
-            #expect(try cluster.capstan("apply", "-f", manifest).status == 0)
+            #expect(try await cluster.capstan("apply", "-f", manifest).status == 0)
             try await eventually("one runs and one is unschedulable for the port", timeout: 20) {
                 let instances = try await cluster.instances(of: "ported")
                 let running = instances.filter { $0.status.phase == .running }
@@ -193,10 +194,10 @@ import Glibc
     @Test func jsonListsAndWatchOutputIntoAFile() async throws {
         try await withDevCluster { cluster in
             let manifest = try cluster.manifest("one.yaml", workloadYAML("one", replicas: 0, command: "exec sleep 1000"))
-            #expect(try cluster.capstan("apply", "-f", manifest).status == 0)
-            let list = try cluster.capstan("get", "workloads", "-o", "json")
+            #expect(try await cluster.capstan("apply", "-f", manifest).status == 0)
+            let list = try await cluster.capstan("get", "workloads", "-o", "json")
             #expect(list.output.hasPrefix("["), "\(list.output)")
-            let single = try cluster.capstan("get", "workload", "one", "-o", "json")
+            let single = try await cluster.capstan("get", "workload", "one", "-o", "json")
             #expect(single.output.hasPrefix("{") && single.output.contains("capstan.dev/v1") && !single.output.contains("\\/"), "\(single.output)")
 
             let outputFile = cluster.dataDirectory.appendingPathComponent("watch.out")
@@ -212,10 +213,25 @@ import Glibc
             try await eventually("the list is written", timeout: 10) {
                 ((try? String(contentsOf: outputFile, encoding: .utf8)) ?? "").contains("one")
             }
-            #expect(try cluster.capstan("delete", "workload", "one").status == 0)
+            #expect(try await cluster.capstan("delete", "workload", "one").status == 0)
             try await eventually("the deletion is written while the watch runs", timeout: 10) {
                 ((try? String(contentsOf: outputFile, encoding: .utf8)) ?? "").contains("(deleted)")
             }
         }
     }
+}
+
+/// True when binding `port` on all addresses fails with EADDRINUSE: someone holds it.
+func portIsTaken(_ port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr = in_addr(s_addr: 0)
+    let result = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    return result != 0 && errno == EADDRINUSE
 }

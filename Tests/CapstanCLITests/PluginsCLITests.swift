@@ -22,8 +22,8 @@ import Testing
         var error: String
     }
 
-    func capstan(_ arguments: String...) throws -> Result {
-        try Self.run(arguments, in: directory)
+    func capstan(_ arguments: String...) async throws -> Result {
+        try await Self.run(arguments, in: directory)
     }
 
     /// Runs the built `capstan` binary to the end; `environment` entries are added to this process's.
@@ -40,7 +40,18 @@ import Testing
         return String(decoding: output, as: UTF8.self)
     }
 
-    static func run(_ arguments: [String], in directory: URL, environment: [String: String] = [:]) throws -> Result {
+    /// Runs the built `capstan` binary to the end, waiting on a Dispatch thread: the blocking
+    /// reads and `waitUntilExit` must not hold one of the few threads that every test's async
+    /// code (and the runtimes under test) share.
+    static func run(_ arguments: [String], in directory: URL, environment: [String: String] = [:]) async throws -> Result {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Swift.Result<PluginsCLITests.Result, any Error> { try runBlocking(arguments, in: directory, environment: environment) })
+            }
+        }
+    }
+
+    static func runBlocking(_ arguments: [String], in directory: URL, environment: [String: String] = [:]) throws -> Result {
         let process = Process()
         process.executableURL = products.appendingPathComponent("capstan")
         process.arguments = arguments
@@ -62,8 +73,8 @@ import Testing
         return path
     }
 
-    @Test func listShowsEveryInTreePluginWithVersionsAndHash() throws {
-        let result = try capstan("plugins", "list")
+    @Test func listShowsEveryInTreePluginWithVersionsAndHash() async throws {
+        let result = try await capstan("plugins", "list")
         #expect(result.status == 0)
         let lines = result.output.split(separator: "\n").map(String.init)
         #expect(lines.first?.hasPrefix("PLUGIN") == true)
@@ -73,7 +84,7 @@ import Testing
         #expect(lines.contains { $0.hasPrefix("binpack ") && $0.hasSuffix("loaded (default)") })
     }
 
-    @Test func verifyPassesAGoodConfig() throws {
+    @Test func verifyPassesAGoodConfig() async throws {
         let config = try writeConfig("""
         pluginPaths: [\(Self.products.path)]
         plugins:
@@ -81,12 +92,12 @@ import Testing
             config: {resources: {memory: 2}}
         defaults: {scheduler: spread}
         """)
-        let result = try capstan("plugins", "verify", "--config", config)
+        let result = try await capstan("plugins", "verify", "--config", config)
         #expect(result.status == 0, "\(result.error)")
         #expect(result.output.contains("spread") && result.output.contains("loaded (default)"))
     }
 
-    @Test func verifyFailsAndSaysWhy() throws {
+    @Test func verifyFailsAndSaysWhy() async throws {
         let config = try writeConfig("""
         pluginPaths: [\(Self.products.path)]
         plugins:
@@ -96,7 +107,7 @@ import Testing
             config: {resources: {cpu: -1}}
         defaults: {scheduler: binpack}
         """)
-        let result = try capstan("plugins", "verify", "--config", config)
+        let result = try await capstan("plugins", "verify", "--config", config)
         #expect(result.status == 1)
         #expect(result.output.contains("refused (sha256)"))
         #expect(result.output.contains("SHA-256 mismatch"))
@@ -104,36 +115,36 @@ import Testing
         #expect(result.output.contains("defaults.scheduler: \"binpack\" is not loaded"))
     }
 
-    @Test func badConfigKeyIsNamed() throws {
+    @Test func badConfigKeyIsNamed() async throws {
         let config = try writeConfig("plugins:\n  - nmae: CapstanBinpack\n")
-        let result = try capstan("plugins", "verify", "--config", config)
+        let result = try await capstan("plugins", "verify", "--config", config)
         #expect(result.status != 0)
         #expect(result.error.contains("plugins[0].nmae: unknown key"))
     }
 
-    @Test func inspectShowsTheHandshake() throws {
-        let result = try capstan("plugins", "inspect", Self.products.appendingPathComponent("libCapstanHostPath.so").path)
+    @Test func inspectShowsTheHandshake() async throws {
+        let result = try await capstan("plugins", "inspect", Self.products.appendingPathComponent("libCapstanHostPath.so").path)
         #expect(result.status == 0)
         #expect(result.output.contains("library:   hostpath 1.0.0"))
         #expect(result.output.contains("plugin:    hostpath (storage, config HostPathConfiguration): loaded"))
         #expect(result.output.contains("status:    loaded"))
     }
 
-    @Test func inspectRefusesANonPlugin() throws {
-        let result = try capstan("plugins", "inspect", Self.products.appendingPathComponent("capstan").path)
+    @Test func inspectRefusesANonPlugin() async throws {
+        let result = try await capstan("plugins", "inspect", Self.products.appendingPathComponent("capstan").path)
         #expect(result.status == 1)
         #expect(result.output.contains("refused at check dlopen") && result.output.contains("cannot dynamically load position-independent executable"))
     }
 
-    @Test func conformanceKitPassesHostPath() throws {
-        let result = try capstan("conformance", "storage", "--plugin", Self.products.appendingPathComponent("libCapstanHostPath.so").path, "--scratch", directory.appendingPathComponent("scratch").path)
+    @Test func conformanceKitPassesHostPath() async throws {
+        let result = try await capstan("conformance", "storage", "--plugin", Self.products.appendingPathComponent("libCapstanHostPath.so").path, "--scratch", directory.appendingPathComponent("scratch").path)
         #expect(result.status == 0, "\(result.output)\(result.error)")
         #expect(!result.output.contains("FAIL"))
         #expect(result.output.contains("PASS  create again with another size is alreadyExists"))
     }
 
-    @Test func conformanceKitRefusesANonStoragePlugin() throws {
-        let result = try capstan("conformance", "storage", "--plugin", Self.products.appendingPathComponent("libCapstanBinpack.so").path)
+    @Test func conformanceKitRefusesANonStoragePlugin() async throws {
+        let result = try await capstan("conformance", "storage", "--plugin", Self.products.appendingPathComponent("libCapstanBinpack.so").path)
         #expect(result.status == 2)
         #expect(result.error.contains("it registers no storage plugin"))
     }

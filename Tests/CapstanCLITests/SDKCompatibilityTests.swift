@@ -30,9 +30,9 @@ import Glibc
         """.write(to: config, atomically: true, encoding: .utf8)
         cluster.extraArguments = ["--config", config.path]
         try await withDevCluster(cluster) { cluster in
-            let listed = try cluster.capstan("plugins", "list", "--config", config.path)
+            let listed = try await cluster.capstan("plugins", "list", "--config", config.path)
             #expect(listed.output.contains("1.1"), "the fixture reports SDK 1.1: \(listed.output)")
-            _ = try cluster.capstan("apply", "-f", try cluster.manifest("old.yaml", workloadYAML("old", replicas: 1, command: "sleep 300")))
+            _ = try await cluster.capstan("apply", "-f", try cluster.manifest("old.yaml", workloadYAML("old", replicas: 1, command: "sleep 300")))
             try await eventually("the instance runs under the old runtime", timeout: 30) {
                 try await cluster.instances(of: "old").first?.status.pid != nil
             }

@@ -20,12 +20,12 @@ import Testing
                   stringData: {password: hunter2-e2e}
                 """
             let manifest = try cluster.manifest("secret.yaml", secret + "\n---\n" + reader)
-            let applied = try cluster.capstan("apply", "-f", manifest, "--wait", "--timeout", "30")
+            let applied = try await cluster.capstan("apply", "-f", manifest, "--wait", "--timeout", "30")
             #expect(applied.status == 0, "\(applied.error)")
             let name = try #require(try await cluster.instances(of: "reader").first).metadata.name
             var output = ""
             try await eventually("the instance printed its secret", timeout: 15) {
-                output = try cluster.capstan("logs", name).output
+                output = try await cluster.capstan("logs", name).output
                 return output.contains("dir=")
             }
             #expect(output.contains("file=hunter2-e2e") && output.contains("env=hunter2-e2e"), "\(output)")
@@ -34,13 +34,13 @@ import Testing
             let mode = (try FileManager.default.attributesOfItem(atPath: directory + "/password")[.posixPermissions] as? NSNumber)?.intValue
             #expect(mode == 0o400)
 
-            let hidden = try cluster.capstan("get", "secret", "db", "-o", "yaml")
+            let hidden = try await cluster.capstan("get", "secret", "db", "-o", "yaml")
             #expect(hidden.status == 0 && !hidden.output.contains(Data("hunter2-e2e".utf8).base64EncodedString()) && hidden.output.contains("--show-secrets"), "\(hidden.output)")
-            let shown = try cluster.capstan("get", "secret", "db", "-o", "yaml", "--show-secrets")
+            let shown = try await cluster.capstan("get", "secret", "db", "-o", "yaml", "--show-secrets")
             #expect(shown.output.contains(Data("hunter2-e2e".utf8).base64EncodedString()), "\(shown.output)")
 
             // Stopped: the files are gone from memory too.
-            #expect(try cluster.capstan("delete", "workload", "reader").status == 0)
+            #expect(try await cluster.capstan("delete", "workload", "reader").status == 0)
             try await eventually("the instance is gone", timeout: 20) { try await cluster.instances(of: "reader").isEmpty }
             try await eventually("its secret files are removed", timeout: 10) { !FileManager.default.fileExists(atPath: directory) }
         }

@@ -5,9 +5,9 @@ import Testing
 extension PluginsCLITests {
     static let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Examples")
 
-    @Test func simulatesTheProfilesExampleFromManifests() throws {
+    @Test func simulatesTheProfilesExampleFromManifests() async throws {
         let example = Self.examples.appendingPathComponent("scheduling-profiles")
-        let result = try capstan("simulate", "--config", example.appendingPathComponent("capstan.yaml").path,
+        let result = try await capstan("simulate", "--config", example.appendingPathComponent("capstan.yaml").path,
                                  "--nodes", example.appendingPathComponent("nodes.yaml").path,
                                  "--pods", example.appendingPathComponent("workloads.yaml").path,
                                  "--scheduler", "gpu-packing", "--seeds", "1", "--inflation", "0", "--json")
@@ -21,28 +21,28 @@ extension PluginsCLITests {
         #expect(run?["gpuAllocatedMilli"] as? Int == 14_000 && run?["gpuTotalMilli"] as? Int == 20_000)
     }
 
-    @Test func simulateReportsBadInputByFileAndLine() throws {
+    @Test func simulateReportsBadInputByFileAndLine() async throws {
         let nodes = directory.appendingPathComponent("nodes.csv").path
         let pods = directory.appendingPathComponent("pods.csv").path
         try "sn,cpu_milli,memory_mib,gpu,model\nn0,32000,131072,4,T4\n".write(toFile: nodes, atomically: true, encoding: .utf8)
         try "name,cpu_milli,memory_mib,num_gpu,gpu_milli\np0,1000,1024,1,500\np1,1000,1024,x,0\n".write(toFile: pods, atomically: true, encoding: .utf8)
-        let result = try capstan("simulate", "--nodes", nodes, "--pods", pods, "--seeds", "1")
+        let result = try await capstan("simulate", "--nodes", nodes, "--pods", pods, "--seeds", "1")
         #expect(result.status == 2)
         #expect(result.error.contains("pods.csv:3: num_gpu \"x\" is not an integer"), "\(result.error)")
 
-        let unknown = try capstan("simulate", "--nodes", nodes, "--pods", pods.replacingOccurrences(of: ".csv", with: ".yaml"), "--seeds", "1")
+        let unknown = try await capstan("simulate", "--nodes", nodes, "--pods", pods.replacingOccurrences(of: ".csv", with: ".yaml"), "--seeds", "1")
         #expect(unknown.status == 2 && unknown.error.contains("give two CSV trace files or two manifest files"), "\(unknown.error)")
 
-        let negative = try capstan("simulate", "--nodes", nodes, "--pods", pods, "--inflation=-1")
+        let negative = try await capstan("simulate", "--nodes", nodes, "--pods", pods, "--inflation=-1")
         #expect(negative.status != 0 && negative.error.contains("--inflation -1.0 must be 0 or more"), "\(negative.error)")
     }
 
-    @Test func simulateNamesTheAvailableProfilesWhenOneIsUnknown() throws {
+    @Test func simulateNamesTheAvailableProfilesWhenOneIsUnknown() async throws {
         let nodes = directory.appendingPathComponent("nodes.csv").path
         let pods = directory.appendingPathComponent("pods.csv").path
         try "sn,cpu_milli,memory_mib,gpu,model\nn0,32000,131072,4,T4\n".write(toFile: nodes, atomically: true, encoding: .utf8)
         try "name,cpu_milli,memory_mib,num_gpu,gpu_milli\np0,1000,1024,1,500\n".write(toFile: pods, atomically: true, encoding: .utf8)
-        let result = try capstan("simulate", "--nodes", nodes, "--pods", pods, "--scheduler", "nope", "--seeds", "1")
+        let result = try await capstan("simulate", "--nodes", nodes, "--pods", pods, "--scheduler", "nope", "--seeds", "1")
         #expect(result.status == 2)
         #expect(result.error.contains("no profile or scheduler plugin named \"nope\"") && result.error.contains("fgd"), "\(result.error)")
     }

@@ -19,7 +19,7 @@ import Glibc
             for index in 0..<20 { _ = try await cluster.api.create(workload("before-\(index)")) }
             // An online backup while the server runs.
             let backup = cluster.dataDirectory.appendingPathComponent("backup.db").path
-            let backedUp = try cluster.capstan("store", "backup", "--data-dir", ".capstan", "--to", backup)
+            let backedUp = try await cluster.capstan("store", "backup", "--data-dir", ".capstan", "--to", backup)
             #expect(backedUp.status == 0, "\(backedUp.error)")
             #expect(backedUp.output.contains("at revision"))
             for index in 0..<10 { _ = try await cluster.api.create(workload("after-\(index)")) }
@@ -35,7 +35,7 @@ import Glibc
             #expect(refused.error.contains("acknowledged writes are missing") && refused.error.contains("capstan.db-wal") && refused.error.contains("--accept-rollback"), "\(refused.error)")
 
             // Restoring the backup brings back what it held, and the server starts.
-            let restored = try cluster.capstan("store", "restore", "--data-dir", ".capstan", "--from", backup)
+            let restored = try await cluster.capstan("store", "restore", "--data-dir", ".capstan", "--from", backup)
             #expect(restored.status == 0, "\(restored.error)")
             try await cluster.start()
             let names = Set(try await cluster.api.list(.workload).items.map(\.name))

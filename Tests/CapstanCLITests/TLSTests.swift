@@ -67,7 +67,7 @@ import Glibc
             #expect(error.status == 0)
         }
         // The CLI finds the server, its token and its CA in the config the server wrote.
-        let cli = try PluginsCLITests.run(["get", "nodes"], in: directory, environment: ["CAPSTAN_CONFIG": directory.appendingPathComponent("client-config").path])
+        let cli = try await PluginsCLITests.run(["get", "nodes"], in: directory, environment: ["CAPSTAN_CONFIG": directory.appendingPathComponent("client-config").path])
         #expect(cli.status == 0, "\(cli.error)")
 
         let join = try await admin.createToken(role: "join").token

@@ -66,11 +66,36 @@ import Testing
         } catch {
             #expect(error.subject == "bad.yaml")
             let lines = error.problems.map(\.description)
-            #expect(lines.contains { $0.hasPrefix("document 1 (line 1): status.allocatable.cpu: \"lots\" is not a quantity") })
-            #expect(lines.contains("document 1 (line 1): status.gpus[1].index: 0 is negative or repeated; number GPUs 0, 1, 2…"))
-            #expect(lines.contains("document 1 (line 1): status.allocatable.gpu: says 2 but 3 GPUs are listed in status.gpus"))
-            #expect(lines.contains("document 2 (line 9): spec.replicas: -1 is negative; give 0 to 10000"))
-            #expect(lines.contains { $0.hasPrefix("document 3 (line 13): kind: \"Gadget\" is not a Capstan kind") })
+            // Each problem names the line of its field, not of its document.
+            #expect(lines.contains { $0.hasPrefix("document 1, line 6: status.allocatable.cpu: \"lots\" is not a quantity") }, "\(lines)")
+            #expect(lines.contains("document 1, line 7: status.gpus[1].index: 0 is negative or repeated; number GPUs 0, 1, 2…"))
+            #expect(lines.contains("document 1, line 6: status.allocatable.gpu: says 2 but 3 GPUs are listed in status.gpus"))
+            #expect(lines.contains("document 2, line 11: spec.replicas: -1 is negative; give 0 to 10000"))
+            #expect(lines.contains { $0.hasPrefix("document 3, line 13: kind: \"Gadget\" is not a Capstan kind") })
+        }
+    }
+
+    /// Issue 9: three typos give three problems, each with its own line.
+    @Test func everyUnknownKeyIsReportedWithItsLine() {
+        do {
+            _ = try ManifestReader.parse("""
+            apiVersion: capstan.dev/v1
+            kind: Workload
+            metadata:
+              name: web
+              lables: {tier: front}
+            spec:
+              replica: 2
+              template:
+                comand: [sleep, "60"]
+                command: [sleep, "60"]
+            """, source: "typos.yaml")
+            Issue.record("expected errors")
+        } catch {
+            let lines = error.problems.map(\.description)
+            #expect(lines.contains { $0.hasPrefix("document 1, line 5: metadata.lables: unknown key") }, "\(lines)")
+            #expect(lines.contains { $0.hasPrefix("document 1, line 7: spec.replica: unknown key") }, "\(lines)")
+            #expect(lines.contains { $0.hasPrefix("document 1, line 9: spec.template.comand: unknown key") }, "\(lines)")
         }
     }
 

@@ -77,6 +77,32 @@ import Testing
         #expect(try await waiting.value.exitCode == 137)
     }
 
+    /// SDK 1.3 `RuntimeLogWait`: a read held open is woken by new output (inotify).
+    @Test func logReadsWaitForOutput() async throws {
+        let runtime = try runtime()
+        let waiter = try #require(runtime as? any RuntimeLogWait)
+        let go = directory.appendingPathComponent("go-\(UUID().uuidString.prefix(6))").path
+        _ = try await runtime.create(CreateInstanceRequest(id: "talker", command: ["/bin/sh", "-c", "echo first; while [ ! -e \(go) ]; do sleep 0.02; done; echo second; sleep 30"]))
+        _ = try await runtime.start("talker")
+        var first = LogChunk(data: [], nextOffset: 0)
+        for _ in 0..<50 where first.data.isEmpty { first = try await waiter.waitForLogs(LogsRequest(id: "talker"), seconds: 5) }
+        #expect(String(decoding: first.data, as: UTF8.self) == "first\n")
+        // Nothing new: the read waits its time out and comes back empty.
+        let clock = ContinuousClock()
+        var before = clock.now
+        let none = try await waiter.waitForLogs(LogsRequest(id: "talker", offset: first.nextOffset), seconds: 0.3)
+        #expect(none.data.isEmpty && clock.now - before >= .milliseconds(250))
+        // New output ends the wait at once.
+        before = clock.now
+        let reading = Task { try await waiter.waitForLogs(LogsRequest(id: "talker", offset: first.nextOffset), seconds: 20) }
+        try await Task.sleep(for: .milliseconds(100))
+        _ = FileManager.default.createFile(atPath: go, contents: nil)
+        let second = try await reading.value
+        #expect(String(decoding: second.data, as: UTF8.self) == "second\n")
+        #expect(clock.now - before < .seconds(10), "woken by the output, not the 20 s limit")
+        try await runtime.remove("talker")
+    }
+
     @Test func stopSendsTermThenKillsAfterTheGracePeriod() async throws {
         let runtime = try runtime()
         // Ignores SIGTERM: only SIGKILL ends it.

@@ -288,8 +288,10 @@ struct APIRoutes: Sendable {
     private func log(_ request: Request, _ context: BasicRequestContext, _ principal: Principal) async throws -> Response {
         let name = try name(context)
         guard principal.role != .node else { throw APIFailure(.forbidden, "Forbidden", "node tokens do not read logs through the API") }
+        let wait: Double
         do throws(LogQuery.Problem) {
             _ = try LogQuery.parse { request.uri.queryParameters.get($0) }
+            wait = try LogQuery.wait { request.uri.queryParameters.get($0) }
         } catch {
             throw APIFailure.badRequest(error.message)
         }
@@ -311,11 +313,11 @@ struct APIRoutes: Sendable {
         var url = "\(address)/v1/instances/\(name)/log"
         let (offset, maxBytes) = try LogQuery.parse { request.uri.queryParameters.get($0) }
         let stream = request.uri.queryParameters.get("stream") == "stderr" ? "stderr" : "stdout"
-        url += "?stream=\(stream)&offset=\(offset)&maxBytes=\(maxBytes)"
+        url += "?stream=\(stream)&offset=\(offset)&maxBytes=\(maxBytes)" + (wait > 0 ? "&wait=\(wait)" : "")
         let response: HTTPClientResponse
         let body: ByteBuffer
         do {
-            response = try await HTTPClients.client(caPEM: identity?.caPEM, identity: identity).execute(HTTPClientRequest(url: url), timeout: .seconds(10))
+            response = try await HTTPClients.client(caPEM: identity?.caPEM, identity: identity).execute(HTTPClientRequest(url: url), timeout: .seconds(10 + Int64(wait)))
             body = try await response.body.collect(upTo: 64 << 20)
         } catch {
             throw APIFailure(.badGateway, "Unavailable", "the agent of node \"\(nodeName)\" at \(address) did not answer: \(error)")

@@ -5,8 +5,9 @@ import Yams
 /// Reads Capstan manifests: one or more YAML documents separated by `---`, each a resource in
 /// manifest shape (`apiVersion`, `kind`, `metadata`, `spec`, `status`).
 ///
-/// Every document is decoded and validated; all problems of all documents are reported together,
-/// each prefixed with the document's number and first line (`document 2 (line 14): spec.replicas: …`).
+/// Every document is decoded and validated; all problems of all documents are reported together
+/// — every unknown key, not only the first — each prefixed with the document's number and the
+/// line of the field it is about (`document 2, line 16: spec.replicas: …`).
 /// YAML syntax errors give their line and column. A document whose anchors and aliases expand
 /// past ``maxExpandedBytes`` is refused before it is decoded (the "billion laughs" attack).
 public enum ManifestReader {
@@ -43,16 +44,18 @@ public enum ManifestReader {
             }
             guard let root else { break }
             number += 1
-            let place = "document \(number) (line \((root.mark?.line).map(String.init) ?? "?"))"
             func prefixed(_ problem: ValidationProblem) -> ValidationProblem {
-                ValidationProblem(path: problem.path.isEmpty ? place : "\(place): \(problem.path)", message: problem.message)
+                let line = Self.line(of: problem.path, in: root) ?? root.mark?.line
+                let place = "document \(number), line \(line.map(String.init) ?? "?")"
+                return ValidationProblem(path: problem.path.isEmpty ? place : "\(place): \(problem.path)", message: problem.message)
             }
+            let unknown = UnknownKeys()
             do {
-                let resource = try decode(root)
-                let found = resource.validate()
+                let resource = try decode(root, unknownKeys: unknown)
+                let found = unknown.problems + resource.validate()
                 if found.isEmpty { resources.append(resource) } else { problems += found.map(prefixed) }
             } catch {
-                problems.append(prefixed(error))
+                problems += (unknown.problems + [error]).map(prefixed)
             }
         }
         guard problems.isEmpty else { throw ValidationError(subject: source, problems: problems) }
@@ -80,10 +83,13 @@ public enum ManifestReader {
     }
 
     /// Checks the expanded size, then decodes.
-    static func decode(_ root: Yams.Node) throws(ValidationProblem) -> AnyResource {
+    /// - Parameter unknownKeys: collects every unknown key instead of throwing at the first.
+    static func decode(_ root: Yams.Node, unknownKeys: UnknownKeys? = nil) throws(ValidationProblem) -> AnyResource {
         try checkExpansion(root)
         do {
-            return try YAMLDecoder().decode(AnyResource.self, from: root)
+            var userInfo: [CodingUserInfoKey: Any] = [:]
+            if let unknownKeys { userInfo[.capstanUnknownKeys] = unknownKeys }
+            return try YAMLDecoder().decode(AnyResource.self, from: root, userInfo: userInfo)
         } catch let error as DecodingError {
             var problem = error.problem
             if case .dataCorrupted(let context) = error, let underlying = context.underlyingError {
@@ -93,6 +99,39 @@ public enum ManifestReader {
         } catch {
             throw ValidationProblem(path: "", message: describe(error))
         }
+    }
+
+    /// The line of the field at `path` (`spec.template.ports[0].hostPort`) in the document, or
+    /// nil when the path does not lead there. Keys may hold dots (`capstan.dev/tier`): at each
+    /// mapping the longest key that prefixes the rest of the path wins.
+    static func line(of path: String, in root: Yams.Node) -> Int? {
+        var node = root
+        var rest = Substring(path)
+        var line: Int?
+        while !rest.isEmpty {
+            if rest.hasPrefix("[") {
+                guard let close = rest.firstIndex(of: "]"), let index = Int(rest[rest.index(after: rest.startIndex)..<close]),
+                      case .sequence(let sequence) = node, sequence.indices.contains(index) else { break }
+                node = sequence[index]
+                line = node.mark?.line ?? line
+                rest = rest[rest.index(after: close)...]
+            } else {
+                guard case .mapping(let mapping) = node else { break }
+                var best: (key: Yams.Node, value: Yams.Node, length: Int)?
+                for (key, value) in mapping {
+                    guard let name = key.string, rest.hasPrefix(name) else { continue }
+                    let after = rest.dropFirst(name.count)
+                    guard after.isEmpty || after.hasPrefix(".") || after.hasPrefix("[") else { continue }
+                    if name.count > (best?.length ?? -1) { best = (key, value, name.count) }
+                }
+                guard let best else { break }
+                line = best.key.mark?.line ?? line
+                node = best.value
+                rest = rest.dropFirst(best.length)
+            }
+            if rest.hasPrefix(".") { rest = rest.dropFirst() }
+        }
+        return line
     }
 
     /// Refuses a document that expands past ``maxExpandedBytes``. Aliases share their anchor's

@@ -209,3 +209,13 @@ public protocol RuntimeWait: RuntimePlugin {
     ///   promptly when the calling task is cancelled (the instance keeps running).
     func wait(_ id: String) async throws -> RuntimeInstanceStatus
 }
+
+/// A runtime that can hold a log read open until there is output (SDK 1.3), so `capstan logs
+/// -f` is woken by new output instead of asking again on a timer. Optional: the agent answers
+/// at once for runtimes without it, and the CLI asks again.
+public protocol RuntimeLogWait: RuntimePlugin {
+    /// Like ``RuntimePlugin/logs(_:)``, but when there is nothing past `request.offset` yet,
+    /// waits up to `seconds` for output to arrive (an empty chunk after that). Returns early,
+    /// empty, when the calling task is cancelled.
+    func waitForLogs(_ request: LogsRequest, seconds: Double) async throws -> LogChunk
+}

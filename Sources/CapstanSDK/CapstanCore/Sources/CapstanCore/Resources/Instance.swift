@@ -82,6 +82,9 @@ public struct InstanceStatus: Codable, Sendable, Hashable {
     public var pid: Int32?
     /// When the agent will start it again, while it waits out a restart backoff.
     public var nextRestartAt: Timestamp?
+    /// The host ports the network plugin gave the instance's ports (SDK 1.3): where to reach
+    /// it, also when `hostPort` was left to the plugin.
+    public var ports: [PortBinding] = []
 
     public init(phase: InstancePhase = .pending, ready: Bool = false, restarts: Int = 0, exitCode: Int32? = nil, reason: String? = nil, message: String? = nil, startedAt: Timestamp? = nil, addresses: [String] = [], pid: Int32? = nil, nextRestartAt: Timestamp? = nil) {
         self.phase = phase
@@ -97,7 +100,7 @@ public struct InstanceStatus: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case phase, ready, restarts, exitCode, reason, message, startedAt, addresses, pid, nextRestartAt
+        case phase, ready, restarts, exitCode, reason, message, startedAt, addresses, pid, nextRestartAt, ports
     }
 
     public init(from decoder: any Decoder) throws {
@@ -112,5 +115,35 @@ public struct InstanceStatus: Codable, Sendable, Hashable {
         addresses = try container.decodeIfPresent([String].self, forKey: .addresses) ?? []
         pid = try container.decodeIfPresent(Int32.self, forKey: .pid)
         nextRestartAt = try container.decodeIfPresent(Timestamp.self, forKey: .nextRestartAt)
+        ports = try container.decodeIfPresent([PortBinding].self, forKey: .ports) ?? []
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(phase, forKey: .phase)
+        try container.encode(ready, forKey: .ready)
+        try container.encode(restarts, forKey: .restarts)
+        try container.encodeIfPresent(exitCode, forKey: .exitCode)
+        try container.encodeIfPresent(reason, forKey: .reason)
+        try container.encodeIfPresent(message, forKey: .message)
+        try container.encodeIfPresent(startedAt, forKey: .startedAt)
+        try container.encode(addresses, forKey: .addresses)
+        try container.encodeIfPresent(pid, forKey: .pid)
+        try container.encodeIfPresent(nextRestartAt, forKey: .nextRestartAt)
+        if !ports.isEmpty { try container.encode(ports, forKey: .ports) }
+    }
+}
+
+/// One of an instance's ports as its node serves it (SDK 1.3).
+public struct PortBinding: Codable, Sendable, Hashable {
+    public var containerPort: Int
+    public var hostPort: Int
+    /// `tcp` or `udp`.
+    public var `protocol`: String
+
+    public init(containerPort: Int, hostPort: Int, protocol: String = "tcp") {
+        self.containerPort = containerPort
+        self.hostPort = hostPort
+        self.protocol = `protocol`
     }
 }

@@ -1,3 +1,4 @@
+import Synchronization
 /// One thing wrong with a manifest or a config, with the path of the field it is about.
 /// It is also an `Error`, for code that reports one problem by throwing it.
 public struct ValidationProblem: Error, Sendable, Hashable, Codable, CustomStringConvertible {
@@ -81,6 +82,21 @@ extension CodingUserInfoKey {
     /// Set to `true` in a decoder's `userInfo` to skip the unknown-key checks: for documents the
     /// store wrote itself, which were checked when they came in.
     public static let capstanTrustedDocument = CodingUserInfoKey(rawValue: "capstan.trustedDocument")!
+    /// An ``UnknownKeys`` collector: with one in `userInfo`, unknown keys are collected — every
+    /// one of them — instead of thrown at the first (SDK 1.3).
+    public static let capstanUnknownKeys = CodingUserInfoKey(rawValue: "capstan.unknownKeys")!
+}
+
+/// Collects every unknown key a decode meets (see ``CodingUserInfoKey/capstanUnknownKeys``), so
+/// a manifest with three typos gets three problems at once.
+public final class UnknownKeys: Sendable {
+    private let found = Mutex<[ValidationProblem]>([])
+
+    public init() {}
+
+    public var problems: [ValidationProblem] { found.withLock { $0 } }
+
+    func add(_ problem: ValidationProblem) { found.withLock { $0.append(problem) } }
 }
 
 extension KeyedDecodingContainer {
@@ -90,7 +106,13 @@ extension KeyedDecodingContainer {
         if decoder.userInfo[.capstanTrustedDocument] as? Bool == true { return }
         let all = try decoder.container(keyedBy: AnyCodingKey.self)
         let knownSet = Set(known)
+        let collector = decoder.userInfo[.capstanUnknownKeys] as? UnknownKeys
         for key in all.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) where !knownSet.contains(key.stringValue) {
+            if let collector {
+                let path = DecodingError.dataCorrupted(DecodingError.Context(codingPath: codingPath + [key], debugDescription: "")).problem.path
+                collector.add(ValidationProblem(path: path, message: "unknown key; expected one of: \(knownSet.sorted().joined(separator: ", "))"))
+                continue
+            }
             throw DecodingError.dataCorrupted(DecodingError.Context(
                 codingPath: codingPath + [key],
                 debugDescription: "unknown key; expected one of: \(knownSet.sorted().joined(separator: ", "))"))
