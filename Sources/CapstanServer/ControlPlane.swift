@@ -139,9 +139,11 @@ public final class ControlPlane: Sendable {
     /// The services to run, in start order: the API last, so it answers only once the loops run.
     public func services(logger: Logger) -> [any ServiceLifecycle.Service] {
         let readiness = ReadinessGate(["scheduler", "workloads", "nodes"])
-        let scheduler = SchedulerLoop(writer: writer, host: plugins, metrics: metrics, heartbeatTimeout: options.heartbeatTimeout, readiness: readiness)
-        let workloads = WorkloadController(writer: writer, readiness: readiness)
-        let nodes = NodeLifecycleController(writer: writer, options: options, readiness: readiness)
+        // One subscription, one list, one indexed cache for the three loops.
+        let informer = SharedInformer(store: store)
+        let scheduler = SchedulerLoop(writer: writer, informer: informer, host: plugins, metrics: metrics, heartbeatTimeout: options.heartbeatTimeout, readiness: readiness)
+        let workloads = WorkloadController(writer: writer, informer: informer, readiness: readiness)
+        let nodes = NodeLifecycleController(writer: writer, informer: informer, options: options, readiness: readiness)
         let routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { readiness.isReady }, maxInstances: options.maxInstances, audit: audit, ca: ca, identity: identity)
         let server: HTTPServerBuilder
         if let identity, let tls = try? identity.serverConfiguration(clientCertificates: .optional), let builder = try? HTTPServerBuilder.tls(.http1(), tlsConfiguration: tls) {
@@ -177,7 +179,7 @@ public final class ControlPlane: Sendable {
             },
             logger: logger
         )
-        return [scheduler, workloads, nodes, app, BusShutdown(bus: bus, store: store)]
+        return [informer, scheduler, workloads, nodes, app, BusShutdown(bus: bus, store: store)]
     }
 
     /// The server's plugins and each registered node's, as its agent reported them in the

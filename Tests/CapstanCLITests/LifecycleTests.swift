@@ -47,7 +47,8 @@ import Glibc
             try await eventually("the start fails with the network plugin's reason", timeout: 20) {
                 guard let instance = try await cluster.instances(of: "held").first else { return false }
                 name = instance.metadata.name
-                return instance.status.reason == "StartFailed" && (instance.status.message ?? "").contains("host port \(port)/tcp is in use")
+                // StartFailed, or CrashLoopBackOff once it failed twice (a loaded machine may look late).
+                return ["StartFailed", "CrashLoopBackOff"].contains(instance.status.reason ?? "") && (instance.status.message ?? "").contains("host port \(port)/tcp is in use")
             }
             // A retry still names the real cause.
             try await eventually("the retry fails for the same reason", timeout: 20) {

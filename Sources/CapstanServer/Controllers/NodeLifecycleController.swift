@@ -15,10 +15,12 @@ import ServiceLifecycle
 /// - events about objects that no longer exist (after a minute), and events older than
 ///   `eventTTL`, are deleted.
 ///
-/// An informer like the other controllers: it keeps what it needs from the bus and looks at its
-/// cache on a period, so a check costs nothing per stored object.
+/// It reads the shared informer's cache once a period (nothing it does is urgent to the
+/// millisecond), so a write costs it nothing.
 final class NodeLifecycleController: ServiceLifecycle.Service {
     let writer: StoreWriter
+    let informer: SharedInformer
+    private let feed: SharedInformer.Feed
     /// `heartbeatTimeout` and `evictionTimeout` come from here.
     let options: ControlPlane.Options
     /// Events live this long (seconds).
@@ -27,8 +29,9 @@ final class NodeLifecycleController: ServiceLifecycle.Service {
     /// Told once the controller has listed the store.
     let readiness: ReadinessGate?
 
-    init(writer: StoreWriter, options: ControlPlane.Options, readiness: ReadinessGate? = nil) {
-        (self.writer, self.options, self.readiness) = (writer, options, readiness)
+    init(writer: StoreWriter, informer: SharedInformer, options: ControlPlane.Options, readiness: ReadinessGate? = nil) {
+        (self.writer, self.informer, self.options, self.readiness) = (writer, informer, options, readiness)
+        feed = informer.feed()
         recorder = EventRecorder(writer: writer, source: "node-lifecycle")
     }
 
@@ -72,36 +75,27 @@ final class NodeLifecycleController: ServiceLifecycle.Service {
     }
 
     func run() async throws {
-        try await follow()
-        // The loop ends when the bus finishes, the first step of a graceful shutdown; stay
-        // until this service's own turn to stop, so the group never sees it end early.
-        try? await gracefulShutdown()
-    }
-
-    private func follow() async throws {
-        let store = writer.store
-        let subscription = try store.bus.subscribe(to: .resources, after: try store.revision)
-        var cache = Cache()
-        func relist() {
-            cache = Cache()
-            for event in store.snapshot(of: ["Node", "Lease", "Instance", "Workload", "Event"]) { cache.apply(event) }
-        }
-        relist()
-        readiness?.ready("nodes")
+        // Ends when the informer stops (graceful shutdown). Changes only wake it; the checks run
+        // once a period, on what the informer holds then.
         let clock = ContinuousClock()
         var lastCheck = clock.now - period
-        for await batch in ChangeFeed(subscription: subscription).batches(every: period) {
-            for delivery in batch {
-                switch delivery {
-                case .event(_, let event): cache.apply(event)
-                case .resync: relist()
-                }
+        var listed = false
+        for await batch in feed.batches(every: period) {
+            if !listed, batch.contains(where: { if case .resync = $0 { true } else { false } }) {
+                listed = true
+                readiness?.ready("nodes")
             }
-            // Changes only update the cache; the checks run once a period.
-            guard clock.now - lastCheck >= period else { continue }
+            guard listed, clock.now - lastCheck >= period else { continue }
             lastCheck = clock.now
+            let cache = informer.read { shared in
+                var cache = Cache()
+                for event in shared.events(of: ["Node", "Lease", "Instance", "Workload", "Event"]) { cache.apply(event) }
+                return cache
+            }
             await check(cache, now: Date().timeIntervalSince1970)
         }
+        // Stay until this service's own turn to stop, so the group never sees it end early.
+        try? await gracefulShutdown()
     }
 
     /// The reason instances of a lost node get; their agent replaces it with what it knows when

@@ -36,9 +36,14 @@ final class SchedulerLoop: ServiceLifecycle.Service {
     /// Told once the loop has listed the store.
     let readiness: ReadinessGate?
 
-    init(writer: StoreWriter, host: PluginHost, metrics: ServerMetrics, heartbeatTimeout: Double = 40, retryPeriod: Duration = .seconds(30), readiness: ReadinessGate? = nil) {
+    let informer: SharedInformer
+    private let feed: SharedInformer.Feed
+
+    init(writer: StoreWriter, informer: SharedInformer, host: PluginHost, metrics: ServerMetrics, heartbeatTimeout: Double = 40, retryPeriod: Duration = .seconds(30), readiness: ReadinessGate? = nil) {
         self.readiness = readiness
         self.writer = writer
+        self.informer = informer
+        self.feed = informer.feed()
         self.host = host
         self.metrics = metrics
         self.heartbeatTimeout = heartbeatTimeout
@@ -200,28 +205,32 @@ final class SchedulerLoop: ServiceLifecycle.Service {
     static let watchedKinds = ["Node", "Instance", "Volume"]
 
     func run() async throws {
-        try await follow()
-        // The loop ends when the bus finishes, the first step of a graceful shutdown; stay
-        // until this service's own turn to stop, so the group never sees it end early.
-        try? await gracefulShutdown()
-    }
-
-    private func follow() async throws {
-        let store = writer.store
-        let subscription = try store.bus.subscribe(to: .resources, after: try store.revision)
+        // The loop's own accounting (requests per node, host ports, GPU shares, pending), kept
+        // from the shared informer's changes; rebuilt from its cache on a resync.
         var cache = Cache()
-        for event in store.snapshot(of: Self.watchedKinds) { cache.apply(event) }
-        readiness?.ready("scheduler")
-        // Ends when the bus finishes (graceful shutdown).
-        await pass(&cache)
-        for await batch in ChangeFeed(subscription: subscription).batches(every: .seconds(5)) {
-            for case .event(_, let event) in batch { cache.apply(event) }
-            if batch.contains(where: { if case .resync = $0 { true } else { false } }) {
-                cache = Cache()
-                for event in store.snapshot(of: Self.watchedKinds) { cache.apply(event) }
+        var listed = false
+        // Ends when the informer stops (graceful shutdown).
+        for await batch in feed.batches(every: .seconds(5)) {
+            for delivery in batch {
+                switch delivery {
+                case .event(let event):
+                    cache.apply(event)
+                case .resync:
+                    let failed = cache.failed
+                    cache = Cache()
+                    for event in informer.read({ $0.events(of: Self.watchedKinds) }) { cache.apply(event) }
+                    cache.failed = failed.filter { cache.pending[$0.key] != nil }
+                    if !listed {
+                        listed = true
+                        readiness?.ready("scheduler")
+                    }
+                }
             }
+            guard listed else { continue }
             await pass(&cache)
         }
+        // Stay until this service's own turn to stop, so the group never sees it end early.
+        try? await gracefulShutdown()
     }
 
     /// Places every pending instance that is due.

@@ -20,91 +20,59 @@ import ServiceLifecycle
 ///   make a new instance.
 final class WorkloadController: ServiceLifecycle.Service {
     let writer: StoreWriter
+    let informer: SharedInformer
+    private let feed: SharedInformer.Feed
     private let recorder: EventRecorder
     /// Told once the controller has listed the store.
     let readiness: ReadinessGate?
 
-    init(writer: StoreWriter, readiness: ReadinessGate? = nil) {
+    init(writer: StoreWriter, informer: SharedInformer, readiness: ReadinessGate? = nil) {
         self.readiness = readiness
         self.writer = writer
+        self.informer = informer
+        self.feed = informer.feed()
         self.recorder = EventRecorder(writer: writer, source: "workload-controller")
     }
 
-    struct Cache {
-        var workloads: [String: Workload] = [:]
-        /// Owner workload name → its instances by name.
-        var instances: [String: [String: Instance]] = [:]
-
-        /// Applies a change; returns the workload it concerns, if any.
-        mutating func apply(_ event: ResourceEvent) -> String? {
-            switch event.object {
-            case .workload(let workload):
-                let name = workload.metadata.name
-                if event.change == .deleted { workloads[name] = nil } else { workloads[name] = workload }
-                return name
-            case .instance(let instance):
-                guard let owner = instance.metadata.owner, owner.hasPrefix("Workload/") else { return nil }
-                let name = String(owner.dropFirst("Workload/".count))
-                if event.change == .deleted {
-                    instances[name]?[instance.metadata.name] = nil
-                    if instances[name]?.isEmpty == true { instances[name] = nil }
-                } else {
-                    instances[name, default: [:]][instance.metadata.name] = instance
-                }
-                return name
-            default:
-                return nil
-            }
+    /// The workload a change concerns, if any.
+    static func workload(of event: ResourceEvent) -> String? {
+        switch event.object {
+        case .workload(let workload): return workload.metadata.name
+        case .instance(let instance):
+            guard let owner = instance.metadata.owner, owner.hasPrefix("Workload/") else { return nil }
+            return String(owner.dropFirst("Workload/".count))
+        default: return nil
         }
     }
 
     func run() async throws {
-        try await follow()
-        // The loop ends when the bus finishes, the first step of a graceful shutdown; stay
-        // until this service's own turn to stop, so the group never sees it end early.
+        // Ends when the informer stops (graceful shutdown).
+        for await batch in feed.batches(every: .seconds(30)) {
+            var dirty = Set<String>()
+            var everything = batch.isEmpty  // the periodic resync: everything, in case a write failed
+            for delivery in batch {
+                switch delivery {
+                case .event(let event): if let name = Self.workload(of: event) { dirty.insert(name) }
+                case .resync:
+                    everything = true
+                    readiness?.ready("workloads")
+                }
+            }
+            if everything { dirty.formUnion(informer.read { $0.workloadNames() }) }
+            await reconcile(dirty)
+        }
+        // Stay until this service's own turn to stop, so the group never sees it end early.
         try? await gracefulShutdown()
     }
 
-    private func follow() async throws {
-        let store = writer.store
-        let subscription = try store.bus.subscribe(to: .resources, after: try store.revision)
-        var cache = Cache()
-        func relist() {
-            cache = Cache()
-            for event in store.snapshot(of: ["Workload", "Instance"]) { _ = cache.apply(event) }
-        }
-        relist()
-        readiness?.ready("workloads")
-        // Ends when the bus finishes (graceful shutdown).
-        await reconcile(Set(cache.workloads.keys).union(cache.instances.keys), cache)
-        for await batch in ChangeFeed(subscription: subscription).batches(every: .seconds(30)) {
-            var dirty = Set<String>()
-            for delivery in batch {
-                switch delivery {
-                case .event(_, let event):
-                    if let name = cache.apply(event) { dirty.insert(name) }
-                case .resync:
-                    relist()
-                    dirty.formUnion(cache.workloads.keys)
-                    dirty.formUnion(cache.instances.keys)
-                }
-            }
-            if batch.isEmpty {
-                // The periodic resync: everything, in case a write failed.
-                dirty.formUnion(cache.workloads.keys)
-                dirty.formUnion(cache.instances.keys)
-            }
-            await reconcile(dirty, cache)
-        }
-    }
-
-    /// Reconciles the named workloads; their writes go out concurrently (one group commit).
-    func reconcile(_ names: Set<String>, _ cache: Cache) async {
+    /// Reconciles the named workloads from the informer's cache; their writes go out
+    /// concurrently (one group commit).
+    func reconcile(_ names: Set<String>) async {
         var operations: [StoreOperation] = []
         var events: [(String, String, String)] = []
         for name in names.sorted() {
-            let owned = Array((cache.instances[name] ?? [:]).values)
-            let plan = Self.plan(workload: cache.workloads[name], owned: owned)
+            let (workload, owned) = informer.read { ($0.workload(name), $0.instances(ownedBy: "Workload/\(name)")) }
+            let plan = Self.plan(workload: workload, owned: owned)
             operations += plan.operations
             events += plan.events.map { ("Workload/\(name)", $0.reason, $0.message) }
         }

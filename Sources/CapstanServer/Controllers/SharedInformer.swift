@@ -1,0 +1,220 @@
+import CapstanCore
+import CapstanStore
+import ServiceLifecycle
+import Synchronization
+
+/// The control plane's one view of the store, shared by the scheduler loop and the controllers —
+/// the shape of client-go's SharedInformerFactory: **one** subscription to the store's changes,
+/// **one** list (at start and after a `resync`), **one** cache with the indexes the loops ask
+/// (instances by node and by owner, claims by volume), instead of a subscription, a list and a
+/// private cache per loop.
+///
+/// Each loop takes a ``Feed``: the changes, in revision order and in batches (whatever arrived
+/// since it last looked), plus a tick on its own period. A feed's first batch always holds
+/// `.resync`: build from ``read(_:)`` then. The cache may be a little ahead of the changes a loop
+/// has handled, never behind.
+final class SharedInformer: ServiceLifecycle.Service, Sendable {
+    /// The kinds it holds.
+    static let kinds = ["Node", "Lease", "Workload", "Instance", "Volume", "VolumeClaim", "Event"]
+
+    enum Delivery: Sendable {
+        case event(ResourceEvent)
+        /// The informer relisted (at start, or after falling behind): rebuild from the cache.
+        case resync
+    }
+
+    let store: ResourceStore
+    private let cache = Mutex(Cache())
+    private let feeds = Mutex<(all: [Feed], listed: Bool)>(([], false))
+
+    init(store: ResourceStore) { self.store = store }
+
+    /// A new consumer. Before the first list its first batch waits for it; after, it starts
+    /// with a `.resync`.
+    func feed() -> Feed {
+        let feed = Feed()
+        let listed = feeds.withLock { state in
+            state.all.append(feed)
+            return state.listed
+        }
+        if listed { feed.deliver(.resync) }
+        return feed
+    }
+
+    /// Reads the cache under its lock: keep `body` short (copy out what is needed).
+    func read<T>(_ body: (borrowing Cache) throws -> T) rethrows -> T {
+        try cache.withLock { try body($0) }
+    }
+
+    func run() async throws {
+        let subscription = try store.bus.subscribe(to: .resources, after: try store.revision)
+        relist()
+        let all = feeds.withLock { state in
+            state.listed = true
+            return state.all
+        }
+        for feed in all { feed.deliver(.resync) }
+        // Ends when the bus finishes (graceful shutdown).
+        for await delivery in subscription {
+            let item: Delivery
+            switch delivery {
+            case .event(_, let event):
+                cache.withLock { $0.apply(event) }
+                item = .event(event)
+            case .resync:
+                relist()
+                item = .resync
+            }
+            for feed in feeds.withLock({ $0.all }) { feed.deliver(item) }
+        }
+        for feed in feeds.withLock({ $0.all }) { feed.finish() }
+        try? await gracefulShutdown()
+    }
+
+    private func relist() {
+        var fresh = Cache()
+        for event in store.snapshot(of: Self.kinds) { fresh.apply(event) }
+        cache.withLock { $0 = fresh }
+    }
+
+    // MARK: The cache
+
+    /// Every object of ``SharedInformer/kinds`` by kind and name, with indexes.
+    struct Cache {
+        private(set) var objects: [String: [String: AnyResource]] = [:]
+        /// Node → the names of the instances bound to it.
+        private(set) var instancesByNode: [String: Set<String>] = [:]
+        /// `Kind/name` of an owner → the names of the instances it owns.
+        private(set) var instancesByOwner: [String: Set<String>] = [:]
+        /// Volume → the claim it is bound to.
+        private(set) var claimsByVolume: [String: String] = [:]
+
+        mutating func apply(_ event: ResourceEvent) {
+            let object = event.object
+            if let previous = objects[object.kind]?[object.name] { unindex(previous) }
+            if event.change == .deleted {
+                objects[object.kind]?[object.name] = nil
+            } else {
+                objects[object.kind, default: [:]][object.name] = object
+                index(object)
+            }
+        }
+
+        private mutating func index(_ object: AnyResource) {
+            switch object {
+            case .instance(let instance):
+                if let node = instance.spec.nodeName { instancesByNode[node, default: []].insert(instance.metadata.name) }
+                if let owner = instance.metadata.owner { instancesByOwner[owner, default: []].insert(instance.metadata.name) }
+            case .volumeClaim(let claim):
+                if let volume = claim.spec.volumeName { claimsByVolume[volume] = claim.metadata.name }
+            default:
+                break
+            }
+        }
+
+        private mutating func unindex(_ object: AnyResource) {
+            switch object {
+            case .instance(let instance):
+                if let node = instance.spec.nodeName {
+                    instancesByNode[node]?.remove(instance.metadata.name)
+                    if instancesByNode[node]?.isEmpty == true { instancesByNode[node] = nil }
+                }
+                if let owner = instance.metadata.owner {
+                    instancesByOwner[owner]?.remove(instance.metadata.name)
+                    if instancesByOwner[owner]?.isEmpty == true { instancesByOwner[owner] = nil }
+                }
+            case .volumeClaim(let claim):
+                if let volume = claim.spec.volumeName, claimsByVolume[volume] == claim.metadata.name { claimsByVolume[volume] = nil }
+            default:
+                break
+            }
+        }
+
+        /// Every object of `kind`, unordered.
+        func all(_ kind: String) -> Dictionary<String, AnyResource>.Values { (objects[kind] ?? [:]).values }
+
+        /// Every object of `kinds` as an `added` event, for a loop that rebuilds its own state.
+        func events(of kinds: [String]) -> [ResourceEvent] {
+            kinds.flatMap { kind in all(kind).map { ResourceEvent(.added, $0) } }
+        }
+
+        func workload(_ name: String) -> Workload? {
+            if case .workload(let workload)? = objects["Workload"]?[name] { return workload }
+            return nil
+        }
+
+        func instance(_ name: String) -> Instance? {
+            if case .instance(let instance)? = objects["Instance"]?[name] { return instance }
+            return nil
+        }
+
+        /// The instances `owner` (`Workload/web`) owns.
+        func instances(ownedBy owner: String) -> [Instance] {
+            (instancesByOwner[owner] ?? []).compactMap { instance($0) }
+        }
+
+        /// The instances bound to `node`.
+        func instances(onNode node: String) -> [Instance] {
+            (instancesByNode[node] ?? []).compactMap { instance($0) }
+        }
+
+        /// Names of the workloads, and of the owners of instances whose workload is gone.
+        func workloadNames() -> Set<String> {
+            var names = Set((objects["Workload"] ?? [:]).keys)
+            for owner in instancesByOwner.keys where owner.hasPrefix("Workload/") { names.insert(String(owner.dropFirst("Workload/".count))) }
+            return names
+        }
+    }
+
+    // MARK: Feeds
+
+    /// One consumer's changes, in batches.
+    final class Feed: Sendable {
+        private let queue = Mutex<(items: [Delivery], finished: Bool)>(([], false))
+        private let wakes: AsyncStream<Void>
+        private let wake: AsyncStream<Void>.Continuation
+
+        init() {
+            (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        }
+
+        func deliver(_ item: Delivery) {
+            queue.withLock { $0.items.append(item) }
+            wake.yield()
+        }
+
+        func finish() {
+            queue.withLock { $0.finished = true }
+            wake.finish()
+        }
+
+        /// Batches (possibly empty, on a tick every `period`), in order; ends when the
+        /// informer stops.
+        func batches(every period: Duration) -> AsyncStream<[Delivery]> {
+            let ticker = Task { [wake] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: period)
+                    wake.yield()
+                }
+            }
+            return AsyncStream { [self] continuation in
+                let consumer = Task { [self] in
+                    for await _ in wakes {
+                        let (items, finished) = queue.withLock { state in
+                            defer { state.items.removeAll(keepingCapacity: true) }
+                            return (state.items, state.finished)
+                        }
+                        continuation.yield(items)
+                        if finished { break }
+                    }
+                    ticker.cancel()
+                    continuation.finish()
+                }
+                continuation.onTermination = { _ in
+                    ticker.cancel()
+                    consumer.cancel()
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import CapstanCore
+import CapstanStore
+import Foundation
+import Testing
+@testable import CapstanServer
+
+/// The shared informer (issue 9): one subscription and one list feed every loop, and its
+/// indexes follow the store.
+@Suite struct SharedInformerTests {
+    func store() throws -> ResourceStore {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("capstan-informer-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return try ResourceStore(path: directory.appendingPathComponent("capstan.db").path, bus: EventBus())
+    }
+
+    func instance(_ name: String, node: String?, owner: String?) -> AnyResource {
+        var instance = Instance(name: name, spec: InstanceSpec(template: InstanceTemplate(command: ["sleep", "60"]), nodeName: node))
+        instance.metadata.owner = owner
+        return .instance(instance)
+    }
+
+    @Test func feedsStartWithAResyncThenFollowTheStoreAndTheIndexesKeepUp() async throws {
+        let store = try store()
+        _ = try store.create(instance("a", node: "n1", owner: "Workload/web"))
+        let informer = SharedInformer(store: store)
+        let first = informer.feed()
+        let second = informer.feed()
+        let running = Task { try await informer.run() }
+        defer { running.cancel() }
+
+        // Each feed's first batch is the resync after the one list; the cache holds the list.
+        var firstBatches = first.batches(every: .seconds(60)).makeAsyncIterator()
+        var secondBatches = second.batches(every: .seconds(60)).makeAsyncIterator()
+        for iterator in [0, 1] {
+            let batch = iterator == 0 ? await firstBatches.next() : await secondBatches.next()
+            #expect(batch?.contains { if case .resync = $0 { true } else { false } } == true)
+        }
+        #expect(informer.read { $0.instances(onNode: "n1").map(\.metadata.name) } == ["a"])
+        #expect(informer.read { $0.instances(ownedBy: "Workload/web").map(\.metadata.name) } == ["a"])
+
+        // Writes reach every feed, in order, and move the indexes.
+        _ = try store.create(instance("b", node: nil, owner: "Workload/web"))
+        guard case .instance(var moved)? = try store.get(kind: "Instance", name: "a") else { return }
+        moved.spec.nodeName = "n2"
+        _ = try store.update(.instance(moved))
+        _ = try store.create(.volumeClaim(VolumeClaim(name: "data", spec: VolumeClaimSpec(size: try Quantity(parsing: "1Gi"), volumeName: "vol-1"))))
+        var seen: [String] = []
+        while seen.count < 3, let batch = await firstBatches.next() {
+            for case .event(let event) in batch { seen.append("\(event.change) \(event.object.name)") }
+        }
+        #expect(seen == ["added b", "modified a", "added data"])
+        var secondSeen: [String] = []
+        while secondSeen.count < 3, let batch = await secondBatches.next() {
+            for case .event(let event) in batch { secondSeen.append("\(event.change) \(event.object.name)") }
+        }
+        #expect(secondSeen == seen, "every feed sees the same changes")
+        #expect(informer.read { $0.instances(onNode: "n1") }.isEmpty)
+        #expect(informer.read { $0.instances(onNode: "n2").map(\.metadata.name) } == ["a"])
+        #expect(informer.read { Set($0.instances(ownedBy: "Workload/web").map(\.metadata.name)) } == ["a", "b"])
+        #expect(informer.read { $0.claimsByVolume["vol-1"] } == "data")
+        _ = try store.delete(kind: "Instance", name: "a")
+        while let batch = await firstBatches.next(), !batch.contains(where: { if case .event(let event) = $0 { event.change == .deleted } else { false } }) {}
+        #expect(informer.read { $0.instances(onNode: "n2") }.isEmpty)
+        #expect(informer.read { $0.workloadNames() } == ["web"])
+    }
+}
