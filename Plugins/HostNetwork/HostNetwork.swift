@@ -58,6 +58,10 @@ actor HostNetwork: NetworkPlugin {
 
     func attach(_ request: NetworkAttachRequest) async throws -> NetworkAttachment {
         if let existing = allocations[request.instanceID] { return attachment(existing) }
+        // No ports: nothing to allocate or remember.
+        if request.ports.isEmpty {
+            return NetworkAttachment(instanceID: request.instanceID, addresses: HostNetwork.hostAddresses(), ports: [])
+        }
         var taken = Set(allocations.values.flatMap { $0.ports.map { PortKey(port: $0.hostPort, protocol: $0.protocol) } })
         var mappings: [PortMapping] = []
         var environment: [String: String] = [:]

@@ -28,14 +28,17 @@ struct ProcessRuntimeConfiguration: PluginConfiguration {
 /// enforced (use the runc runtime for that). Each instance has a folder
 /// `<root>/instances/<id>/` with its record, `stdout.log`, `stderr.log`, and the shim's `pid`
 /// and `exit` files; see ``ProcessSpawner``.
-actor ProcessRuntime: RuntimePlugin, RuntimeWait, RuntimeLogWait {
+///
+/// Not an actor: it holds no state in memory (everything is on disk and in /proc), so calls for
+/// different instances run in parallel; the agent makes one call at a time per instance.
+final class ProcessRuntime: RuntimePlugin, RuntimeWait, RuntimeLogWait {
     let folders: InstanceFolders<InstanceRecord>
 
     init(configuration: ProcessRuntimeConfiguration, context: PluginContext) throws {
         folders = try InstanceFolders(root: URL(fileURLWithPath: configuration.root ?? context.stateDirectory).appendingPathComponent("instances"))
     }
 
-    nonisolated var capabilities: RuntimeCapabilities {
+    var capabilities: RuntimeCapabilities {
         RuntimeCapabilities(enforcesResourceLimits: false, runsImages: false, isolatedNetwork: false)
     }
 

@@ -34,10 +34,37 @@ public struct InstanceFolders<Record: SupervisedInstance>: Sendable {
         return try ids.sorted().compactMap { try record($0) }
     }
 
-    /// Writes the record atomically, creating its folder if needed.
+    /// Writes the record atomically (a temporary file renamed over it), creating its folder if
+    /// needed. Not fsynced: the record serves an agent that restarts on a running machine (a
+    /// machine that crashed has no instances left to re-adopt), and an fsync per start would hold
+    /// a thread of the agent's small pool for a disk flush.
     public func save(_ record: Record) throws {
-        try FileManager.default.createDirectory(at: folder(record.id), withIntermediateDirectories: true)
-        try JSONEncoder().encode(record).write(to: folder(record.id).appendingPathComponent("instance.json"), options: .atomic)
+        let folder = folder(record.id)
+        let target = folder.appendingPathComponent("instance.json")
+        let temporary = folder.appendingPathComponent("instance.json.tmp")
+        let data = try JSONEncoder().encode(record)
+        // Plain POSIX: Foundation's file writes fsync.
+        var fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd < 0 && errno == ENOENT {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        }
+        guard fd >= 0 else { throw PluginError(.internal, "cannot write \(temporary.path): \(String(cString: strerror(errno)))") }
+        let written = data.withUnsafeBytes { buffer -> Bool in
+            var offset = 0
+            while offset < buffer.count {
+                let count = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if count < 0 && errno == EINTR { continue }
+                guard count > 0 else { return false }
+                offset += count
+            }
+            return true
+        }
+        close(fd)
+        guard written else { throw PluginError(.internal, "cannot write \(temporary.path): \(String(cString: strerror(errno)))") }
+        guard rename(temporary.path, target.path) == 0 else {
+            throw PluginError(.internal, "cannot rename \(temporary.path): \(String(cString: strerror(errno)))")
+        }
     }
 
     /// Deletes the previous run's `exit` and `pid` files, before a new start.

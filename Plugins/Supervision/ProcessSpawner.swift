@@ -13,24 +13,26 @@ import Glibc
 /// disk, an instance outlives the agent that started it and its exit code is known even to an
 /// agent that re-adopted it after a restart.
 public enum ProcessSpawner {
-    /// The supervisor script. `$1` is the instance folder; the rest is the command.
+    /// The supervisor script. `$1` is the instance folder; the rest is the command. Shell
+    /// builtins only (no `rm`, `mv`): each start costs one `sh`, not three more processes. The
+    /// runtime clears the previous run's `pid` and `exit` before it starts the shim; a file
+    /// read while being written is empty, which readers take as "not yet".
     public static let shim = #"""
     child=""; pending=""
     for s in TERM INT HUP QUIT USR1 USR2; do trap "pending=$s; [ -n \"\$child\" ] && kill -$s \"\$child\" 2>/dev/null" "$s"; done
     dir="$1"; shift
-    rm -f "$dir/exit"
     cd "${CAPSTAN_WORKDIR:-$dir}" || { echo "capstan: cannot enter working directory $CAPSTAN_WORKDIR" >&2; echo 126 > "$dir/exit"; exit 126; }
     unset CAPSTAN_WORKDIR
     "$@" 3>&- &
     child=$!
     [ -n "$pending" ] && kill -"$pending" "$child" 2>/dev/null
-    echo "$child" > "$dir/pid.tmp" && mv "$dir/pid.tmp" "$dir/pid"
+    echo "$child" > "$dir/pid"
     { echo "$child" >&3; } 2>/dev/null; exec 3>&-
     while :; do
       wait "$child"; status=$?
       kill -0 "$child" 2>/dev/null || break
     done
-    echo "$status" > "$dir/exit.tmp" && mv "$dir/exit.tmp" "$dir/exit"
+    echo "$status" > "$dir/exit"
     exit "$status"
     """#
 
@@ -175,7 +177,8 @@ public enum ProcessSpawner {
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
             let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
             let exitFile = folder.appendingPathComponent("exit")
-            if !FileManager.default.fileExists(atPath: exitFile.path) {
+            let recorded = (try? String(contentsOf: exitFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            if Int32(recorded) == nil {
                 try? "\(code)\n".write(to: exitFile, atomically: true, encoding: .utf8)
             }
             let waiting = unreaped.withLock { $0.removeValue(forKey: pid) } ?? []

@@ -27,9 +27,15 @@ public struct EventRecorder: Sendable {
     public func record(_ involved: String, reason: String, message: String, type: EventType = .normal) async {
         let name = Self.name(involved: involved, reason: reason)
         let now = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
+        // Most events are new: create first (one write), and only when one of that name exists
+        // read it and bump its count.
+        var exists = false
         for _ in 0..<3 {
             do {
-                if case .event(var event)? = try await writer.fetch(kind: "Event", name: name) {
+                if !exists {
+                    let spec = EventSpec(involvedObject: involved, reason: reason, message: message, type: type, source: source, count: 1, lastTimestamp: now)
+                    _ = try await writer.create(.event(Event(name: name, spec: spec)))
+                } else if case .event(var event)? = try await writer.fetch(kind: "Event", name: name) {
                     event.spec.count += 1
                     event.spec.message = message
                     event.spec.type = type
@@ -37,11 +43,12 @@ public struct EventRecorder: Sendable {
                     event.spec.lastTimestamp = now
                     _ = try await writer.update(.event(event))
                 } else {
-                    let spec = EventSpec(involvedObject: involved, reason: reason, message: message, type: type, source: source, count: 1, lastTimestamp: now)
-                    _ = try await writer.create(.event(Event(name: name, spec: spec)))
+                    exists = false
+                    continue
                 }
                 return
             } catch where writer.isConflict(error) {
+                exists = true
                 continue
             } catch {
                 return

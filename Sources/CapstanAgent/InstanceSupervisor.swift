@@ -245,12 +245,16 @@ actor InstanceSupervisor {
             var request = CreateInstanceRequest(id: name, command: template.command, env: environment, workingDir: template.workingDir, image: template.image,
                                                 limits: template.resources.limits.vector, mounts: mounts, hostname: name, labels: labels)
             request.securityContext = template.securityContext
-            // A leftover of an earlier instance of the same name (scale down, then up) goes first.
-            if let stale = try? await runtime.status(name), stale.labels[WellKnown.uidLabel] != uid {
+            do {
+                _ = try await runtime.create(request)
+            } catch let error as PluginError where error.code == .alreadyExists {
+                // A leftover of an earlier instance of the same name (scale down, then up) goes
+                // first; one of this instance (same uid) with another request is an error.
+                guard let stale = try? await runtime.status(name), stale.labels[WellKnown.uidLabel] != uid else { throw error }
                 _ = try? await runtime.stop(StopInstanceRequest(id: name, gracePeriod: 1))
                 try? await runtime.remove(name)
+                _ = try await runtime.create(request)
             }
-            _ = try await runtime.create(request)
             let started = try await runtime.start(name)
             await reportStarted(started, restarted: restarted)
             return .success(started)
@@ -278,7 +282,12 @@ actor InstanceSupervisor {
             if !addresses.isEmpty { status.addresses = addresses }
             if !ports.isEmpty { status.ports = ports }
         }
-        await events.record("Instance/\(name)", reason: "Started", message: "\(restarted ? "restarted" : "started") with the \(runtimeName) runtime")
+        // Best effort and after the status: at background priority, so 100 instances starting
+        // together report Running before their 100 Started events take the CPU.
+        let (events, name, runtimeName) = (self.events, self.name, self.runtimeName)
+        Task(priority: .background) {
+            await events.record("Instance/\(name)", reason: "Started", message: "\(restarted ? "restarted" : "started") with the \(runtimeName) runtime")
+        }
     }
 
     /// How a run being watched ended.

@@ -13,6 +13,9 @@ import Glibc
 ///   fixed count while 10 watchers follow them; each event's delivery latency is measured from
 ///   just before its write was sent.
 /// - **Server memory**: RSS of `capstan server` holding 10,000 instances bound to 100 nodes.
+/// - **Scheduling through the live server**: 5,000 registered nodes (no agents), one Workload of
+///   10,000 replicas created; the time until every instance is bound in the store.
+/// - **Idle agent**: CPU of `capstan agent` supervising 100 running instances, over 30 s.
 enum ControlPlaneBenchmark {
     static func run(products: String) async {
         print("## Control plane (release binary, SQLite WAL + synchronous=FULL)\n")
@@ -20,6 +23,19 @@ enum ControlPlaneBenchmark {
             let only = ProcessInfo.processInfo.environment["CAPSTAN_BENCH_ONLY"]
             if only == "memory" {
                 try await memory(products: products)
+                return
+            }
+            if only == "scheduling" {
+                try await scheduling(products: products)
+                return
+            }
+            if only == "idle-agent" {
+                try await idleAgent(products: products)
+                return
+            }
+            if only == "apply" {
+                try await applyToRunning(products: products, runtime: "process", replicas: 1)
+                try await applyToRunning(products: products, runtime: "process", replicas: 100)
                 return
             }
             if only == "writes" {
@@ -36,6 +52,8 @@ enum ControlPlaneBenchmark {
             }
             try await writesAndWatch(products: products)
             try await memory(products: products)
+            try await scheduling(products: products)
+            try await idleAgent(products: products)
         } catch {
             print("control plane benchmark failed: \(error)\n")
         }
@@ -165,6 +183,105 @@ enum ControlPlaneBenchmark {
         print("server memory: \(format(idle, 1)) MiB idle; \(format(server.rssMiB, 1)) MiB RSS holding \(listed) instances on \(nodes) nodes (VmRSS of `capstan server`)\n")
     }
 
+    // MARK: scheduling through the live server
+
+    static func scheduling(products: String, nodes: Int = 5_000, replicas: Int = 10_000) async throws {
+        let server = try ServerProcess(products: products, verb: "server")
+        defer { server.stop() }
+        let api = server.api
+        // 5,000 nodes as their agents would register them (4 cpu, 32 GiB, 110 pods: the
+        // scheduler_perf SchedulingBasic shape), each with its own node token. Not timed.
+        let (address, caPEM) = (server.address, server.caPEM)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<16 {
+                group.addTask {
+                    for index in stride(from: writer, to: nodes, by: 16) {
+                        let capacity: ResourceList = ["cpu": "4", "memory": "32Gi", "pods": "110"]
+                        let beat = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
+                        let token = try await api.createToken(role: "node", node: "node-\(index)").token
+                        _ = try await APIClient(server: address, token: token, caPEM: caPEM).create(.node(Node(name: "node-\(index)", spec: NodeSpec(), status: NodeStatus(capacity: capacity, allocatable: capacity, ready: true, lastHeartbeat: beat))))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        var template = InstanceTemplate(command: ["sleep", "1000"])
+        template.resources = ResourceRequirements(requests: ["cpu": "100m", "memory": "500Mi"])
+        // Progress is read from the server's own counter of placements (`/metrics`, every
+        // 20 ms), not from a watch: decoding 20,000 watch events would cost the benchmark client
+        // more CPU, on the same 2 cores, than the scheduling it measures.
+        func placed() async throws -> Int {
+            let text = try await api.text("/metrics")
+            return text.split(separator: "\n").filter { $0.hasPrefix("capstan_scheduling_duration_seconds_count") && $0.contains("result=\"placed\"") }
+                .compactMap { $0.split(separator: " ").last.flatMap { Int($0) } }.reduce(0, +)
+        }
+        let before = try await placed()
+        let created = ContinuousClock.now
+        _ = try await api.create(.workload(Workload(name: "many", spec: WorkloadSpec(replicas: replicas, template: template))))
+        var firstPlaced: ContinuousClock.Instant?
+        while true {
+            let count = try await placed() - before
+            if count > 0 && firstPlaced == nil { firstPlaced = .now }
+            if count >= replicas { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        // Placed means the binding write is under way: wait until every instance is bound in
+        // the store (one list).
+        while try await api.list(.instance).items.contains(where: { if case .instance(let i) = $0 { i.spec.nodeName == nil } else { true } }) {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let total = ContinuousClock.now - created
+        let seconds = Double(total.components.seconds) + Double(total.components.attoseconds) / 1e18
+        let binding = ContinuousClock.now - (firstPlaced ?? created)
+        let bindingSeconds = Double(binding.components.seconds) + Double(binding.components.attoseconds) / 1e18
+        print("scheduling through the live server: \(replicas) instances of one Workload onto \(nodes) nodes, all bound in \(format(seconds, 2)) s from the Workload's create = \(Int(Double(replicas) / seconds)) instances/s (the instances' creation by the controller included; from the first placement to the last binding: \(format(bindingSeconds, 2)) s = \(Int(Double(replicas) / max(bindingSeconds, 0.001))) bindings/s)\n")
+    }
+
+    // MARK: idle agent
+
+    static func idleAgent(products: String, instances: Int = 100, seconds: Double = 30) async throws {
+        let server = try ServerProcess(products: products, verb: "server")
+        defer { server.stop() }
+        let api = server.api
+        let token = try await api.createToken(role: "node", node: "idle").token
+        let agent = Process()
+        agent.executableURL = URL(fileURLWithPath: products).appendingPathComponent("capstan")
+        agent.arguments = ["agent", "--server", server.address, "--node-name", "idle", "--token", token, "--ca-file", server.directory + "/data/pki/ca.crt", "--data-dir", server.directory + "/agent"]
+        agent.currentDirectoryURL = URL(fileURLWithPath: server.directory)
+        agent.standardOutput = FileHandle.nullDevice
+        agent.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try agent.run()
+        defer {
+            kill(agent.processIdentifier, SIGTERM)
+            agent.waitUntilExit()
+        }
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, (try? await api.get(.node, "idle")) == nil { try await Task.sleep(for: .milliseconds(100)) }
+        var template = InstanceTemplate(command: ["sleep", "100000"])
+        template.resources = ResourceRequirements(requests: ["cpu": "1m", "memory": "1Mi"])
+        _ = try await api.create(.workload(Workload(name: "idle", spec: WorkloadSpec(replicas: instances, template: template))))
+        let running = Date().addingTimeInterval(120)
+        while Date() < running {
+            let items = try await api.list(.instance).items
+            if items.count == instances, items.allSatisfy({ if case .instance(let i) = $0 { i.status.phase == .running } else { false } }) { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        try await Task.sleep(for: .seconds(3))
+        func ticks() -> Double {
+            guard let stat = try? String(contentsOfFile: "/proc/\(agent.processIdentifier)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return 0 }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return (Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0)
+        }
+        let before = ticks()
+        try await Task.sleep(for: .seconds(seconds))
+        let used = (ticks() - before) / Double(sysconf(Int32(_SC_CLK_TCK))) / seconds
+        print("idle agent: \(instances) running instances (process runtime), \(format(used * 100, 2)) % of one core over \(Int(seconds)) s (utime + stime of `capstan agent`)\n")
+        _ = try? await api.delete(.workload, "idle")
+        let gone = Date().addingTimeInterval(60)
+        while Date() < gone, let left = try? await api.list(.instance).items.count, left > 0 { try await Task.sleep(for: .milliseconds(200)) }
+    }
+
     static func percentile(_ sorted: [Double], _ p: Double) -> Double {
         guard !sorted.isEmpty else { return 0 }
         return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
@@ -197,7 +314,9 @@ final class ServerProcess {
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         process.environment = ProcessInfo.processInfo.environment.merging(["CAPSTAN_CONFIG": directory + "/client-config"]) { _, new in new }
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        let log = directory + "/server.log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        process.standardError = FileHandle(forWritingAtPath: log)
         try process.run()
         let file = directory + "/data/server.address"
         let deadline = Date().addingTimeInterval(30)
@@ -224,6 +343,11 @@ final class ServerProcess {
         if process.isRunning {
             kill(process.processIdentifier, SIGTERM)
             process.waitUntilExit()
+        }
+        // A server that did not stop cleanly: say so, with the end of its log.
+        if process.terminationStatus != 0 || process.terminationReason == .uncaughtSignal {
+            let log = (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? ""
+            print("capstan \(process.arguments?.first ?? "") exited with \(process.terminationStatus); its log ends:\n" + log.split(separator: "\n").suffix(40).joined(separator: "\n"))
         }
         try? FileManager.default.removeItem(atPath: directory)
     }

@@ -305,15 +305,20 @@ public final class ResourceStore: Sendable {
             stored.metadata.creationTimestamp = (row["created"] as String?).flatMap(Timestamp.init(rfc3339:))
             stored.metadata.revision = revision
             // The generation moves when the spec does: compared as SQLite normalises both
-            // documents (a secret's stored body is sealed: opened first).
-            let previousGeneration = row["generation"] as Int64? ?? 0
+            // documents (a secret's stored body is sealed: opened first). The common case — a
+            // status write — is encoded once; only a spec change is encoded again.
+            let previousGeneration = max(row["generation"] as Int64? ?? 0, 1)
             stored.metadata.generation = previousGeneration
+            var plain = try encode(stored)
             let before: Data = try cipher.openIfSealed(row["body"] as Data? ?? Data())
             let sameSpec = try Bool.fetchOne(db, sql: "SELECT json_extract(?, '$.spec') IS json_extract(?, '$.spec')",
-                                             arguments: [String(decoding: before, as: UTF8.self), String(decoding: try encode(stored), as: UTF8.self)]) ?? false
-            stored.metadata.generation = sameSpec ? max(previousGeneration, 1) : previousGeneration &+ 1
+                                             arguments: [String(decoding: before, as: UTF8.self), String(decoding: plain, as: UTF8.self)]) ?? false
+            if !sameSpec {
+                stored.metadata.generation = previousGeneration &+ 1
+                plain = try encode(stored)
+            }
             try db.execute(sql: "UPDATE objects SET body = ? WHERE kind = ? AND name = ?",
-                           arguments: [try encodeWithinLimit(stored, cipher), stored.kind, stored.name])
+                           arguments: [try sealWithinLimit(plain, stored, cipher), stored.kind, stored.name])
             return (stored, ResourceEvent(.modified, stored))
         case .delete(let kind, let name, let expected):
             guard var removed = try stored(db, kind, name, cipher) else {
@@ -360,7 +365,12 @@ public final class ResourceStore: Sendable {
     /// The stored form, refused past ``FieldLimits/maxObjectBytes`` (whatever the request's
     /// size was: YAML anchors can make a small body a large object).
     private static func encodeWithinLimit(_ object: AnyResource, _ cipher: SecretCipher) throws -> Data {
-        let data = try cipher.sealIfSecret(try encode(object), kind: object.kind)
+        try sealWithinLimit(try encode(object), object, cipher)
+    }
+
+    /// `plain` (the JSON of `object`) as stored: sealed if a secret, refused past the limit.
+    private static func sealWithinLimit(_ plain: Data, _ object: AnyResource, _ cipher: SecretCipher) throws -> Data {
+        let data = try cipher.sealIfSecret(plain, kind: object.kind)
         if data.count > FieldLimits.maxObjectBytes {
             throw StoreError.invalid(ValidationError(subject: "\(object.kind) \"\(object.name)\"", problems: [
                 ValidationProblem(path: "", message: "is \(data.count) bytes as stored; one object may be at most \(FieldLimits.maxObjectBytes) bytes"),
