@@ -344,6 +344,8 @@ final class ServerProcess {
             kill(process.processIdentifier, SIGTERM)
             process.waitUntilExit()
         }
+        try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + "capstan-bench-last-server.log")
+        try? FileManager.default.copyItem(atPath: directory + "/server.log", toPath: NSTemporaryDirectory() + "capstan-bench-last-server.log")
         // A server that did not stop cleanly: say so, with the end of its log.
         if process.terminationStatus != 0 || process.terminationReason == .uncaughtSignal {
             let log = (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? ""

@@ -288,10 +288,13 @@ public final class ResourceStore: Sendable {
         case .update(let object):
             // Only what the update keeps or checks: no decode of the whole stored object on the
             // writer's (serial) queue.
+            // (SQLite parses the body once for all these: its JSON functions cache the parse.)
+            let sealed = object.kind == SecretSpec.kind
             guard let row = try Row.fetchOne(db, sql: """
                 SELECT json_extract(body, '$.metadata.revision') AS revision, json_extract(body, '$.metadata.uid') AS uid,
                        json_extract(body, '$.metadata.creationTimestamp') AS created,
-                       json_extract(body, '$.metadata.generation') AS generation, body
+                       json_extract(body, '$.metadata.generation') AS generation,
+                       \(sealed ? "body" : "json_extract(body, '$.spec')") AS spec
                 FROM objects WHERE kind = ? AND name = ?
                 """, arguments: [object.kind, object.name]) else {
                 throw StoreError.notFound(kind: object.kind, name: object.name)
@@ -304,15 +307,21 @@ public final class ResourceStore: Sendable {
             stored.metadata.uid = row["uid"]
             stored.metadata.creationTimestamp = (row["created"] as String?).flatMap(Timestamp.init(rfc3339:))
             stored.metadata.revision = revision
-            // The generation moves when the spec does: compared as SQLite normalises both
-            // documents (a secret's stored body is sealed: opened first). The common case — a
-            // status write — is encoded once; only a spec change is encoded again.
+            // The generation moves when the spec does. The stored spec's JSON (as SQLite renders
+            // the subtree: the same minified, sorted text our encoder wrote) is compared with the
+            // new spec's; a secret's stored body is sealed, so it is opened and compared whole.
             let previousGeneration = max(row["generation"] as Int64? ?? 0, 1)
             stored.metadata.generation = previousGeneration
             var plain = try encode(stored)
-            let before: Data = try cipher.openIfSealed(row["body"] as Data? ?? Data())
-            let sameSpec = try Bool.fetchOne(db, sql: "SELECT json_extract(?, '$.spec') IS json_extract(?, '$.spec')",
+            let sameSpec: Bool
+            if sealed {
+                let before: Data = try cipher.openIfSealed(row["spec"] as Data? ?? Data())
+                sameSpec = try Bool.fetchOne(db, sql: "SELECT json_extract(?, '$.spec') IS json_extract(?, '$.spec')",
                                              arguments: [String(decoding: before, as: UTF8.self), String(decoding: plain, as: UTF8.self)]) ?? false
+            } else {
+                let newSpec = try specJSON(of: stored)
+                sameSpec = (row["spec"] as String?).map { $0.utf8.elementsEqual(newSpec) } ?? false
+            }
             if !sameSpec {
                 stored.metadata.generation = previousGeneration &+ 1
                 plain = try encode(stored)
@@ -377,6 +386,25 @@ public final class ResourceStore: Sendable {
             ]))
         }
         return data
+    }
+
+    /// The JSON of the object's spec alone, as ``encode(_:)`` writes it inside the object.
+    private static func specJSON(of object: AnyResource) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        switch object {
+        case .node(let r): return try encoder.encode(r.spec)
+        case .workload(let r): return try encoder.encode(r.spec)
+        case .instance(let r): return try encoder.encode(r.spec)
+        case .volume(let r): return try encoder.encode(r.spec)
+        case .volumeClaim(let r): return try encoder.encode(r.spec)
+        case .service(let r): return try encoder.encode(r.spec)
+        case .endpoints(let r): return try encoder.encode(r.spec)
+        case .event(let r): return try encoder.encode(r.spec)
+        case .secret(let r): return try encoder.encode(r.spec)
+        case .lease(let r): return try encoder.encode(r.spec)
+        @unknown default: return try encode(object)
+        }
     }
 
     private static func encode(_ object: AnyResource) throws -> Data {

@@ -12,7 +12,7 @@ public final class StoreWriter: Sendable {
     public let store: ResourceStore
     /// The most writes one transaction takes.
     public let maxBatch: Int
-    private typealias Waiter = CheckedContinuation<Result<AnyResource, StoreError>, Never>
+    private typealias Waiter = @Sendable (Result<AnyResource, StoreError>) -> Void
     private struct State {
         var pending: [(StoreOperation, Waiter)] = []
         var draining = false
@@ -27,9 +27,9 @@ public final class StoreWriter: Sendable {
 
     /// Applies one write; returns after it is committed.
     public func perform(_ operation: StoreOperation) async throws(StoreError) -> AnyResource {
-        let result = await withCheckedContinuation { (waiter: Waiter) in
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<AnyResource, StoreError>, Never>) in
             let start = state.withLock { state in
-                state.pending.append((operation, waiter))
+                state.pending.append((operation, { continuation.resume(returning: $0) }))
                 if state.draining { return false }
                 state.draining = true
                 return true
@@ -37,6 +37,47 @@ public final class StoreWriter: Sendable {
             if start { queue.async { self.drain() } }
         }
         return try result.get()
+    }
+
+    /// Applies many writes, queued together (so they fill transactions of ``maxBatch`` instead
+    /// of trickling in one task at a time); each result in order, after its commit.
+    public func performAll(_ operations: [StoreOperation]) async -> [Result<AnyResource, StoreError>] {
+        guard !operations.isEmpty else { return [] }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<[Result<AnyResource, StoreError>], Never>) in
+            let collected = Collected(count: operations.count, continuation: continuation)
+            let start = state.withLock { state in
+                for (index, operation) in operations.enumerated() {
+                    state.pending.append((operation, { collected.set(index, $0) }))
+                }
+                if state.draining { return false }
+                state.draining = true
+                return true
+            }
+            if start { queue.async { self.drain() } }
+        }
+    }
+
+    /// The results of a ``performAll(_:)``, resumed once all are in.
+    private final class Collected: @unchecked Sendable {
+        private var results: [Result<AnyResource, StoreError>?]
+        private var left: Int
+        private let continuation: CheckedContinuation<[Result<AnyResource, StoreError>], Never>
+        private let lock = Mutex(())
+
+        init(count: Int, continuation: CheckedContinuation<[Result<AnyResource, StoreError>], Never>) {
+            results = Array(repeating: nil, count: count)
+            left = count
+            self.continuation = continuation
+        }
+
+        func set(_ index: Int, _ result: Result<AnyResource, StoreError>) {
+            let done: [Result<AnyResource, StoreError>]? = lock.withLock { _ in
+                results[index] = result
+                left -= 1
+                return left == 0 ? results.map { $0 ?? .failure(.storage("the write was not performed")) } : nil
+            }
+            if let done { continuation.resume(returning: done) }
+        }
     }
 
     public func create(_ object: AnyResource) async throws(StoreError) -> AnyResource { try await perform(.create(object)) }
@@ -70,7 +111,7 @@ public final class StoreWriter: Sendable {
             }
             if batch.isEmpty { return }
             let results = store.write(batch.map(\.0))
-            for ((_, waiter), result) in zip(batch, results) { waiter.resume(returning: result) }
+            for ((_, waiter), result) in zip(batch, results) { waiter(result) }
         }
     }
 }

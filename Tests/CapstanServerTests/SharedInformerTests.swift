@@ -63,4 +63,19 @@ import Testing
         #expect(informer.read { $0.instances(onNode: "n2") }.isEmpty)
         #expect(informer.read { $0.workloadNames() } == ["web"])
     }
+
+    /// A consumer busy with one batch gets everything that arrived meanwhile as the next batch,
+    /// not as many small ones (one scheduling pass for 10,000 instances, not thousands).
+    @Test func aBusyConsumerGetsOneBatchOfWhatArrivedMeanwhile() async throws {
+        let feed = SharedInformer.Feed()
+        var batches = feed.batches(every: .seconds(60)).makeAsyncIterator()
+        feed.deliver(.resync)
+        #expect(await batches.next()?.count == 1)
+        for index in 0..<100 {
+            feed.deliver(.event(ResourceEvent(.added, instance("i\(index)", node: nil, owner: nil))))
+        }
+        #expect(await batches.next()?.count == 100)
+        feed.finish()
+        #expect(await batches.next() == nil)
+    }
 }

@@ -78,6 +78,24 @@ import Testing
         #expect(try store.update(.secret(changed)).metadata.generation == 2)
     }
 
+    /// `performAll` queues many writes at once (they fill whole transactions) and answers each
+    /// in order; one refused write fails alone.
+    @Test func performAllAnswersEachWriteInOrder() async throws {
+        let store = try ResourceStore(path: directory + "/db.sqlite", bus: EventBus())
+        let writer = StoreWriter(store: store, maxBatch: 64)
+        _ = try store.create(workload("w-7"))
+        let results = await writer.performAll((0..<300).map { .create(workload("w-\($0)")) })
+        #expect(results.count == 300)
+        for (index, result) in results.enumerated() {
+            switch result {
+            case .success(let object): #expect(index != 7 && object.name == "w-\(index)")
+            case .failure(let error): #expect(index == 7 && error == .alreadyExists(kind: "Workload", name: "w-7"))
+            }
+        }
+        #expect(try store.list(kind: "Workload").items.count == 300)
+        #expect(await writer.performAll([]).isEmpty)
+    }
+
     @Test func staleRevisionsConflictAndChangeNothing() throws {
         let store = try ResourceStore(path: directory + "/db.sqlite", bus: EventBus())
         let first = try store.create(workload("web"))

@@ -56,8 +56,9 @@ final class SchedulerLoop: ServiceLifecycle.Service {
         var nodes: [String: Node] = [:] {
             didSet { orderedNodes = nil }
         }
-        /// `nodes` by name, kept until a node changes (a pass does not sort 5,000 nodes again).
-        private var orderedNodes: [Node]?
+        /// The schedulable nodes' snapshots, by name, without what is bound to them: built when a
+        /// node changes (parsing its quantities), not on every pass.
+        private var orderedNodes: [NodeSnapshot]?
         /// Instance → its node, requests and host ports, for bound instances that still hold
         /// resources.
         var bound: [String: (node: String, requests: ResourceVector, ports: [String], gpus: [Int: Int32])] = [:]
@@ -189,17 +190,19 @@ final class SchedulerLoop: ServiceLifecycle.Service {
         }
 
         mutating func snapshots(now: Double, heartbeatTimeout: Double) -> [NodeSnapshot] {
-            let ordered = orderedNodes ?? nodes.values.sorted(by: { $0.metadata.name < $1.metadata.name })
+            // `ready` is kept by the node lifecycle controller from the node's lease.
+            let ordered = orderedNodes ?? nodes.values.filter { $0.status.ready && !$0.spec.unschedulable }
+                .sorted(by: { $0.metadata.name < $1.metadata.name })
+                .map { NodeSnapshot(node: $0) }
             orderedNodes = ordered
             var snapshots: [NodeSnapshot] = []
             snapshots.reserveCapacity(ordered.count)
-            for node in ordered {
-                // `ready` is kept by the node lifecycle controller from the node's lease.
-                guard node.status.ready, !node.spec.unschedulable else { continue }
-                var snapshot = NodeSnapshot(node: node, index: snapshots.count)
-                snapshot.requested = requested[node.metadata.name] ?? ResourceVector()
+            for base in ordered {
+                var snapshot = base
+                snapshot.index = snapshots.count
+                snapshot.requested = requested[base.name] ?? ResourceVector()
                 // Each GPU starts with what bound instances' assignments left of it.
-                for (gpu, milli) in gpuUsed[node.metadata.name] ?? [:] where snapshot.gpus.indices.contains(gpu) {
+                for (gpu, milli) in gpuUsed[base.name] ?? [:] where snapshot.gpus.indices.contains(gpu) {
                     snapshot.gpus[gpu].freeMilli = max(0, snapshot.gpus[gpu].freeMilli - milli)
                 }
                 snapshots.append(snapshot)
@@ -207,6 +210,9 @@ final class SchedulerLoop: ServiceLifecycle.Service {
             return snapshots
         }
     }
+
+    /// `CAPSTAN_TRACE_SCHEDULER=1`: one line per pass on stderr (sizes and times), for benchmarks.
+    static let trace = ProcessInfo.processInfo.environment["CAPSTAN_TRACE_SCHEDULER"] == "1"
 
     /// The kinds the cache is built from.
     static let watchedKinds = ["Node", "Instance", "Volume"]
@@ -294,16 +300,23 @@ final class SchedulerLoop: ServiceLifecycle.Service {
             }
             metrics.add(framework.metrics)
         }
+        let decided = clock.now
         for (instance, _) in failures { cache.failed[instance.metadata.name] = (cache.generation, now) }
-        let failedBindings = await withTaskGroup(of: Int?.self) { group in
-            for (position, (instance, placement, _)) in bindings.enumerated() {
-                group.addTask { await self.bind(instance, to: placement) ? nil : position }
+        defer {
+            if Self.trace { FileHandle.standardError.write(Data("pass: \(due.count) due, \(bindings.count) placed in \(decided - now), bound in \(clock.now - decided)\n".utf8)) }
+        }
+        // The pass's bindings go to the store together: whole transactions, not one task each.
+        let failedBindings = await withTaskGroup(of: [Int].self) { group in
+            let writes = bindings.map { StoreOperation.update(.instance(bound($0.0, to: $0.1))) }
+            group.addTask {
+                let results = await self.writer.performAll(writes)
+                return results.indices.filter { if case .failure = results[$0] { true } else { false } }
             }
             for (instance, reason) in failures {
-                group.addTask { await self.markUnschedulable(instance, reason: reason); return nil }
+                group.addTask { await self.markUnschedulable(instance, reason: reason); return [] }
             }
             var failed: [Int] = []
-            for await position in group { if let position { failed.append(position) } }
+            for await positions in group { failed += positions }
             return failed
         }
         // Every placement is either bound or unreserved (the framework's reserve contract); the

@@ -189,32 +189,66 @@ final class SharedInformer: ServiceLifecycle.Service, Sendable {
         }
 
         /// Batches (possibly empty, on a tick every `period`), in order; ends when the
-        /// informer stops.
-        func batches(every period: Duration) -> AsyncStream<[Delivery]> {
-            let ticker = Task { [wake] in
+        /// informer stops. A batch is taken when the consumer asks for it: whatever arrived
+        /// while it worked on the previous one comes as one batch, not as many small ones.
+        func batches(every period: Duration) -> Batches { Batches(feed: self, period: period) }
+
+        /// Takes everything queued; nil once finished and drained.
+        fileprivate func take() -> [Delivery]? {
+            queue.withLock { state in
+                if state.items.isEmpty && state.finished { return nil }
+                defer { state.items.removeAll(keepingCapacity: true) }
+                return state.items
+            }
+        }
+
+        fileprivate var wakeSignals: AsyncStream<Void> { wakes }
+        fileprivate var wakeContinuation: AsyncStream<Void>.Continuation { wake }
+    }
+
+    /// See ``Feed/batches(every:)``. One consumer per feed.
+    struct Batches: AsyncSequence, Sendable {
+        let feed: Feed
+        let period: Duration
+
+        func makeAsyncIterator() -> Iterator {
+            let wake = feed.wakeContinuation
+            let period = self.period
+            // The tick: wakes the consumer even when nothing arrives (retries, resyncs).
+            let ticker = Task {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: period)
                     wake.yield()
                 }
             }
-            return AsyncStream { [self] continuation in
-                let consumer = Task { [self] in
-                    for await _ in wakes {
-                        let (items, finished) = queue.withLock { state in
-                            defer { state.items.removeAll(keepingCapacity: true) }
-                            return (state.items, state.finished)
-                        }
-                        continuation.yield(items)
-                        if finished { break }
-                    }
+            return Iterator(feed: feed, wakes: feed.wakeSignals.makeAsyncIterator(), ticker: TickerHandle(ticker))
+        }
+
+        struct Iterator: AsyncIteratorProtocol {
+            let feed: Feed
+            var wakes: AsyncStream<Void>.AsyncIterator
+            let ticker: TickerHandle
+
+            mutating func next() async -> [Delivery]? {
+                // Wake signals coalesce (the newest one is kept): one wait, then all that is queued.
+                guard await wakes.next() != nil else {
                     ticker.cancel()
-                    continuation.finish()
+                    return feed.take()
                 }
-                continuation.onTermination = { _ in
+                guard let batch = feed.take() else {
                     ticker.cancel()
-                    consumer.cancel()
+                    return nil
                 }
+                return batch
             }
         }
+    }
+
+    /// Cancels the tick when the iteration is dropped.
+    final class TickerHandle: Sendable {
+        let task: Task<Void, Never>
+        init(_ task: Task<Void, Never>) { self.task = task }
+        func cancel() { task.cancel() }
+        deinit { task.cancel() }
     }
 }

@@ -111,10 +111,10 @@ final class WorkloadController: ServiceLifecycle.Service {
             events += plan.events.map { ("Workload/\(name)", $0.reason, $0.message) }
         }
         guard !operations.isEmpty || !events.isEmpty else { return }
+        // One queue of writes (they fill whole transactions), the events alongside.
+        let writes = operations
         await withTaskGroup(of: Void.self) { group in
-            for operation in operations {
-                group.addTask { _ = try? await self.writer.perform(operation) }
-            }
+            group.addTask { _ = await self.writer.performAll(writes) }
             for (object, reason, message) in events {
                 group.addTask { await self.recorder.record(object, reason: reason, message: message) }
             }
