@@ -72,14 +72,17 @@ struct ExternalCommand: Sendable {
                 Glibc.kill(pid, SIGKILL)
             }
         }
-        // Both pipes are drained at once, so neither can fill up and stall the program.
+        // Both pipes are drained at once, so neither can fill up and stall the program. On a
+        // thread of its own: a block on Dispatch's global queue waits for a free worker, and
+        // those can all be busy with other blocking work (a 10 s stall was seen under load).
         let drained = DispatchSemaphore(value: 0)
         let errorHandle = err.fileHandleForReading
-        DispatchQueue.global().async {
+        let drainer = Thread {
             let data = errorHandle.readDataToEndOfFile()
             watch.state.withLock { $0.stderr = data }
             drained.signal()
         }
+        drainer.start()
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         drained.wait()
         process.waitUntilExit()

@@ -144,7 +144,8 @@ public final class ControlPlane: Sendable {
         let scheduler = SchedulerLoop(writer: writer, informer: informer, host: plugins, metrics: metrics, heartbeatTimeout: options.heartbeatTimeout, readiness: readiness)
         let workloads = WorkloadController(writer: writer, informer: informer, readiness: readiness)
         let nodes = NodeLifecycleController(writer: writer, informer: informer, options: options, readiness: readiness)
-        let routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { readiness.isReady }, maxInstances: options.maxInstances, audit: audit, ca: ca, identity: identity)
+        var routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { readiness.isReady }, maxInstances: options.maxInstances, audit: audit, ca: ca, identity: identity)
+        routes.cached = { kind, name in informer.read { $0.objects[kind]?[name] } }
         let server: HTTPServerBuilder
         if let identity, let tls = try? identity.serverConfiguration(clientCertificates: .optional), let builder = try? HTTPServerBuilder.tls(.http1(), tlsConfiguration: tls) {
             server = builder

@@ -40,14 +40,16 @@ import Testing
         return String(decoding: output, as: UTF8.self)
     }
 
-    /// Runs the built `capstan` binary to the end, waiting on a Dispatch thread: the blocking
+    /// Runs the built `capstan` binary to the end, waiting on a thread of its own: the blocking
     /// reads and `waitUntilExit` must not hold one of the few threads that every test's async
     /// code (and the runtimes under test) share.
     static func run(_ arguments: [String], in directory: URL, environment: [String: String] = [:]) async throws -> Result {
         try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
+            // A thread of its own, not Dispatch's global queue: its workers are shared with the
+            // code under test (a runtime's helpers), which must not wait behind a CLI run.
+            Thread {
                 continuation.resume(with: Swift.Result<PluginsCLITests.Result, any Error> { try runBlocking(arguments, in: directory, environment: environment) })
-            }
+            }.start()
         }
     }
 

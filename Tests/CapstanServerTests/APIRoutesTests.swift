@@ -6,6 +6,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import Synchronization
 import Testing
 @testable import CapstanServer
 
@@ -36,10 +37,11 @@ import Testing
     }
 
     /// Runs `body` against the API over a fresh store, as an admin.
-    func withAPI(maxInstances: Int = 50_000, _ body: @escaping @Sendable (Client, ResourceStore) async throws -> Void) async throws {
+    func withAPI(maxInstances: Int = 50_000, cached: (@Sendable (String, String) -> AnyResource?)? = nil, _ body: @escaping @Sendable (Client, ResourceStore) async throws -> Void) async throws {
         let store = try ResourceStore(path: directory + "/capstan.db", bus: EventBus())
         let admin = try store.createToken(role: "admin").token
-        let routes = APIRoutes(writer: StoreWriter(store: store), metrics: ServerMetrics(), plugins: { [] }, isReady: { true }, maxInstances: maxInstances)
+        var routes = APIRoutes(writer: StoreWriter(store: store), metrics: ServerMetrics(), plugins: { [] }, isReady: { true }, maxInstances: maxInstances)
+        routes.cached = cached
         let app = Application(router: routes.router())
         try await app.test(.router) { client in try await body(Client(client: client, token: admin), store) }
     }
@@ -51,6 +53,35 @@ import Testing
     func json(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
 
     static let yaml: HTTPFields = [.contentType: "application/yaml"]
+
+    /// A PUT naming the revision the informer holds takes the stored side from the informer
+    /// (no store read); any other revision reads the store. The copy here is doctored (its
+    /// labels differ from the store's) only to show which one was used.
+    @Test func putsUseTheInformersCopyOnlyAtTheRevisionTheyName() async throws {
+        let doctored = Mutex<AnyResource?>(nil)
+        try await withAPI(cached: { kind, name in doctored.withLock { $0 }.flatMap { $0.kind == kind && $0.name == name ? $0 : nil } }) { client, store in
+            var instance = Instance(name: "i", spec: InstanceSpec(template: InstanceTemplate(command: ["x"]), nodeName: "n1"))
+            instance.metadata.labels = ["from": "store"]
+            let created = try store.create(.instance(instance))
+            let revision = try #require(created.metadata.revision)
+            var copy = created
+            copy.metadata.labels = ["from": "informer"]
+            // A stale copy (another revision): ignored, the store is read.
+            copy.metadata.revision = revision - 1
+            doctored.withLock { $0 = copy }
+            let report = { (revision: UInt64) in #"{"kind":"Instance","metadata":{"name":"i","revision":\#(revision)},"spec":{"template":{"command":["x"]}},"status":{"phase":"Running","pid":7}}"# }
+            let agent = client.with(token: try store.createToken(role: "node", node: "n1").token)
+            try await agent.execute(uri: "/v1/instances/i/status", method: .put, body: json(report(revision))) { #expect($0.status == .ok) }
+            let afterStale = try #require(try store.get(kind: "Instance", name: "i"))
+            #expect(afterStale.metadata.labels == ["from": "store"])
+            // A copy at the revision the PUT names: used (and the write's compare-and-swap on that
+            // revision is what makes that safe).
+            copy.metadata.revision = afterStale.metadata.revision
+            doctored.withLock { $0 = copy }
+            try await agent.execute(uri: "/v1/instances/i/status", method: .put, body: json(report(afterStale.metadata.revision ?? 0))) { #expect($0.status == .ok) }
+            #expect(try store.get(kind: "Instance", name: "i")?.metadata.labels == ["from": "informer"])
+        }
+    }
 
     @Test func unknownMethodsAnswer405WithAllowInTheErrorFormat() async throws {
         try await withAPI { client, _ in
