@@ -48,7 +48,7 @@ public enum ProcessExit {
             await withCheckedContinuation { continuation in
                 waiter.start(continuation)
                 if let seconds {
-                    Waiter.queue.asyncAfter(deadline: .now() + .milliseconds(Int(min(max(seconds, 0), 31_536_000) * 1000))) { waiter.finish() }
+                    Waiter.queue.asyncAfter(deadline: .now() + .milliseconds(milliseconds(seconds))) { waiter.finish() }
                 }
             }
         } onCancel: {
@@ -59,7 +59,7 @@ public enum ProcessExit {
     /// Runs `body` with at most `seconds`, whether or not the calling task is cancelled.
     /// - Returns: true when `body` finished in time (and was not cancelled).
     public static func within(seconds: Double, _ body: @escaping @Sendable () async -> Void) async -> Bool {
-        let limit = Duration.milliseconds(Int64(min(max(seconds, 0), 31_536_000) * 1000))
+        let limit = Duration.milliseconds(milliseconds(seconds))
         // An unstructured task: the caller's cancellation does not reach it.
         return await Task {
             await withTaskGroup(of: Bool.self) { group in
@@ -83,6 +83,13 @@ public enum ProcessExit {
     /// - Returns: true when the process ended in time.
     public static func wait(pid: Int32, startTicks: UInt64?, seconds: Double) async -> Bool {
         await within(seconds: seconds) { await wait(pid: pid, startTicks: startTicks) }
+    }
+
+    /// `seconds` as whole milliseconds, held to 0…365 days; NaN is 0 (no conversion traps,
+    /// whatever a caller passes as a grace period).
+    static func milliseconds(_ seconds: Double) -> Int {
+        guard !seconds.isNaN else { return 0 }
+        return Int(min(max(seconds, 0), 31_536_000) * 1000)
     }
 
     private static func fallbackWait(pid: Int32, startTicks: UInt64?) async {

@@ -89,9 +89,7 @@ actor InstanceSupervisor {
         var exitReason: (reason: String, message: String)?
         if existing != nil, let network, let attachment = try? await network.attach(NetworkAttachRequest(instanceID: name, ports: instance.spec.template.ports)) {
             // Attach is idempotent: it gives back the adopted instance's ports and addresses.
-            addresses = attachment.addresses
-            ports = attachment.ports.map { PortBinding(containerPort: $0.containerPort, hostPort: $0.hostPort, protocol: $0.protocol) }
-            for mapping in attachment.ports { prober.ports[mapping.containerPort] = mapping.hostPort }
+            learn(attachment)
         }
         if existing != nil, let volumes, let again = try? await volumes.publish(instance.spec.template, for: name) {
             // Publishing is idempotent: this only relearns what to unpublish at the end.
@@ -198,6 +196,13 @@ actor InstanceSupervisor {
         }
     }
 
+    /// Keeps what the network plugin gave: addresses and host ports (for status and probes).
+    private func learn(_ attachment: NetworkAttachment) {
+        addresses = attachment.addresses
+        ports = attachment.ports.map { PortBinding(containerPort: $0.containerPort, hostPort: $0.hostPort, protocol: $0.protocol) }
+        for mapping in attachment.ports { prober.ports[mapping.containerPort] = mapping.hostPort }
+    }
+
     /// Creates and starts the instance; reports it Running. On failure the next restart
     /// creates again (``needsCreate``).
     private func startFresh(restarted: Bool = false) async -> Result<RuntimeInstanceStatus, PluginError> {
@@ -212,9 +217,7 @@ actor InstanceSupervisor {
             var environment = template.env
             if let network {
                 let attachment = try await network.attach(NetworkAttachRequest(instanceID: name, ports: template.ports))
-                addresses = attachment.addresses
-                ports = attachment.ports.map { PortBinding(containerPort: $0.containerPort, hostPort: $0.hostPort, protocol: $0.protocol) }
-                for mapping in attachment.ports { prober.ports[mapping.containerPort] = mapping.hostPort }
+                learn(attachment)
                 environment.merge(attachment.environment) { own, _ in own }
             }
             var mounts: [RuntimeMount] = []
@@ -331,8 +334,7 @@ actor InstanceSupervisor {
                 } catch is CancellationError {
                     return .cancelled
                 } catch let error as PluginError where error.code == .notFound {
-                    needsCreate = true
-                    return .exited(RuntimeInstanceStatus(id: name, state: .exited, labels: [:], reason: "the \(runtimeName) runtime lost the instance: \(error.message)"))
+                    return lost(error)
                 } catch {
                     // A plugin error: say so, and ask again after a pause rather than spin.
                     await events.record("Instance/\(name)", reason: "RuntimeError", message: "waiting for the instance's exit failed: \(error)", type: .warning)
@@ -345,8 +347,7 @@ actor InstanceSupervisor {
             do {
                 status = try await runtime.status(name)
             } catch let error as PluginError where error.code == .notFound {
-                needsCreate = true
-                return .exited(RuntimeInstanceStatus(id: name, state: .exited, labels: [:], reason: "the \(runtimeName) runtime lost the instance: \(error.message)"))
+                return lost(error)
             } catch {
                 continue
             }
@@ -357,6 +358,12 @@ actor InstanceSupervisor {
             }
         }
         return .cancelled
+    }
+
+    /// The runtime no longer knows the instance: an exit, and the restart creates it again.
+    private func lost(_ error: PluginError) -> RunOutcome {
+        needsCreate = true
+        return .exited(RuntimeInstanceStatus(id: name, state: .exited, labels: [:], reason: "the \(runtimeName) runtime lost the instance: \(error.message)"))
     }
 
     /// Runs the liveness and readiness probes, each when it is due, until liveness fails

@@ -141,7 +141,7 @@ public final class ControlPlane: Sendable {
         let readiness = ReadinessGate(["scheduler", "workloads", "nodes"])
         // One subscription, one list, one indexed cache for the three loops.
         let informer = SharedInformer(store: store)
-        let scheduler = SchedulerLoop(writer: writer, informer: informer, host: plugins, metrics: metrics, heartbeatTimeout: options.heartbeatTimeout, readiness: readiness)
+        let scheduler = SchedulerLoop(writer: writer, informer: informer, host: plugins, metrics: metrics, readiness: readiness)
         let workloads = WorkloadController(writer: writer, informer: informer, readiness: readiness)
         let nodes = NodeLifecycleController(writer: writer, informer: informer, options: options, readiness: readiness)
         var routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { readiness.isReady }, maxInstances: options.maxInstances, audit: audit, ca: ca, identity: identity)

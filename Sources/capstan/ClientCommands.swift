@@ -36,6 +36,8 @@ struct ApplyCommand: AsyncParsableCommand {
     @Flag(help: "Wait until every applied workload is rolled out and Ready.") var wait = false
     @Option(help: "Seconds to wait with --wait.") var timeout: Double = 120
 
+    func validate() throws { try checkTimeout(timeout) }
+
     func run() async throws {
         let objects = try readManifests(filename)
         let api = client.client
@@ -342,6 +344,8 @@ struct RolloutCommand: AsyncParsableCommand {
         @Argument(help: "The workload.") var name: String
         @Option(help: "Seconds to wait.") var timeout: Double = 300
 
+        func validate() throws { try checkTimeout(timeout) }
+
         func run() async throws {
             try await RolloutCommand.waitForRollout(api: client.client, name: name, timeout: timeout)
         }
@@ -354,7 +358,7 @@ struct RolloutCommand: AsyncParsableCommand {
         let progress = LastLine()
         // What `print` buffered goes first (apply's lines), then the progress, unbuffered.
         fflush(nil)
-        let limit = Duration.milliseconds(Int64(min(max(timeout, 0), FieldLimits.maxSeconds) * 1000))
+        let limit = Duration.clampedSeconds(timeout)
         do {
             let done = try await withThrowingTaskGroup(of: Bool.self) { group in
                 group.addTask {
@@ -463,4 +467,11 @@ struct RolloutCommand: AsyncParsableCommand {
 /// The last progress line printed, shared between the follower and the timeout.
 final class LastLine: Sendable {
     let text = Mutex("")
+}
+
+/// `--timeout` is a number of seconds in 0…31,536,000 (NaN and infinities refused).
+func checkTimeout(_ seconds: Double) throws {
+    guard seconds.isFinite, (0...FieldLimits.maxSeconds).contains(seconds) else {
+        throw ValidationError("--timeout \(seconds): give 0 to \(Int(FieldLimits.maxSeconds)) seconds")
+    }
 }

@@ -18,6 +18,10 @@ import Glibc
         #expect(unknownKind.error.contains("\"gadgets\" is not a kind"))
         let unknownFlag = try await PluginsCLITests.run(["get", "instances", "--no-such-flag"], in: directory)
         #expect(unknownFlag.status == 2)
+        for timeout in ["nan", "-1", "inf"] {
+            let odd = try await PluginsCLITests.run(["rollout", "status", "web", "--timeout", timeout], in: directory)
+            #expect(odd.status == 2 && odd.error.contains("--timeout"), "\(timeout): \(odd)")
+        }
         let help = try await PluginsCLITests.run(["agent", "--help"], in: directory)
         #expect(help.status == 0 && help.output.contains("--join-token"))
         for serverFlag in ["--watch-window", "--node-timeout", "--max-instances", "--accept-rollback", "--tls-san"] {

@@ -14,6 +14,18 @@ import Testing
 
     func paths(_ workload: Workload) -> Set<String> { Set(workload.validate().map(\.path)) }
 
+    /// SDK 1.3's new numbers: ports an agent reports, a lease's duration.
+    @Test func reportedPortsAndLeaseDurationsHaveRanges() {
+        var instance = Instance(name: "i", spec: InstanceSpec(template: InstanceTemplate(command: ["x"])))
+        instance.status.ports = [PortBinding(containerPort: 8080, hostPort: 31_000), PortBinding(containerPort: 0, hostPort: 70_000)]
+        #expect(Set(AnyResource.instance(instance).validate().map(\.path)) == ["status.ports[1].containerPort", "status.ports[1].hostPort"])
+        for bad in [0, -1, .nan, .infinity, 1e19] {
+            let lease = Lease(name: "n1", spec: LeaseSpec(leaseDurationSeconds: bad))
+            #expect(AnyResource.lease(lease).validate().map(\.path) == ["spec.leaseDurationSeconds"], "\(bad)")
+        }
+        #expect(AnyResource.lease(Lease(name: "n1", spec: LeaseSpec(leaseDurationSeconds: 40))).validate().isEmpty)
+    }
+
     @Test func hugeRestartBackoffIsRefusedByField() {
         let w = workload { $0.restartBackoff = RestartBackoff(initialSeconds: 1e19, maxSeconds: 1e19) }
         #expect(paths(w) == ["spec.restartBackoff.initialSeconds", "spec.restartBackoff.maxSeconds"])

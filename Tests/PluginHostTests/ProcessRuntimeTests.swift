@@ -120,6 +120,18 @@ import Testing
         #expect(try await text(runtime, "stubborn").contains("got-term"))
     }
 
+    /// A grace period that is no number (NaN, infinite, negative) is held to a range, not a trap.
+    @Test func stopTakesAnyGracePeriodWithoutTrapping() async throws {
+        let runtime = try runtime()
+        for (round, grace) in [Double.nan, -5, .infinity].enumerated() {
+            let id = "odd-grace-\(round)"
+            _ = try await runtime.create(CreateInstanceRequest(id: id, command: ["/bin/sleep", "30"]))
+            _ = try await runtime.start(id)
+            let stopped = try await runtime.stop(StopInstanceRequest(id: id, gracePeriod: grace))
+            #expect(stopped.state == .exited, "\(grace): \(stopped)")
+        }
+    }
+
     @Test func politeProcessesStopOnTerm() async throws {
         let runtime = try runtime()
         _ = try await runtime.create(CreateInstanceRequest(id: "polite", command: ["/bin/sleep", "30"]))

@@ -49,27 +49,26 @@ final class NodeLifecycleController: ServiceLifecycle.Service {
         /// Event name → what it is about and when it last happened.
         var events: [String: (involved: String, last: Double)] = [:]
 
-        mutating func apply(_ event: ResourceEvent) {
-            let object = event.object
-            let reference = "\(object.kind)/\(object.name)"
-            let deleted = event.change == .deleted
-            if ["Instance", "Node", "Workload"].contains(object.kind) {
-                if deleted { existing.remove(reference) } else { existing.insert(reference) }
-            }
-            switch object {
-            case .node(let node):
-                nodes[node.metadata.name] = deleted ? nil : node
-            case .lease(let lease):
-                renewals[lease.metadata.name] = deleted ? nil : lease.spec.renewTime?.secondsSinceEpoch
-            case .instance(let instance):
-                for node in instancesByNode.keys { instancesByNode[node]?[instance.metadata.name] = nil }
-                if !deleted, let node = instance.spec.nodeName {
-                    instancesByNode[node, default: [:]][instance.metadata.name] = instance.metadata.deletionTimestamp != nil
+        init() {}
+
+        /// What the checks need, read from the shared informer's cache and its node index in
+        /// one pass (each instance once, not once per node).
+        init(_ shared: borrowing SharedInformer.Cache) {
+            for case .node(let node) in shared.all("Node") { nodes[node.metadata.name] = node }
+            for case .lease(let lease) in shared.all("Lease") { renewals[lease.metadata.name] = lease.spec.renewTime?.secondsSinceEpoch }
+            for (node, names) in shared.instancesByNode {
+                var marked: [String: Bool] = [:]
+                for name in names {
+                    guard let instance = shared.instance(name) else { continue }
+                    marked[name] = instance.metadata.deletionTimestamp != nil
                 }
-            case .event(let record):
-                events[record.metadata.name] = deleted ? nil : (record.spec.involvedObject, record.spec.lastTimestamp?.secondsSinceEpoch ?? Date().timeIntervalSince1970)
-            default:
-                break
+                instancesByNode[node] = marked
+            }
+            for kind in ["Instance", "Node", "Workload"] {
+                for name in shared.objects[kind]?.keys ?? [:].keys { existing.insert("\(kind)/\(name)") }
+            }
+            for case .event(let record) in shared.all("Event") {
+                events[record.metadata.name] = (record.spec.involvedObject, record.spec.lastTimestamp?.secondsSinceEpoch ?? Date().timeIntervalSince1970)
             }
         }
     }
@@ -87,11 +86,7 @@ final class NodeLifecycleController: ServiceLifecycle.Service {
             }
             guard listed, clock.now - lastCheck >= period else { continue }
             lastCheck = clock.now
-            let cache = informer.read { shared in
-                var cache = Cache()
-                for event in shared.events(of: ["Node", "Lease", "Instance", "Workload", "Event"]) { cache.apply(event) }
-                return cache
-            }
+            let cache = informer.read { Cache($0) }
             await check(cache, now: Date().timeIntervalSince1970)
         }
         // Stay until this service's own turn to stop, so the group never sees it end early.

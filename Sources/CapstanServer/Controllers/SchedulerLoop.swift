@@ -24,7 +24,6 @@ final class SchedulerLoop: ServiceLifecycle.Service {
     let writer: StoreWriter
     let host: PluginHost
     let metrics: ServerMetrics
-    let heartbeatTimeout: Double
     let retryPeriod: Duration
     private let recorder: EventRecorder
     /// The request mix each profile's plugins were last told (``SchedulingFramework/observe(_:)``).
@@ -39,14 +38,13 @@ final class SchedulerLoop: ServiceLifecycle.Service {
     let informer: SharedInformer
     private let feed: SharedInformer.Feed
 
-    init(writer: StoreWriter, informer: SharedInformer, host: PluginHost, metrics: ServerMetrics, heartbeatTimeout: Double = 40, retryPeriod: Duration = .seconds(30), readiness: ReadinessGate? = nil) {
+    init(writer: StoreWriter, informer: SharedInformer, host: PluginHost, metrics: ServerMetrics, retryPeriod: Duration = .seconds(30), readiness: ReadinessGate? = nil) {
         self.readiness = readiness
         self.writer = writer
         self.informer = informer
         self.feed = informer.feed()
         self.host = host
         self.metrics = metrics
-        self.heartbeatTimeout = heartbeatTimeout
         self.retryPeriod = retryPeriod
         self.recorder = EventRecorder(writer: writer, source: "scheduler")
     }
@@ -189,7 +187,7 @@ final class SchedulerLoop: ServiceLifecycle.Service {
             return nodes.first.map(Pin.node) ?? .anywhere
         }
 
-        mutating func snapshots(now: Double, heartbeatTimeout: Double) -> [NodeSnapshot] {
+        mutating func snapshots() -> [NodeSnapshot] {
             // `ready` is kept by the node lifecycle controller from the node's lease.
             let ordered = orderedNodes ?? nodes.values.filter { $0.status.ready && !$0.spec.unschedulable }
                 .sorted(by: { $0.metadata.name < $1.metadata.name })
@@ -255,7 +253,6 @@ final class SchedulerLoop: ServiceLifecycle.Service {
             return failure.generation < cache.generation || now - failure.at >= retryPeriod
         }.sorted { ($0.metadata.creationTimestamp ?? Timestamp(secondsSinceEpoch: 0), $0.metadata.name) < ($1.metadata.creationTimestamp ?? Timestamp(secondsSinceEpoch: 0), $1.metadata.name) }
         guard !due.isEmpty else { return }
-        let wall = Date().timeIntervalSince1970
         var byProfile: [String?: [Instance]] = [:]
         for instance in due { byProfile[instance.spec.template.scheduler, default: []].append(instance) }
 
@@ -268,7 +265,7 @@ final class SchedulerLoop: ServiceLifecycle.Service {
                 for instance in instances { failures.append((instance, "no scheduler profile or plugin named \"\(wanted)\" is loaded on the server; see `capstan plugins list`")) }
                 continue
             }
-            let framework = SchedulingFramework(profile: profile, nodes: cache.snapshots(now: wall, heartbeatTimeout: heartbeatTimeout))
+            let framework = SchedulingFramework(profile: profile, nodes: cache.snapshots())
             // Plugins that plan ahead (fgd) learn the request mix, when it changed.
             if observedWorkload[profile.name] != workload {
                 framework.observe(workload)
@@ -335,13 +332,6 @@ final class SchedulerLoop: ServiceLifecycle.Service {
         bound.status.reason = nil
         bound.status.message = nil
         return bound
-    }
-
-    /// The binding write. A conflict means the instance changed (deleted, bound elsewhere); the
-    /// change comes back through the feed and the cache corrects itself.
-    /// False when the write was refused (the instance changed or went meanwhile).
-    private func bind(_ instance: Instance, to placement: Placement) async -> Bool {
-        (try? await writer.update(.instance(bound(instance, to: placement)))) != nil
     }
 
     private func markUnschedulable(_ instance: Instance, reason: String) async {

@@ -68,7 +68,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
         switch self {
         case .node(let r): r.validate() + r.status.validate(at: "status")
         case .workload(let r): r.validate()
-        case .instance(let r): r.validate()
+        case .instance(let r): r.validate() + r.status.validate(at: "status")
         case .volume(let r): r.validate()
         case .volumeClaim(let r): r.validate()
         case .service(let r): r.validate()

@@ -134,6 +134,21 @@ public struct InstanceStatus: Codable, Sendable, Hashable {
     }
 }
 
+extension InstanceStatus {
+    /// Problems in what an agent reports: ports out of range, more ports than a list may hold.
+    public func validate(at path: String) -> [ValidationProblem] {
+        var problems: [ValidationProblem] = []
+        if ports.count > FieldLimits.maxListEntries {
+            problems.append(ValidationProblem(path: "\(path).ports", message: "has \(ports.count) entries; at most \(FieldLimits.maxListEntries)"))
+        }
+        for (index, port) in ports.enumerated().prefix(FieldLimits.maxListEntries) {
+            if !(1...65535).contains(port.containerPort) { problems.append(ValidationProblem(path: "\(path).ports[\(index)].containerPort", message: "\(port.containerPort) is not a port (1-65535)")) }
+            if !(1...65535).contains(port.hostPort) { problems.append(ValidationProblem(path: "\(path).ports[\(index)].hostPort", message: "\(port.hostPort) is not a port (1-65535)")) }
+        }
+        return problems
+    }
+}
+
 /// One of an instance's ports as its node serves it (SDK 1.3).
 public struct PortBinding: Codable, Sendable, Hashable {
     public var containerPort: Int
