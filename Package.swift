@@ -28,11 +28,14 @@ let capstanPlugins: [(name: String, folder: String)] = [
     ("CapstanBestFit", "BestFit"),
     ("CapstanFGD", "FGD"),
     ("CapstanRuncRuntime", "RuncRuntime"),
+    ("CapstanCNI", "CNI"),
+    ("CapstanNFTables", "NFTables"),
 ]
 
-/// Plugin targets that also link the shared instance supervisor (a static helper module, one copy
-/// per .so; it is not a plugin and exports nothing the host reads).
-let supervisedPlugins: Set<String> = ["CapstanProcessRuntime", "CapstanRuncRuntime"]
+/// Plugin targets that also link the shared instance supervisor and its helpers (running external
+/// commands, entering namespaces): a static helper module, one copy per .so; it is not a plugin
+/// and exports nothing the host reads.
+let supervisedPlugins: Set<String> = ["CapstanProcessRuntime", "CapstanRuncRuntime", "CapstanCNI", "CapstanNFTables"]
 
 let sdk = Target.Dependency.product(name: "CapstanSDK", package: "CapstanSDK")
 let core = Target.Dependency.product(name: "CapstanCore", package: "CapstanCore")
@@ -160,13 +163,14 @@ let package = Package(
             path: "Sources/capstan",
             linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath=$ORIGIN", "-Xlinker", "-rpath=$ORIGIN/../lib"])]
         ),
+        .testTarget(name: "CapstanAgentTests", dependencies: ["CapstanAgent", core], path: "Tests/CapstanAgentTests"),
         .testTarget(name: "CapstanCLITests", dependencies: [core, "CapstanAPI"], path: "Tests/CapstanCLITests"),
 
         // Benchmarks: `swift run -c release capstan-bench`. Links Binpack statically to compare a
         // direct call with the same code reached through the loaded .so.
         .executableTarget(
             name: "CapstanBench",
-            dependencies: ["PluginHost", "CapstanScheduling", "CapstanAPI", core, sdk, "CapstanBinpack"],
+            dependencies: ["PluginHost", "CapstanScheduling", "CapstanAPI", "CapstanAgent", core, sdk, "CapstanBinpack"],
             path: "Sources/CapstanBench",
             linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath=$ORIGIN"])]
         ),

@@ -19,6 +19,10 @@ struct InstanceRecord: SupervisedInstance, Equatable {
     var forcedKill: Bool
     /// `setpriv …` put before the command for its securityContext; nil runs it as the agent.
     var launcher: [String]?
+    /// The network namespace it runs in (SDK 1.4); nil: the node's.
+    var networkNamespace: String?
+    /// The resolv.conf shown to it at /etc/resolv.conf, in a mount namespace of its own.
+    var resolvConf: String?
 
     init(_ request: CreateInstanceRequest, launcher: [String]?) {
         id = request.id
@@ -28,10 +32,13 @@ struct InstanceRecord: SupervisedInstance, Equatable {
         labels = request.labels
         forcedKill = false
         self.launcher = launcher
+        networkNamespace = request.networkNamespace
+        resolvConf = request.resolvConf
     }
 
     /// True when `request` describes the same instance (for idempotent create).
     func matches(_ request: CreateInstanceRequest, launcher: [String]?) -> Bool {
         command == request.command && env == request.env && workingDir == request.workingDir && labels == request.labels && self.launcher == launcher
+            && networkNamespace == request.networkNamespace && resolvConf == request.resolvConf
     }
 }

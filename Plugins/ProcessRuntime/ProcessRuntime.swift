@@ -63,7 +63,8 @@ final class ProcessRuntime: RuntimePlugin, RuntimeWait, RuntimeLogWait {
         let current = status(of: record)
         if current.state == .running { return current }
         folders.clearShimFiles(id)
-        let spawned = try await ProcessSpawner.spawn(command: (record.launcher ?? []) + record.command, environment: record.env, workingDir: record.workingDir, folder: folders.folder(id))
+        let spawned = try await ProcessSpawner.spawn(command: (record.launcher ?? []) + record.command, environment: record.env, workingDir: record.workingDir, folder: folders.folder(id),
+                                                    networkNamespace: record.networkNamespace, resolvConf: record.resolvConf)
         record.started(shim: spawned.shim)
         try folders.save(record)
         var started = status(of: record)

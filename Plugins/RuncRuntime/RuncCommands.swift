@@ -1,3 +1,4 @@
+import CapstanSupervision
 import CapstanSDK
 import Foundation
 

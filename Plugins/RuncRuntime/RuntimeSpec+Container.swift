@@ -15,13 +15,14 @@ extension RuntimeSpec {
 
     /// The spec of one container.
     ///
-    /// Namespaces: pid, ipc, uts and mount, but not network: containers share the host's network
-    /// (Capstan has no network plugin for them yet), so a service listens on the host's ports.
-    /// The root file system is read-only (it is the image, shared by every container of that
+    /// Namespaces: pid, ipc, uts and mount, and the network namespace the request names (SDK
+    /// 1.4: made by the agent, wired by the network plugin); without one, containers share the
+    /// host's network and a service listens on the host's ports. The root file system is read-only (it is the image, shared by every container of that
     /// image); `/tmp` is a private tmpfs for scratch files.
     /// - Parameters:
     ///   - args: the resolved command (the request's, or the image's entrypoint and cmd).
-    ///   - hostFiles: host files bound read-only at the same path (`/etc/resolv.conf`).
+    ///   - hostFiles: host files bound read-only at the same path (`/etc/resolv.conf`, unless the
+    ///     request brings a `resolvConf` of its own, bound there instead).
     init(id: String, request: CreateInstanceRequest, image: ResolvedImage, args: [String], hostFiles: [String]) {
         var environment: [String: String] = ["PATH": RuntimeSpec.defaultPath]
         for entry in image.env {
@@ -42,7 +43,10 @@ extension RuntimeSpec {
         root = Root(path: image.rootfs, readonly: true)
         hostname = request.hostname ?? id
         mounts = RuntimeSpec.systemMounts
-            + hostFiles.map { Mount(destination: $0, type: "bind", source: $0, options: ["rbind", "ro", "nosuid", "nodev", "noexec"]) }
+            + hostFiles.map { file in
+                let source = file == "/etc/resolv.conf" ? (request.resolvConf ?? file) : file
+                return Mount(destination: file, type: "bind", source: source, options: ["rbind", "ro", "nosuid", "nodev", "noexec"])
+            }
             + request.mounts.map { Mount(destination: $0.containerPath, type: "bind", source: $0.hostPath, options: ["rbind", $0.readOnly ? "ro" : "rw"]) }
         var resources = Resources(devices: [DeviceRule(allow: false, access: "rwm")])
         if request.limits.cpuMilli > 0 {
@@ -53,7 +57,7 @@ extension RuntimeSpec {
             resources.memory = Memory(limit: request.limits.memoryBytes)
         }
         linux = Linux(
-            namespaces: ["pid", "ipc", "uts", "mount"].map(Namespace.init(type:)),
+            namespaces: ["pid", "ipc", "uts", "mount"].map { Namespace(type: $0) } + (request.networkNamespace.map { [Namespace(type: "network", path: $0)] } ?? []),
             cgroupsPath: "/capstan/\(id)",
             resources: resources,
             maskedPaths: RuntimeSpec.defaultMaskedPaths,

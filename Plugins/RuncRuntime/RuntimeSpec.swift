@@ -71,6 +71,12 @@ struct RuntimeSpec: Codable, Equatable {
 
     struct Namespace: Codable, Equatable {
         var type: String
+        /// Join this namespace instead of making a new one (`network`: the instance's).
+        var path: String?
+        init(type: String, path: String? = nil) {
+            self.type = type
+            self.path = path
+        }
     }
 
     struct Resources: Codable, Equatable {

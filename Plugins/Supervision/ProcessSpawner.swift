@@ -77,7 +77,14 @@ public enum ProcessSpawner {
 
     /// Spawns the shim for an instance and returns once it has forked the command (it reports
     /// the pid through a pipe: no waiting on a timer).
-    public static func spawn(command: [String], environment: [String: String], workingDir: String?, folder: URL) async throws -> Spawned {
+    /// - Parameters:
+    ///   - networkNamespace: a network namespace to start the shim in (its file, e.g.
+    ///     `/run/netns/…`); nil keeps this process's.
+    ///   - resolvConf: a file to show the instance at `/etc/resolv.conf`, the way `ip netns exec`
+    ///     shows `/etc/netns/NAME/resolv.conf`: the shim gets a mount namespace of its own with
+    ///     that file bound over the node's.
+    public static func spawn(command: [String], environment: [String: String], workingDir: String?, folder: URL,
+                             networkNamespace: String? = nil, resolvConf: String? = nil) async throws -> Spawned {
         var ends: [Int32] = [-1, -1]
         guard pipe(&ends) == 0 else {
             throw PluginError(.internal, "cannot make a pipe for the instance's shim: \(String(cString: strerror(errno)))")
@@ -94,7 +101,14 @@ public enum ProcessSpawner {
         }
         let shim: Int32
         do {
-            shim = try spawnShim(command: command, environment: environment, workingDir: workingDir, folder: folder, pidPipe: writer)
+            let pipeEnd = writer
+            if networkNamespace != nil || resolvConf != nil {
+                shim = try await NamespaceThread.run(network: networkNamespace, resolvConf: resolvConf) {
+                    try spawnShim(command: command, environment: environment, workingDir: workingDir, folder: folder, pidPipe: pipeEnd)
+                }
+            } else {
+                shim = try spawnShim(command: command, environment: environment, workingDir: workingDir, folder: folder, pidPipe: writer)
+            }
         } catch {
             close(reader)
             close(writer)

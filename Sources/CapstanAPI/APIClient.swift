@@ -119,6 +119,11 @@ public struct APIClient: Sendable {
         try await decode([PluginInfo].self, from: call(.GET, "/v1/plugins"))
     }
 
+    /// The cluster's address plan (`GET /v1/cluster`).
+    public func cluster() async throws(APIError) -> ClusterInfo {
+        try await decode(ClusterInfo.self, from: call(.GET, "/v1/cluster"))
+    }
+
     /// Up to `maxBytes` of an instance's output from `offset`, and where to read next.
     /// - Parameter wait: seconds the server may hold the read open until there is output
     ///   (0 to ``LogQuery/maxWaitSeconds``; `logs -f`).

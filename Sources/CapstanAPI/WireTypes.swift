@@ -74,6 +74,22 @@ public struct ErrorBody: Codable, Sendable, Hashable {
     }
 }
 
+/// The cluster's address plan, as `GET /v1/cluster` answers it: what every agent's network and
+/// DNS need before they program anything.
+public struct ClusterInfo: Codable, Sendable, Hashable {
+    /// Every node's pod subnet lies in it.
+    public var clusterCIDR: String
+    /// Services' virtual IPs lie in it.
+    public var serviceCIDR: String
+    /// Service names resolve as `<name>.<clusterDomain>` (and as `<name>`).
+    public var clusterDomain: String
+    public init(clusterCIDR: String, serviceCIDR: String, clusterDomain: String) {
+        self.clusterCIDR = clusterCIDR
+        self.serviceCIDR = serviceCIDR
+        self.clusterDomain = clusterDomain
+    }
+}
+
 /// One plugin as `/v1/plugins` lists it.
 public struct PluginInfo: Codable, Sendable, Hashable {
     public var name: String

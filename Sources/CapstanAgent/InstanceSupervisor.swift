@@ -17,6 +17,12 @@ actor InstanceSupervisor {
     private let events: EventRecorder
     private let network: (any NetworkPlugin)?
     private let volumes: VolumeAttacher?
+    /// Where instances get their own network namespace, when the network plugin isolates them.
+    private let namespaces: NetworkNamespaces?
+    /// The cluster DNS resolv.conf for instances in their own namespace.
+    private let resolvConf: String?
+    /// The cluster's services, for `<NAME>_SERVICE_HOST` variables.
+    private let services: NetworkSync?
     private var published: [VolumeAttacher.Published] = []
     private var prober: Prober
     private var task: Task<Void, Never>?
@@ -31,8 +37,12 @@ actor InstanceSupervisor {
     /// (no ``RuntimeWait``).
     static let pollInterval = Duration.milliseconds(250)
 
-    init(instance: Instance, runtime: any RuntimePlugin, runtimeName: String, network: (any NetworkPlugin)?, volumes: VolumeAttacher?, api: APIClient, events: EventRecorder, probeHost: String) {
+    init(instance: Instance, runtime: any RuntimePlugin, runtimeName: String, network: (any NetworkPlugin)?, volumes: VolumeAttacher?, api: APIClient, events: EventRecorder, probeHost: String,
+         namespaces: NetworkNamespaces? = nil, resolvConf: String? = nil, services: NetworkSync? = nil) {
+        self.services = services
         self.volumes = volumes
+        self.namespaces = network?.capabilities.isolatedNamespaces == true ? namespaces : nil
+        self.resolvConf = resolvConf
         self.name = instance.metadata.name
         self.uid = instance.metadata.uid
         self.instance = instance
@@ -76,7 +86,14 @@ actor InstanceSupervisor {
         await task?.value
         _ = try? await runtime.stop(StopInstanceRequest(id: name, gracePeriod: Self.gracePeriod(of: instance.spec.template)))
         try? await runtime.remove(name)
-        try? await network?.detach(NetworkDetachRequest(instanceID: name))
+        if let network {
+            do {
+                try await network.detach(NetworkDetachRequest(instanceID: name, namespacePath: namespaces?.path(for: name)))
+            } catch {
+                await events.record("Instance/\(name)", reason: "NetworkDetachFailed", message: "the network plugin could not detach it: \(error)", type: .warning)
+            }
+        }
+        namespaces?.remove(for: name)
         if !instance.spec.template.secrets.isEmpty { SecretFiles(api: api).remove(for: name) }
         await volumes?.unpublish(published)
         published = []
@@ -87,7 +104,7 @@ actor InstanceSupervisor {
     private func supervise(adopting existing: RuntimeInstanceStatus?) async {
         var current: RuntimeInstanceStatus
         var exitReason: (reason: String, message: String)?
-        if existing != nil, let network, let attachment = try? await network.attach(NetworkAttachRequest(instanceID: name, ports: instance.spec.template.ports)) {
+        if existing != nil, let network, let attachment = try? await network.attach(NetworkAttachRequest(instanceID: name, namespacePath: namespaces?.path(for: name), ports: instance.spec.template.ports)) {
             // Attach is idempotent: it gives back the adopted instance's ports and addresses.
             learn(attachment)
         }
@@ -99,12 +116,14 @@ actor InstanceSupervisor {
             current = existing
             let probed = instance.spec.template.readinessProbe != nil
             let ports = self.ports
+            let addresses = self.addresses
             await report { status in
                 status.phase = .running
                 status.pid = existing.pid
                 status.ready = !probed
                 status.nextRestartAt = nil
                 if !ports.isEmpty { status.ports = ports }
+                if !addresses.isEmpty { status.addresses = addresses }
             }
             await events.record("Instance/\(name)", reason: "Adopted", message: "re-adopted running instance (pid \(existing.pid.map(String.init) ?? "?")) after an agent restart")
         } else if let existing, existing.state == .exited {
@@ -196,11 +215,31 @@ actor InstanceSupervisor {
         }
     }
 
+    /// `BACKEND_SERVICE_HOST=10.96.0.3`, `BACKEND_SERVICE_PORT=8080`, and
+    /// `BACKEND_SERVICE_PORT_<PORT NAME>` for named ports.
+    static func serviceVariables(_ table: [(name: String, clusterIP: String, ports: [ServicePort])]) -> [String: String] {
+        var variables: [String: String] = [:]
+        for service in table {
+            let prefix = service.name.uppercased().replacingOccurrences(of: "-", with: "_") + "_SERVICE_"
+            variables[prefix + "HOST"] = service.clusterIP
+            if let first = service.ports.first { variables[prefix + "PORT"] = String(first.port) }
+            for port in service.ports {
+                if let name = port.name { variables[prefix + "PORT_" + name.uppercased().replacingOccurrences(of: "-", with: "_")] = String(port.port) }
+            }
+        }
+        return variables
+    }
+
     /// Keeps what the network plugin gave: addresses and host ports (for status and probes).
     private func learn(_ attachment: NetworkAttachment) {
         addresses = attachment.addresses
         ports = attachment.ports.map { PortBinding(containerPort: $0.containerPort, hostPort: $0.hostPort, protocol: $0.protocol) }
-        for mapping in attachment.ports { prober.ports[mapping.containerPort] = mapping.hostPort }
+        if namespaces != nil, let own = attachment.addresses.first {
+            // Its own address: probes reach it there, on its container ports.
+            prober.host = own
+        } else {
+            for mapping in attachment.ports { prober.ports[mapping.containerPort] = mapping.hostPort }
+        }
     }
 
     /// Creates and starts the instance; reports it Running. On failure the next restart
@@ -215,8 +254,12 @@ actor InstanceSupervisor {
         let template = instance.spec.template
         do {
             var environment = template.env
+            // The instance's own name, like Kubernetes' downward API POD_NAME.
+            if environment["CAPSTAN_INSTANCE"] == nil { environment["CAPSTAN_INSTANCE"] = name }
+            var namespace: String?
             if let network {
-                let attachment = try await network.attach(NetworkAttachRequest(instanceID: name, ports: template.ports))
+                namespace = try await namespaces?.create(for: name)
+                let attachment = try await network.attach(NetworkAttachRequest(instanceID: name, namespacePath: namespace, ports: template.ports))
                 learn(attachment)
                 environment.merge(attachment.environment) { own, _ in own }
             }
@@ -231,6 +274,11 @@ actor InstanceSupervisor {
                         environment[Self.volumeVariable(mount.claim)] = attachedMount.hostPath
                     }
                 }
+            }
+            if let services {
+                // Kubernetes' service variables, for every service that has a virtual IP when
+                // the instance starts; the template's own variables win.
+                environment.merge(Self.serviceVariables(await services.serviceTable())) { own, _ in own }
             }
             if !instance.spec.gpuDevices.isEmpty {
                 // The devices the scheduler assigned, in the variables GPU tooling reads.
@@ -248,6 +296,8 @@ actor InstanceSupervisor {
             var request = CreateInstanceRequest(id: name, command: template.command, env: environment, workingDir: template.workingDir, image: template.image,
                                                 limits: template.resources.limits.vector, mounts: mounts, hostname: name, labels: labels)
             request.securityContext = template.securityContext
+            request.networkNamespace = namespace
+            if namespace != nil { request.resolvConf = resolvConf }
             do {
                 _ = try await runtime.create(request)
             } catch let error as PluginError where error.code == .alreadyExists {
@@ -274,7 +324,9 @@ actor InstanceSupervisor {
         let ready = instance.spec.template.readinessProbe == nil
         let addresses = self.addresses
         let ports = self.ports
+        let hostNetwork = network != nil && namespaces == nil
         await report { status in
+            status.hostNetwork = hostNetwork
             status.phase = .running
             status.pid = started.pid
             status.startedAt = Timestamp(secondsSinceEpoch: started.startedAt ?? Date().timeIntervalSince1970)

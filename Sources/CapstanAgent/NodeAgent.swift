@@ -33,6 +33,11 @@ public final class NodeAgent: Sendable {
         /// The node's certificate and key: with one, the agent serves its endpoint over TLS and
         /// lets in only clients with a certificate of the cluster CA (the server).
         public var identity: TLSIdentity?
+        /// Answer DNS for service names on the pod gateway address (when the network plugin
+        /// gives instances namespaces of their own).
+        public var clusterDNS = true
+        /// Where cluster DNS forwards other names (`host[:port]`); nil: the node's resolv.conf.
+        public var dnsUpstreams: [String]?
 
         public init(nodeName: String? = nil, labels: [String: String] = [:], listenHost: String = "127.0.0.1", listenPort: Int = 0, heartbeatInterval: Duration = .seconds(10), token: String? = nil) {
             self.token = token
@@ -54,6 +59,10 @@ public final class NodeAgent: Sendable {
     /// one instance never holds up the watch (or another instance's stop).
     private let terminations = AsyncStream<@Sendable () async -> Void>.makeStream()
     private let stopping = StopBarrier()
+    /// Services, endpoints and nodes as this agent follows them (set once registered).
+    private let networkSync = Mutex<NetworkSync?>(nil)
+    /// The cluster DNS resolv.conf instances in their own namespace get.
+    private let resolvConf = Mutex<String?>(nil)
     private let logger: Logger
 
     /// - Parameter server: the API's address (`http://host:port`); asked once, at start; nil
@@ -102,9 +111,16 @@ public final class NodeAgent: Sendable {
         // With a certificate of its own, the agent shows it to the server too: mutual TLS.
         let api = APIClient(server: serverAddress, token: options.token, caPEM: options.caPEM, identity: options.identity)
         let events = EventRecorder(writer: api, source: "agent/\(options.nodeName)")
-        try await register(api, address: ownAddress)
+        let node = try await register(api, address: ownAddress)
         logger.info("agent of node \(options.nodeName) registered with \(api.server), serving logs on \(ownAddress ?? "?")")
+        let network = NetworkSync(api: api, nodeName: options.nodeName, plugins: plugins, events: events, logger: logger)
+        networkSync.withLock { $0 = network }
+        await network.start(node: node)
+        let dns = startDNS(node: node, network: network, domain: await network.info?.clusterDomain)
+        defer { dns?.stop() }
+        resolvConf.withLock { $0 = dns?.resolvConf }
         try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { await network.run() }
             group.addTask { await self.heartbeat(api) }
             group.addTask { await self.follow(api, events: events) }
             group.addTask {
@@ -120,7 +136,27 @@ public final class NodeAgent: Sendable {
         logger.info("agent of node \(options.nodeName) stopped; its instances keep running")
     }
 
-    private func register(_ api: APIClient, address: String?) async throws {
+    /// Cluster DNS on the pod gateway address, for a network plugin that isolates instances;
+    /// nil (and said why) when it cannot listen — instances then keep the node's resolv.conf.
+    private func startDNS(node: Node, network: NetworkSync, domain: String?) -> ClusterDNS? {
+        guard options.clusterDNS, let domain, plugins.registry.network()?.capabilities.isolatedNamespaces == true,
+              let subnet = node.spec.podCIDR.flatMap(IPv4Network.init), let gateway = subnet.address(at: 1) else { return nil }
+        let directory = network.directory
+        do {
+            let dns = try ClusterDNS(address: gateway.description, domain: domain, upstreams: options.dnsUpstreams,
+                                     directory: URL(fileURLWithPath: plugins.stateDirectory).appendingPathComponent("dns").path) { directory.lookup($0) }
+            try dns.start()
+            logger.info("cluster DNS for *.\(domain) on \(gateway):53, forwarding the rest to \(dns.upstreams.isEmpty ? "nobody" : dns.upstreams.joined(separator: ", "))")
+            return dns
+        } catch {
+            logger.warning("cluster DNS not started: \(error); instances keep the node's resolv.conf")
+            return nil
+        }
+    }
+
+    /// Creates or updates this node's Node; returns it as stored (with the pod subnet the
+    /// control plane gave it).
+    private func register(_ api: APIClient, address: String?) async throws -> Node {
         let capacity = NodeResources.capacity()
         var labels = options.labels
         labels[WellKnown.hostnameLabel] = ProcessInfo.processInfo.hostName.lowercased()
@@ -135,15 +171,20 @@ public final class NodeAgent: Sendable {
                 status.plugins = plugins.registry.entries.map {
                     NodePlugin(name: $0.name, kind: "\($0.kind)", library: $0.library, isDefault: defaults[$0.kind] == $0.name)
                 }
+                let stored: AnyResource
                 if case .node(var node)? = try await api.fetch(kind: "Node", name: options.nodeName) {
                     node.metadata.labels.merge(labels) { _, new in new }
                     node.spec.agentAddress = address
                     node.status = status
-                    _ = try await api.update(.node(node))
+                    stored = try await api.update(.node(node))
                 } else {
-                    _ = try await api.create(.node(Node(name: options.nodeName, labels: labels, spec: NodeSpec(agentAddress: address), status: status)))
+                    stored = try await api.create(.node(Node(name: options.nodeName, labels: labels, spec: NodeSpec(agentAddress: address), status: status)))
                 }
-                return
+                guard case .node(let node) = stored else { throw CancellationError() }
+                if node.spec.podCIDR == nil, plugins.registry.network()?.capabilities.isolatedNamespaces == true {
+                    logger.warning("node \(options.nodeName) got no pod subnet: the cluster CIDR may be full; its instances cannot get addresses")
+                }
+                return node
             } catch let error as APIError where error.status == 0 || error.status == 409 || error.status >= 500 {
                 // The server is not up yet (or restarting): keep trying, with capped backoff,
                 // like the kubelet. Refusals (401, 403, 400) are not retried: they need a person.
@@ -234,6 +275,7 @@ public final class NodeAgent: Sendable {
 
     /// Matches what the runtimes run with the bound instances; removes orphans.
     private func adopt(_ bound: [String: Instance], api: APIClient, events: EventRecorder) async {
+        var adopted = Set<String>()
         for entry in plugins.registry.entries where entry.kind == .runtime {
             guard let runtime = plugins.registry.runtime(named: entry.name), let running = try? await runtime.list() else { continue }
             for status in running {
@@ -241,6 +283,7 @@ public final class NodeAgent: Sendable {
                 if let instance = bound[name], instance.metadata.uid == status.labels[WellKnown.uidLabel],
                    instance.metadata.deletionTimestamp == nil, runtimeName(for: instance) == entry.name {
                     let supervisor = makeSupervisor(instance, api: api, events: events)
+                    adopted.insert(name)
                     await supervisor.launch(adopting: status)
                     logger.info("re-adopted \(name) (\(status.state.rawValue), pid \(status.pid.map(String.init) ?? "-"))")
                 } else {
@@ -249,6 +292,29 @@ public final class NodeAgent: Sendable {
                     try? await runtime.remove(status.id)
                 }
             }
+        }
+        // Before any instance starts (sync comes next), so nothing new is mistaken for garbage.
+        await collectNetworkGarbage(keeping: adopted)
+    }
+
+    /// After a restart: network attachments and namespaces whose instance is gone (it was
+    /// deleted while the agent was away, or the node rebooted) are detached and removed —
+    /// veths, address leases, port mappings, namespace files. Those of adopted instances stay.
+    private func collectNetworkGarbage(keeping adopted: Set<String>) async {
+        guard let network = plugins.registry.network() else { return }
+        let namespaces = NetworkNamespaces(nodeName: options.nodeName)
+        var stale = Set(namespaces.instances())
+        if let inventory = network as? any NetworkInventory, let held = try? await inventory.attachedInstances() { stale.formUnion(held) }
+        stale.subtract(adopted)
+        for name in stale.sorted() {
+            let path = namespaces.path(for: name)
+            do {
+                try await network.detach(NetworkDetachRequest(instanceID: name, namespacePath: NetworkNamespaces.isNamespace(path) ? path : nil))
+                logger.info("removed the network attachment of \(name), which no longer runs here")
+            } catch {
+                logger.warning("could not detach stale network attachment of \(name): \(error)")
+            }
+            namespaces.remove(for: name)
         }
     }
 
@@ -314,7 +380,8 @@ public final class NodeAgent: Sendable {
         let runtimeName = runtimeName(for: instance)
         let volumes = VolumeAttacher(api: api, plugins: plugins, nodeName: options.nodeName, directory: volumeDirectory)
         let supervisor = InstanceSupervisor(instance: instance, runtime: plugins.registry.runtime(named: runtimeName)!, runtimeName: runtimeName,
-                                            network: plugins.registry.network(), volumes: volumes, api: api, events: events, probeHost: "127.0.0.1")
+                                            network: plugins.registry.network(), volumes: volumes, api: api, events: events, probeHost: "127.0.0.1",
+                                            namespaces: NetworkNamespaces(nodeName: options.nodeName), resolvConf: resolvConf.withLock { $0 }, services: networkSync.withLock { $0 })
         supervisors.withLock { $0[instance.metadata.name] = supervisor }
         return supervisor
     }

@@ -9,7 +9,7 @@ import NIOPosix
 /// probe's timeout.
 struct Prober: Sendable {
     /// The address probes reach the instance at when the probe names no host.
-    let host: String
+    var host: String
     /// Container port → host port, from the network plugin: a probe names the container port.
     var ports: [Int: Int] = [:]
 

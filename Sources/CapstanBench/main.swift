@@ -1,4 +1,4 @@
-// Capstan benchmarks. Run in release:  swift build -c release && .build/release/capstan-bench [plugin-call|bus|scheduling|control-plane|all]
+// Capstan benchmarks. Run in release:  swift build -c release && .build/release/capstan-bench [plugin-call|bus|scheduling|control-plane|network|all]
 import CapstanBinpack
 import CapstanSDK
 import Foundation
@@ -13,3 +13,5 @@ if which == "plugin-call" || which == "all" { PluginCallBenchmark.run(products: 
 if which == "bus" || which == "all" { await BusBenchmark.run() }
 if which == "scheduling" || which == "all" { SchedulingBenchmark.run(products: products) }
 if which == "control-plane" || which == "all" { await ControlPlaneBenchmark.run(products: products) }
+if which == "network" || which == "all" { await NetworkBenchmark.run(products: products) }
+if which == "network-inside" { await NetworkBenchmark.inside(products: products) }

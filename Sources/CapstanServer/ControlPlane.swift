@@ -37,6 +37,29 @@ public final class ControlPlane: Sendable {
         /// More names and addresses for the server's certificate (it always has localhost,
         /// 127.0.0.1, ::1, the listen address and the machine's host name).
         public var tlsHosts: [String]
+        /// Nodes' pod subnets are cut from it (`--cluster-cidr`).
+        public var clusterCIDR = "10.244.0.0/16"
+        /// Services' virtual IPs come from it (`--service-cidr`).
+        public var serviceCIDR = "10.96.0.0/16"
+        /// The prefix length of each node's pod subnet (`--node-cidr-mask-size`).
+        public var nodeCIDRMaskSize = 24
+        /// Service names resolve under it.
+        public var clusterDomain = "capstan.local"
+
+        /// Problems with the address plan: networks that do not parse, overlap, or cannot hold
+        /// one node subnet.
+        public func networkProblems() -> [String] {
+            var problems: [String] = []
+            let cluster = IPv4Network(clusterCIDR)
+            let service = IPv4Network(serviceCIDR)
+            if cluster == nil { problems.append("--cluster-cidr \"\(clusterCIDR)\" is not an IPv4 network such as 10.244.0.0/16 (no host bits set)") }
+            if service == nil { problems.append("--service-cidr \"\(serviceCIDR)\" is not an IPv4 network such as 10.96.0.0/16 (no host bits set)") }
+            if !(16...30).contains(nodeCIDRMaskSize) { problems.append("--node-cidr-mask-size \(nodeCIDRMaskSize) is not in 16-30") }
+            if let cluster, cluster.prefixLength > nodeCIDRMaskSize { problems.append("--cluster-cidr \(clusterCIDR) is smaller than one node subnet (/\(nodeCIDRMaskSize))") }
+            if let service, service.prefixLength > 30 { problems.append("--service-cidr \(serviceCIDR) holds no service address; use /30 or wider") }
+            if let cluster, let service, cluster.overlaps(service) { problems.append("--cluster-cidr \(clusterCIDR) and --service-cidr \(serviceCIDR) overlap") }
+            return problems
+        }
 
         public init(dataDirectory: String, host: String = "127.0.0.1", port: Int = 7070, heartbeatTimeout: Double = 40, evictionTimeout: Double = 300, watchWindow: Int = 16_384, maxInstances: Int = 50_000, acceptRollback: Bool = false, tls: Bool = false, tlsHosts: [String] = []) {
             self.tls = tls
@@ -138,14 +161,21 @@ public final class ControlPlane: Sendable {
 
     /// The services to run, in start order: the API last, so it answers only once the loops run.
     public func services(logger: Logger) -> [any ServiceLifecycle.Service] {
-        let readiness = ReadinessGate(["scheduler", "workloads", "nodes"])
+        let readiness = ReadinessGate(["scheduler", "workloads", "nodes", "endpoints"])
         // One subscription, one list, one indexed cache for the three loops.
         let informer = SharedInformer(store: store)
         let scheduler = SchedulerLoop(writer: writer, informer: informer, host: plugins, metrics: metrics, readiness: readiness)
         let workloads = WorkloadController(writer: writer, informer: informer, readiness: readiness)
         let nodes = NodeLifecycleController(writer: writer, informer: informer, options: options, readiness: readiness)
+        let endpoints = EndpointsController(writer: writer, informer: informer, readiness: readiness)
         var routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { readiness.isReady }, maxInstances: options.maxInstances, audit: audit, ca: ca, identity: identity)
         routes.cached = { kind, name in informer.read { $0.objects[kind]?[name] } }
+        if let clusterCIDR = IPv4Network(options.clusterCIDR), let serviceCIDR = IPv4Network(options.serviceCIDR) {
+            routes.addresses = AddressAllocator(settings: .init(clusterCIDR: clusterCIDR, serviceCIDR: serviceCIDR, nodeMaskSize: options.nodeCIDRMaskSize)) { kind in
+                informer.read { Array($0.all(kind)) }
+            }
+            routes.cluster = ClusterInfo(clusterCIDR: options.clusterCIDR, serviceCIDR: options.serviceCIDR, clusterDomain: options.clusterDomain)
+        }
         let server: HTTPServerBuilder
         if let identity, let tls = try? identity.serverConfiguration(clientCertificates: .optional), let builder = try? HTTPServerBuilder.tls(.http1(), tlsConfiguration: tls) {
             server = builder
@@ -180,7 +210,7 @@ public final class ControlPlane: Sendable {
             },
             logger: logger
         )
-        return [informer, scheduler, workloads, nodes, app, BusShutdown(bus: bus, store: store)]
+        return [informer, scheduler, workloads, nodes, endpoints, app, BusShutdown(bus: bus, store: store)]
     }
 
     /// The server's plugins and each registered node's, as its agent reported them in the

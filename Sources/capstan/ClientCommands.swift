@@ -20,12 +20,28 @@ func readManifests(_ paths: [String]) throws -> [AnyResource] {
         }
         if isDirectory.boolValue {
             let files = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") || $0.hasSuffix(".json") }.sorted()
-            for file in files { objects += try ManifestReader.read(file: (path as NSString).appendingPathComponent(file)) }
+            for file in files {
+                let full = (path as NSString).appendingPathComponent(file)
+                // An example folder keeps its operator config (capstan.yaml, `kind: Config`)
+                // beside its manifests: that file is for `capstan dev --config`, not the API.
+                if isOperatorConfig(full) {
+                    FileHandle.standardError.write(Data("skipping \(full): kind Config is an operator config (capstan dev --config), not an object\n".utf8))
+                    continue
+                }
+                objects += try ManifestReader.read(file: full)
+            }
         } else {
             objects += try ManifestReader.read(file: path)
         }
     }
     return objects
+}
+
+/// True when the file's only document is a `kind: Config`.
+func isOperatorConfig(_ path: String) -> Bool {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return false }
+    let kinds = text.split(separator: "\n").filter { $0.hasPrefix("kind:") }.map { $0.dropFirst(5).trimmingCharacters(in: .whitespaces) }
+    return kinds == ["Config"]
 }
 
 /// `capstan apply -f`: create what is new, replace what exists (keeping its status).

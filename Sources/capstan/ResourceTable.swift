@@ -39,6 +39,8 @@ enum ResourceTable {
         case "Node": ["NAME", "STATUS", "CPU", "MEMORY", "AGE"] + (wide ? ["AGENT", "LABELS"] : [])
         case "Event": ["LAST SEEN", "TYPE", "REASON", "OBJECT", "COUNT", "MESSAGE"]
         case "Secret": ["NAME", "KEYS", "AGE"]
+        case "Service": ["NAME", "CLUSTER-IP", "PORTS", "ENDPOINTS", "AGE"] + (wide ? ["LB-PLUGIN", "ALGORITHM", "SELECTOR"] : [])
+        case "Endpoints": ["NAME", "ENDPOINTS", "AGE"]
         default: ["NAME", "AGE"]
         }
     }
@@ -51,7 +53,7 @@ enum ResourceTable {
             let shown = instance.metadata.deletionTimestamp != nil ? "Terminating" : (status.reason.flatMap { $0 == "Adopted" ? nil : $0 } ?? status.phase.rawValue)
             // The host ports the node's network plugin gave (status), else those asked for.
             let ports = (status.ports.isEmpty
-                ? instance.spec.template.ports.map { "\($0.hostPort.map(String.init) ?? "-"):\($0.containerPort)" }
+                ? instance.spec.template.ports.map { port in port.hostPort.map { "\($0):\(port.containerPort)" } ?? String(port.containerPort) }
                 : status.ports.map { "\($0.hostPort):\($0.containerPort)" }).joined(separator: ",")
             return [instance.metadata.name, status.ready ? "1/1" : "0/1", shown, String(status.restarts), age]
                 + (wide ? [instance.spec.nodeName ?? "<none>", status.pid.map(String.init) ?? "-", status.addresses.joined(separator: ",").nonEmpty ?? "-", ports.nonEmpty ?? "-"] : [])
@@ -68,6 +70,21 @@ enum ResourceTable {
             return [self.age(event.spec.lastTimestamp), event.spec.type.rawValue, event.spec.reason, event.spec.involvedObject, String(event.spec.count), event.spec.message]
         case .secret(let secret):
             return [secret.metadata.name, secret.spec.data.keys.sorted().joined(separator: ",").nonEmpty ?? "-", age]
+        case .service(let service):
+            let ports: String = service.spec.ports.map { (port: ServicePort) -> String in
+                let target: String = port.targetPortName ?? String(port.targetPort)
+                let arrow: String = target == String(port.port) ? "" : "→" + target
+                return String(port.port) + arrow + "/" + (port.protocol ?? "tcp")
+            }.joined(separator: ",")
+            let endpoints: String = service.status.conditions.contains { $0.type == "Endpoints" } ? String(service.status.readyEndpoints) : "-"
+            let selector: String = service.spec.selector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+            let base: [String] = [service.metadata.name, service.spec.clusterIP ?? "<pending>", ports, endpoints, age]
+            let extra: [String] = [service.spec.loadBalancer ?? "(default)", service.spec.algorithm ?? "random", selector]
+            return base + (wide ? extra : [])
+        case .endpoints(let endpoints):
+            let addresses = endpoints.spec.addresses.filter(\.ready).map { "\($0.address):\($0.port)" }
+            let shown = addresses.prefix(4).joined(separator: ",") + (addresses.count > 4 ? " + \(addresses.count - 4) more" : "")
+            return [endpoints.metadata.name, shown.nonEmpty ?? "<none>", age]
         default:
             return [object.name, age]
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CapstanAPI
 import CapstanAgent
+import struct CapstanCore.IPv4Address
 import CapstanServer
 import Foundation
 import Logging
@@ -66,7 +67,19 @@ struct ServerOptions: ParsableArguments {
     @Option(name: .customLong("tls-san"), help: "Another host name or address for the server's certificate (repeatable).")
     var tlsHosts: [String] = []
 
+    @Option(name: .customLong("cluster-cidr"), help: "Each node gets a pod subnet from this network when it registers.")
+    var clusterCIDR = "10.244.0.0/16"
+
+    @Option(name: .customLong("service-cidr"), help: "Services get their virtual IP from this network.")
+    var serviceCIDR = "10.96.0.0/16"
+
+    @Option(name: .customLong("node-cidr-mask-size"), help: "The prefix length of each node's pod subnet (16-30; 24 gives 254 instance addresses a node).")
+    var nodeCIDRMaskSize = 24
+
     mutating func validate() throws {
+        if let problem = planeOptions(ListenAddress(argument: "127.0.0.1:0")!, tls: false, dataDirectory: "").networkProblems().first {
+            throw ValidationError(problem)
+        }
         try checkSeconds(nodeTimeout, "--node-timeout", 1...86_400)
         try checkSeconds(evictionTimeout, "--eviction-timeout", 0...31_536_000)
         guard (1...10_000_000).contains(watchWindow) else { throw ValidationError("--watch-window \(watchWindow): give 1 to 10000000 writes") }
@@ -74,7 +87,11 @@ struct ServerOptions: ParsableArguments {
     }
 
     func planeOptions(_ listen: ListenAddress, tls: Bool, dataDirectory: String) -> ControlPlane.Options {
-        ControlPlane.Options(dataDirectory: dataDirectory, host: listen.host, port: listen.port, heartbeatTimeout: nodeTimeout, evictionTimeout: evictionTimeout, watchWindow: watchWindow, maxInstances: maxInstances, acceptRollback: acceptRollback, tls: tls, tlsHosts: tlsHosts)
+        var options = ControlPlane.Options(dataDirectory: dataDirectory, host: listen.host, port: listen.port, heartbeatTimeout: nodeTimeout, evictionTimeout: evictionTimeout, watchWindow: watchWindow, maxInstances: maxInstances, acceptRollback: acceptRollback, tls: tls, tlsHosts: tlsHosts)
+        options.clusterCIDR = clusterCIDR
+        options.serviceCIDR = serviceCIDR
+        options.nodeCIDRMaskSize = nodeCIDRMaskSize
+        return options
     }
 
     /// Refuses plain HTTP off loopback unless `--insecure` says so.
@@ -82,6 +99,29 @@ struct ServerOptions: ParsableArguments {
         if !tls && !listen.isLoopback && !insecure {
             throw ValidationError("--listen \(listen.host):\(listen.port) is not a loopback address: serve it with TLS (the default of capstan server; --tls for capstan dev), or say --insecure to send tokens in the clear")
         }
+    }
+}
+
+/// The agent's cluster-DNS flags (`capstan agent` and `capstan dev`).
+struct DNSOptions: ParsableArguments {
+    @Flag(help: "Do not answer DNS for service names (instances in their own network namespace then keep the node's resolv.conf).")
+    var noClusterDNS = false
+
+    @Option(name: .customLong("dns-upstream"), help: "Where cluster DNS forwards names that are not services, host[:port] (repeatable; default: the node's /etc/resolv.conf).")
+    var dnsUpstreams: [String] = []
+
+    func validate() throws {
+        for upstream in dnsUpstreams {
+            let parts = upstream.split(separator: ":", omittingEmptySubsequences: false)
+            guard (1...2).contains(parts.count), IPv4Address(String(parts[0])) != nil, parts.count == 1 || UInt16(parts[1]).map({ $0 > 0 }) == true else {
+                throw ValidationError("--dns-upstream \(upstream): give an IPv4 address, optionally with :port")
+            }
+        }
+    }
+
+    func apply(to options: inout NodeAgent.Options) {
+        options.clusterDNS = !noClusterDNS
+        if !dnsUpstreams.isEmpty { options.dnsUpstreams = dnsUpstreams }
     }
 }
 
@@ -170,6 +210,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "A join token (capstan token create --role join): exchanged once for this node's token and certificate, kept in <data-dir>/agent.") var joinToken: String?
     @Option(help: "The cluster CA's pin, sha256:<hex> (capstan server prints it): the agent trusts the server's CA only if it matches.") var caHash: String?
     @Option(help: "The cluster CA's certificate (PEM), instead of --ca-hash.") var caFile: String?
+    @OptionGroup var dns: DNSOptions
 
     func validate() throws { try checkSeconds(heartbeat, "--heartbeat", 0.1...3600) }
 
@@ -182,6 +223,7 @@ struct AgentCommand: AsyncParsableCommand {
             parsed[parts[0]] = parts[1]
         }
         var agentOptions = NodeAgent.Options(nodeName: nodeName, labels: parsed, listenHost: listen.host, listenPort: listen.port, heartbeatInterval: .milliseconds(Int64(heartbeat * 1000)))
+        dns.apply(to: &agentOptions)
         let server = ClientOptions.resolve(self.server)
         let credentials: AgentCredentials
         do {
@@ -215,6 +257,7 @@ struct DevCommand: AsyncParsableCommand {
     @Option(help: "The local node's name (default: the host name).") var nodeName: String?
     @Option(help: "Seconds between the local agent's heartbeats.") var heartbeat: Double = 10
     @Flag(help: "Serve HTTPS with the cluster CA's certificate (the default off loopback).") var tls = false
+    @OptionGroup var dns: DNSOptions
 
     func validate() throws { try checkSeconds(heartbeat, "--heartbeat", 0.1...3600) }
 
@@ -223,6 +266,7 @@ struct DevCommand: AsyncParsableCommand {
         let tls = self.tls || (!listen.isLoopback && !serverOptions.insecure)
         try serverOptions.checkTransport(listen, tls: tls)
         var agentOptions = NodeAgent.Options(nodeName: nodeName, heartbeatInterval: .milliseconds(Int64(heartbeat * 1000)))
+        dns.apply(to: &agentOptions)
         let plugins = try options.loadPlugins(nodeName: agentOptions.nodeName, logger: logger)
         let plane = try ControlPlane(options: serverOptions.planeOptions(listen, tls: tls, dataDirectory: options.dataDirectory), plugins: plugins)
         agentOptions.caPEM = plane.ca?.certificatePEM

@@ -115,7 +115,7 @@ import Testing
     @Test func builtInConfigurationLoadsEveryInTreePlugin() {
         let host = PluginHost.load(HostConfiguration.builtIn(executableDirectory: Fixtures.products, stateDirectory: directory.path))
         #expect(host.isClean, "\(host.reports.compactMap(\.failure))")
-        #expect(host.registry.entries.map(\.name).sorted() == ["bestfit", "binpack", "fgd", "host", "hostpath", "leastconn", "process", "roundrobin", "runc", "spread"])
+        #expect(host.registry.entries.map(\.name).sorted() == ["bestfit", "binpack", "cni", "fgd", "host", "hostpath", "leastconn", "nftables", "process", "roundrobin", "runc", "spread"])
         #expect(host.registry.scheduler() != nil && host.registry.runtime() != nil)
     }
 }

@@ -129,6 +129,62 @@ import Testing
         await #expect(throws: PluginError.self) { _ = try await network.check(NetworkCheckRequest(instanceID: "web-0")) }
     }
 
+    /// Issue 11's bad input for the cni plugin: a conflist that is not one is refused at load,
+    /// naming the file and what is missing; a missing CNI program is named with where it was
+    /// looked for and what to install; an instance without a namespace is refused.
+    @Test func cniRefusesABadConflistAndNamesAMissingPlugin() async throws {
+        let bad = directory.appendingPathComponent("bad.conflist")
+        try #"{"cniVersion": "1.0.0", "plugins": []}"#.write(to: bad, atomically: true, encoding: .utf8)
+        let configuration = HostConfiguration(pluginPaths: [], plugins: [.init(path: Fixtures.plugin("CapstanCNI"), config: .object(["conflist": .string(bad.path)]))], stateDirectory: directory.path)
+        let failure = PluginHost.load(configuration).reports[0].plugins[0].failure
+        #expect(failure?.message.contains("\(bad.path): name is missing") == true, "\(String(describing: failure))")
+        let missing = try #require(try load("CapstanCNI", config: .object(["binDirs": .array([.string("/nonexistent/cni")])])).network(named: "cni"))
+        #expect(missing.capabilities.isolatedNamespaces)
+        do {
+            _ = try await missing.attach(NetworkAttachRequest(instanceID: "web-0", namespacePath: "/run/netns/none", ports: []))
+            Issue.record("attached without CNI plugins")
+        } catch let error as PluginError {
+            #expect(error.message.contains("not found in /nonexistent/cni; install Debian's containernetworking-plugins"), "\(error)")
+        }
+        let status = try await missing.status()
+        #expect(!status.healthy && status.message.contains("not found"))
+        do {
+            _ = try await missing.attach(NetworkAttachRequest(instanceID: "web-0", ports: []))
+            Issue.record("attached without a namespace")
+        } catch let error as PluginError {
+            #expect(error.code == .invalidArgument && error.message.contains("namespacePath"))
+        }
+        // Detaching what was never attached is fine (and with no subnet, there is nothing to free).
+        try await missing.detach(NetworkDetachRequest(instanceID: "web-0"))
+    }
+
+    /// The nftables load balancer is a data plane (no per-connection picks) offering three
+    /// algorithms; what would not be a valid rule is refused before any `nft` runs.
+    @Test func nftablesIsADataPlaneThatRefusesBadPrograms() async throws {
+        let balancer = try #require(try load("CapstanNFTables", config: .object(["nft": .string("/nonexistent/nft")])).loadBalancer(named: "nftables"))
+        #expect(balancer.capabilities.dataPlane == .kernel)
+        #expect(balancer.capabilities.offeredAlgorithms == ["random", "roundrobin", "sourcehash"])
+        #expect(balancer.pick(PickRequest(service: "web")) == nil)
+        var request = ProgramServiceRequest(service: "web:http/tcp", frontendAddress: "10.96.0.1; flush ruleset", frontendPort: 80, backends: [])
+        await #expect(throws: PluginError.self) { try await balancer.program(request) }
+        request.frontendAddress = "10.96.0.1"
+        request.backends = [Backend(id: "web-0", address: "10.244.0.2 counter", port: 8080)]
+        await #expect(throws: PluginError.self) { try await balancer.program(request) }
+        request.backends = [Backend(id: "web-0", address: "10.244.0.2", port: 8080)]
+        request.algorithm = "fastest"
+        await #expect(throws: PluginError.self) { try await balancer.program(request) }
+        request.algorithm = "sourcehash"
+        do {
+            try await balancer.program(request)
+            Issue.record("programmed without nft")
+        } catch let error as PluginError {
+            #expect(error.message.contains("nft command is not installed") || error.message.contains("/nonexistent/nft"), "\(error)")
+        }
+        // Old-style in-process pickers keep their shape: round robin still picks.
+        let picker = try #require(try load("CapstanRoundRobin").loadBalancer(named: "roundrobin"))
+        #expect(picker.capabilities.dataPlane == .inProcess)
+    }
+
     @Test func hostNetworkAllocationsSurviveARestart() async throws {
         let state = directory.appendingPathComponent("netstate").path
         let configuration = HostConfiguration(pluginPaths: [], plugins: [.init(path: Fixtures.plugin("CapstanHostNetwork"))], stateDirectory: state)

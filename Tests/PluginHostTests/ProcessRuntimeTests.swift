@@ -39,6 +39,28 @@ import Testing
     }
 
     /// SDK 1.3 `RuntimeWait` (issue 9): the exit wakes the waiter (a pidfd), nothing polls.
+    /// Issue 11: a process instance runs inside the network namespace the request names and
+    /// sees the request's resolv.conf at /etc/resolv.conf (its own mount namespace; the node's
+    /// file is untouched).
+    @Test(.enabled(if: NetworkNamespace.available)) func aProcessRunsInItsNetworkNamespaceWithItsResolvConf() async throws {
+        let runtime = try runtime()
+        let namespace = try NetworkNamespace()
+        defer { namespace.remove() }
+        let resolv = directory.appendingPathComponent("resolv.conf")
+        try "nameserver 10.244.0.1\n".write(to: resolv, atomically: true, encoding: .utf8)
+        let before = try String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)
+        var request = CreateInstanceRequest(id: "netns-0", command: ["sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; cat /etc/resolv.conf"])
+        request.networkNamespace = namespace.path
+        request.resolvConf = resolv.path
+        _ = try await runtime.create(request)
+        _ = try await runtime.start("netns-0")
+        _ = try await waitFor(runtime, "netns-0", .exited)
+        let errors = try await text(runtime, "netns-0", .stderr)
+        #expect(try await text(runtime, "netns-0") == "lo\nnameserver 10.244.0.1\n", "\(errors)")
+        #expect(try String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8) == before)
+        try await runtime.remove("netns-0")
+    }
+
     @Test func waitReturnsWhenTheInstanceExits() async throws {
         let runtime = try runtime()
         let waiter = try #require(runtime as? any RuntimeWait, "the process runtime offers RuntimeWait")

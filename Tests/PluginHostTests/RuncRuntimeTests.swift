@@ -144,6 +144,28 @@ import Testing
         try await runtime.remove(unnamed)
     }
 
+    /// Issue 11: a container joins the network namespace the request names (made here with
+    /// `ip netns add`, holding only a dummy-free loopback) and sees the resolv.conf it brings.
+    @Test(.enabled(if: RuncRuntimeTests.canRunContainers && NetworkNamespace.available)) func aContainerJoinsItsNetworkNamespaceAndResolvConf() async throws {
+        let runtime = try runtime()
+        let id = uniqueID("netns")
+        let namespace = try NetworkNamespace()
+        defer { namespace.remove() }
+        let resolv = directory.appendingPathComponent("resolv.conf")
+        try "nameserver 10.244.0.1\nsearch capstan.local\n".write(to: resolv, atomically: true, encoding: .utf8)
+        let rootfs = try Self.rootfs.get()
+        var request = CreateInstanceRequest(id: id, command: ["sh", "-c", "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; cat /etc/resolv.conf"], image: rootfs)
+        request.networkNamespace = namespace.path
+        request.resolvConf = resolv.path
+        _ = try await runtime.create(request)
+        _ = try await runtime.start(id)
+        let done = try await waitFor(runtime, id, .exited)
+        let errors = try await text(runtime, id, .stderr)
+        #expect(done.exitCode == 0, "\(errors)")
+        #expect(try await text(runtime, id) == "lo\nnameserver 10.244.0.1\nsearch capstan.local\n")
+        try await runtime.remove(id)
+    }
+
     @Test(.enabled(if: RuncRuntimeTests.canRunContainers)) func stopSendsTermToTheContainer() async throws {
         let runtime = try runtime()
         let id = uniqueID("polite")

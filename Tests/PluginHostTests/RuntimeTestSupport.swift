@@ -18,3 +18,17 @@ func waitFor(_ runtime: any RuntimePlugin, _ id: String, _ state: RuntimeInstanc
 func text(_ runtime: any RuntimePlugin, _ id: String, _ stream: LogsRequest.Stream = .stdout) async throws -> String {
     String(decoding: try await runtime.logs(LogsRequest(id: id, stream: stream)).data, as: UTF8.self)
 }
+
+/// A network namespace made with `ip netns add` for a test (only loopback in it), removed after.
+struct NetworkNamespace {
+    let name = "capt-rt-\(UUID().uuidString.prefix(6).lowercased())"
+    var path: String { "/run/netns/\(name)" }
+
+    static var available: Bool {
+        geteuid() == 0 && ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].contains { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    init() throws { try Fixtures.run("/bin/sh", ["-c", "ip netns add \(name)"]) }
+
+    func remove() { try? Fixtures.run("/bin/sh", ["-c", "ip netns del \(name)"]) }
+}

@@ -30,6 +30,10 @@ struct APIRoutes: Sendable {
     /// the revision the cache holds needs no store read (the write's compare-and-swap on that same
     /// revision guarantees nothing came between).
     var cached: (@Sendable (_ kind: String, _ name: String) -> AnyResource?)? = nil
+    /// Gives services their virtual IP and nodes their pod subnet as they are written.
+    var addresses: AddressAllocator? = nil
+    /// What `GET /v1/cluster` answers.
+    var cluster: ClusterInfo? = nil
     let encoded = EncodedEvents()
 
     var store: ResourceStore { writer.store }
@@ -48,6 +52,10 @@ struct APIRoutes: Sendable {
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
         }
         route(router, .get, "/v1/plugins", "plugins") { _, _, _ in try json(await plugins()) }
+        route(router, .get, "/v1/cluster", "cluster") { _, _, _ in
+            guard let cluster else { throw APIFailure.notFound("this server has no address plan") }
+            return try json(cluster)
+        }
         route(router, .get, "/v1/ca", "ca", access: .open) { _, _, _ in
             guard let ca else { throw APIFailure.notFound("this server does not serve TLS, so it has no CA") }
             return Response(status: .ok, headers: [.contentType: "application/x-pem-file"], body: .init(byteBuffer: ByteBuffer(string: ca.certificatePEM)))
@@ -111,6 +119,7 @@ struct APIRoutes: Sendable {
         }
         try authorize(principal, .create, kind: kind.kind, name: object.name, object: object)
         object = try SystemFields.clientWrite(object, stored: nil, by: principal)
+        object = try assignAddresses(object, stored: nil)
         object.metadata.revision = nil
         object.metadata.deletionTimestamp = nil
         try await checkInstanceQuota(object, creating: true)
@@ -119,9 +128,24 @@ struct APIRoutes: Sendable {
 
     private func update(_ request: Request, _ context: BasicRequestContext, _ principal: Principal) async throws -> Response {
         let (object, current) = try await replacement(request, context, principal, .update)
-        let written = try SystemFields.clientWrite(object, stored: current, by: principal)
+        let written = try assignAddresses(try SystemFields.clientWrite(object, stored: current, by: principal), stored: current)
         try await checkInstanceQuota(written, creating: false)
         return try json(try await writer.update(written))
+    }
+
+    /// A service's virtual IP and a node's pod subnet: kept when stored, given when missing.
+    private func assignAddresses(_ object: AnyResource, stored: AnyResource?) throws -> AnyResource {
+        guard let addresses else { return object }
+        switch object {
+        case .service(let service):
+            guard case .service(let current)? = stored else { return .service(try addresses.assign(service, stored: nil)) }
+            return .service(try addresses.assign(service, stored: current))
+        case .node(let node):
+            guard case .node(let current)? = stored else { return .node(addresses.assign(node, stored: nil)) }
+            return .node(addresses.assign(node, stored: current))
+        default:
+            return object
+        }
     }
 
     /// `PUT /v1/KIND/NAME/status`: the sent object's status on the stored object (its spec and

@@ -9,7 +9,15 @@ enum SystemFields {
     /// The object to store for a client's create or update.
     /// - Throws: ``APIFailure`` 403 naming the field a client tried to set.
     static func clientWrite(_ object: AnyResource, stored: AnyResource?, by principal: Principal) throws -> AnyResource {
-        if principal.role == .node { return object }
+        if principal.role == .node {
+            // A node's agent writes its Node, but not the subnet the cluster gave it: moving it
+            // would take another node's traffic.
+            if case .node(var node) = object {
+                if case .node(let current)? = stored { node.spec.podCIDR = current.spec.podCIDR } else { node.spec.podCIDR = nil }
+                return .node(node)
+            }
+            return object
+        }
         var result = object
         func forbid(_ field: String, _ why: String) -> APIFailure {
             APIFailure(.forbidden, "Forbidden", "\(object.kind) \"\(object.name)\": \(field) \(why); leave it out of what you send")
@@ -24,11 +32,15 @@ enum SystemFields {
                 result = .instance(instance)
             case .node(var node):
                 if node.spec.agentAddress != nil { throw forbid("spec.agentAddress", "is set by the node's own agent") }
+                if node.spec.podCIDR != nil { throw forbid("spec.podCIDR", "is given by the control plane from the cluster CIDR") }
                 node.status = NodeSpec.initialStatus
                 result = .node(node)
             case .workload(var workload):
                 workload.status = WorkloadSpec.initialStatus
                 result = .workload(workload)
+            case .service(var service):
+                service.status = ServiceSpec.initialStatus
+                result = .service(service)
             default:
                 break
             }
@@ -50,12 +62,20 @@ enum SystemFields {
                 throw forbid("spec.agentAddress", "is set by the node's own agent")
             }
             node.spec.agentAddress = current.spec.agentAddress
+            if let cidr = node.spec.podCIDR, cidr != current.spec.podCIDR {
+                throw forbid("spec.podCIDR", "is given by the control plane from the cluster CIDR")
+            }
+            node.spec.podCIDR = current.spec.podCIDR
             node.status = current.status
             result = .node(node)
         case (.workload(var workload), .workload(let current)):
             workload.status = current.status
             workload.metadata.owner = current.metadata.owner
             result = .workload(workload)
+        case (.service(var service), .service(let current)):
+            // Endpoints and conditions are the controllers'.
+            service.status = current.status
+            result = .service(service)
         case (.volumeClaim(var claim), .volumeClaim(let current)):
             // A manifest applied again has no volumeName: the claim stays bound (issue 9).
             if let volume = claim.spec.volumeName, let bound = current.spec.volumeName, volume != bound {
@@ -87,6 +107,10 @@ enum SystemFields {
             current.status = sent.status
             current.metadata.revision = sent.metadata.revision
             result = .workload(current)
+        case (.service(let sent), .service(var current)):
+            current.status = sent.status
+            current.metadata.revision = sent.metadata.revision
+            result = .service(current)
         default:
             throw APIFailure.badRequest("\(object.kind) has no status to write")
         }

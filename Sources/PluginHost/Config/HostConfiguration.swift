@@ -177,12 +177,12 @@ public struct HostConfiguration: Sendable, Hashable {
         return HostConfiguration(
             pluginPaths: [executableDirectory, installed],
             plugins: inTreePlugins.map { PluginEntry(name: $0) },
-            defaults: [.scheduler: "binpack", .storage: "hostpath", .network: "host", .loadBalancer: "roundrobin", .runtime: "process"],
+            defaults: [.scheduler: "binpack", .storage: "hostpath", .network: "host", .loadBalancer: "nftables", .runtime: "process"],
             stateDirectory: stateDirectory)
     }
 
     /// The plugin libraries that ship with Capstan.
-    public static let inTreePlugins = ["CapstanBinpack", "CapstanSpread", "CapstanBestFit", "CapstanFGD", "CapstanHostPath", "CapstanHostNetwork", "CapstanRoundRobin", "CapstanLeastConn", "CapstanProcessRuntime", "CapstanRuncRuntime"]
+    public static let inTreePlugins = ["CapstanBinpack", "CapstanSpread", "CapstanBestFit", "CapstanFGD", "CapstanHostPath", "CapstanHostNetwork", "CapstanCNI", "CapstanRoundRobin", "CapstanLeastConn", "CapstanNFTables", "CapstanProcessRuntime", "CapstanRuncRuntime"]
 }
 
 /// The file's shape, decoded strictly.

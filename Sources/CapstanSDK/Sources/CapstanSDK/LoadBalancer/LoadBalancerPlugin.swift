@@ -2,8 +2,14 @@ import CapstanCore
 
 /// Spreads a service's connections over its ready backends.
 ///
-/// The control plane calls ``program(_:)`` whenever a service's frontend or backends change; the
-/// data plane asks ``pick(_:)`` for each new connection and reports ``release(_:)`` when it ends.
+/// Two shapes of plugin fit this protocol (SDK 1.4, docs/proposals/0004-networking.md):
+/// - an **in-process picker** (`dataPlane == .inProcess`): the host calls ``program(_:)`` when a
+///   service's frontend or backends change, asks ``pick(_:)`` for each new connection and
+///   reports ``release(_:)`` when it ends;
+/// - a **data plane** (`.kernel`, `.external`): the plugin moves packets itself (nftables, an
+///   external balancer). It implements ``program(_:)``, ``removeService(_:)`` and
+///   ``synchronize(_:)``; the host never asks it to pick, and the per-connection members keep
+///   their default implementations.
 ///
 /// Conforming plugins must:
 /// - never pick a backend that is not ready or is draining;
@@ -22,6 +28,31 @@ public protocol LoadBalancerPlugin: Sendable {
     func release(_ picked: PickedBackend)
     /// Per-backend counters of a service.
     func stats(service: String) -> [BackendStats]
+    /// Makes the plugin hold exactly `services` (SDK 1.4): sent when the agent starts and on
+    /// every periodic resync, so a data plane that lost state (a reboot, someone's `nft flush`)
+    /// is rebuilt, and services the host no longer knows are removed. A data plane applies it
+    /// as one transaction. The default programs each service and removes none.
+    func synchronize(_ services: [ProgramServiceRequest]) async throws
+}
+
+extension LoadBalancerPlugin {
+    /// Data-plane plugins pick no backend (SDK 1.4 default).
+    public func pick(_ request: PickRequest) -> PickedBackend? { nil }
+    public func release(_ picked: PickedBackend) {}
+    public func stats(service: String) -> [BackendStats] { [] }
+    public func synchronize(_ services: [ProgramServiceRequest]) async throws {
+        for service in services { try await program(service) }
+    }
+}
+
+/// Where a load balancer's packets are moved (SDK 1.4).
+public enum LoadBalancerDataPlane: String, Sendable, Hashable, Codable {
+    /// The host calls ``LoadBalancerPlugin/pick(_:)`` per connection.
+    case inProcess
+    /// The plugin programs the node's kernel (nftables, IPVS, eBPF); packets never reach the host's code.
+    case kernel
+    /// The plugin configures a balancer outside the agent (HAProxy, a cloud balancer).
+    case external
 }
 
 public struct LoadBalancerCapabilities: Sendable, Hashable {
@@ -29,10 +60,23 @@ public struct LoadBalancerCapabilities: Sendable, Hashable {
     public var algorithm: String
     /// Picks honour a connection key (session affinity).
     public var usesKey: Bool
+    /// Who moves the packets (SDK 1.4); `.inProcess` for plugins built before.
+    public var dataPlane: LoadBalancerDataPlane = .inProcess
+    /// The algorithms a service may ask for with `spec.algorithm` (SDK 1.4); a data plane that
+    /// offers several lists them, the first being its default. Empty: just ``algorithm``.
+    public var algorithms: [String] = []
     public init(algorithm: String, usesKey: Bool = false) {
         self.algorithm = algorithm
         self.usesKey = usesKey
     }
+    public init(dataPlane: LoadBalancerDataPlane, algorithms: [String], usesKey: Bool = false) {
+        self.algorithm = algorithms.first ?? ""
+        self.usesKey = usesKey
+        self.dataPlane = dataPlane
+        self.algorithms = algorithms
+    }
+    /// Every algorithm a service may name.
+    public var offeredAlgorithms: [String] { algorithms.isEmpty ? [algorithm] : algorithms }
 }
 
 public struct Backend: Sendable, Hashable {
@@ -57,6 +101,10 @@ public struct ProgramServiceRequest: Sendable, Hashable {
     public var frontendAddress: String
     public var frontendPort: Int
     public var backends: [Backend]
+    /// `tcp` or `udp` (SDK 1.4).
+    public var `protocol`: String = "tcp"
+    /// The service's `spec.algorithm` (SDK 1.4); nil for the plugin's default.
+    public var algorithm: String?
     public init(service: String, frontendAddress: String, frontendPort: Int, backends: [Backend]) {
         self.service = service
         self.frontendAddress = frontendAddress

@@ -93,3 +93,56 @@ public struct NetworkStatus: Sendable, Hashable {
         self.message = message
     }
 }
+
+/// A network plugin that gives instances addresses from the node's pod subnet and reaches other
+/// nodes' subnets (SDK 1.4). The agent calls ``configure(_:)`` once it knows its subnet, and
+/// again whenever a node joins, leaves or moves; the call must be idempotent and converge (add
+/// what is missing, remove what is no longer wanted). An optional ability (STYLE.md rule 3):
+/// plugins without it (host networking) are never called.
+public protocol NetworkTopology: NetworkPlugin {
+    func configure(_ network: ClusterNetwork) async throws
+}
+
+/// What a node's network plugin needs to know of the cluster's addresses (SDK 1.4).
+public struct ClusterNetwork: Sendable, Hashable {
+    /// This node.
+    public var nodeName: String
+    /// This node's pod subnet, e.g. `10.244.1.0/24`.
+    public var podCIDR: String
+    /// Every node's pod subnet lies in it (`10.244.0.0/16`).
+    public var clusterCIDR: String
+    /// Services' virtual IPs lie in it (`10.96.0.0/16`).
+    public var serviceCIDR: String
+    /// This node's address, as other nodes reach it.
+    public var nodeAddress: String?
+    /// Every other node with a pod subnet.
+    public var peers: [NetworkPeer]
+    public init(nodeName: String, podCIDR: String, clusterCIDR: String, serviceCIDR: String, nodeAddress: String? = nil, peers: [NetworkPeer] = []) {
+        self.nodeName = nodeName
+        self.podCIDR = podCIDR
+        self.clusterCIDR = clusterCIDR
+        self.serviceCIDR = serviceCIDR
+        self.nodeAddress = nodeAddress
+        self.peers = peers
+    }
+}
+
+/// Another node: where its instances' subnet is reached.
+public struct NetworkPeer: Sendable, Hashable {
+    public var nodeName: String
+    /// Its address, as this node reaches it.
+    public var address: String
+    public var podCIDR: String
+    public init(nodeName: String, address: String, podCIDR: String) {
+        self.nodeName = nodeName
+        self.address = address
+        self.podCIDR = podCIDR
+    }
+}
+
+/// A network plugin whose attachments outlive the agent and can be listed (SDK 1.4), so a
+/// restarted agent removes those whose instance is gone (garbage collection). Optional.
+public protocol NetworkInventory: NetworkPlugin {
+    /// The instance IDs this plugin holds an attachment for on this node.
+    func attachedInstances() async throws -> [String]
+}

@@ -60,6 +60,14 @@ public struct CreateInstanceRequest: Sendable, Hashable {
     /// runtime's defaults. A runtime that cannot honour a field throws
     /// ``PluginError/Code/invalidArgument`` naming it, never runs with more than was asked.
     public var securityContext: SecurityContext?
+    /// The network namespace to run in (SDK 1.4), e.g. `/run/netns/capstan-…`: made by the
+    /// agent and wired by the network plugin before `create`. nil runs in the node's own
+    /// network. A runtime that cannot join it throws ``PluginError/Code/invalidArgument``
+    /// naming the field, never runs the instance on the host network instead.
+    public var networkNamespace: String?
+    /// A `resolv.conf` to show the instance at `/etc/resolv.conf` (SDK 1.4): cluster DNS. nil
+    /// keeps the node's.
+    public var resolvConf: String?
 
     public init(id: String, command: [String], env: [String: String] = [:], workingDir: String? = nil, image: String? = nil, limits: ResourceVector = ResourceVector(), mounts: [RuntimeMount] = [], hostname: String? = nil, labels: [String: String] = [:]) {
         self.id = id

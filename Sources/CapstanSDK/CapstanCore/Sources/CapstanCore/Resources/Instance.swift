@@ -85,6 +85,9 @@ public struct InstanceStatus: Codable, Sendable, Hashable {
     /// The host ports the network plugin gave the instance's ports (SDK 1.3): where to reach
     /// it, also when `hostPort` was left to the plugin.
     public var ports: [PortBinding] = []
+    /// The instance shares its node's network (SDK 1.4): it is reached at the node's address
+    /// on its host ports, not at an address of its own on its container ports.
+    public var hostNetwork: Bool = false
 
     public init(phase: InstancePhase = .pending, ready: Bool = false, restarts: Int = 0, exitCode: Int32? = nil, reason: String? = nil, message: String? = nil, startedAt: Timestamp? = nil, addresses: [String] = [], pid: Int32? = nil, nextRestartAt: Timestamp? = nil) {
         self.phase = phase
@@ -100,7 +103,7 @@ public struct InstanceStatus: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case phase, ready, restarts, exitCode, reason, message, startedAt, addresses, pid, nextRestartAt, ports
+        case phase, ready, restarts, exitCode, reason, message, startedAt, addresses, pid, nextRestartAt, ports, hostNetwork
     }
 
     public init(from decoder: any Decoder) throws {
@@ -116,6 +119,7 @@ public struct InstanceStatus: Codable, Sendable, Hashable {
         pid = try container.decodeIfPresent(Int32.self, forKey: .pid)
         nextRestartAt = try container.decodeIfPresent(Timestamp.self, forKey: .nextRestartAt)
         ports = try container.decodeIfPresent([PortBinding].self, forKey: .ports) ?? []
+        hostNetwork = try container.decodeIfPresent(Bool.self, forKey: .hostNetwork) ?? false
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -131,6 +135,7 @@ public struct InstanceStatus: Codable, Sendable, Hashable {
         try container.encodeIfPresent(pid, forKey: .pid)
         try container.encodeIfPresent(nextRestartAt, forKey: .nextRestartAt)
         if !ports.isEmpty { try container.encode(ports, forKey: .ports) }
+        if hostNetwork { try container.encode(hostNetwork, forKey: .hostNetwork) }
     }
 }
 

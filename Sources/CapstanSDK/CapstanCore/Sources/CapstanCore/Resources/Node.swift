@@ -9,6 +9,9 @@ public struct NodeSpec: ResourceSpec {
     public var unschedulable: Bool
     /// The agent's API address, for logs and exec.
     public var agentAddress: String?
+    /// The node's pod subnet (SDK 1.4): given by the control plane from the cluster CIDR when
+    /// the node registers; its network plugin takes instance addresses from it.
+    public var podCIDR: String?
 
     public init(unschedulable: Bool = false, agentAddress: String? = nil) {
         self.unschedulable = unschedulable
@@ -19,13 +22,20 @@ public struct NodeSpec: ResourceSpec {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         unschedulable = try container.decodeIfPresent(Bool.self, forKey: .unschedulable) ?? false
         agentAddress = try container.decodeIfPresent(String.self, forKey: .agentAddress)
+        podCIDR = try container.decodeIfPresent(String.self, forKey: .podCIDR)
     }
 
     public static var initialStatus: NodeStatus { NodeStatus() }
 
     public func validate(at path: String) -> [ValidationProblem] {
-        guard let agentAddress, let problem = Self.agentAddressProblem(agentAddress) else { return [] }
-        return [ValidationProblem(path: "\(path).agentAddress", message: problem)]
+        var problems: [ValidationProblem] = []
+        if let agentAddress, let problem = Self.agentAddressProblem(agentAddress) {
+            problems.append(ValidationProblem(path: "\(path).agentAddress", message: problem))
+        }
+        if let podCIDR, IPv4Network(podCIDR) == nil {
+            problems.append(ValidationProblem(path: "\(path).podCIDR", message: "\"\(podCIDR.prefix(64))\" is not an IPv4 network (10.244.1.0/24)"))
+        }
+        return problems
     }
 
     /// Why `address` is not `http://host:port` or `https://host:port` with nothing after the

@@ -5,25 +5,28 @@ import Synchronization
 import Glibc
 #endif
 
-/// One run of a helper program (runc, umoci): its exit status and output.
-struct ExternalCommand: Sendable {
-    var executable: String
-    var arguments: [String]
-    var status: Int32 = 0
-    var stdout = Data()
-    var stderr = Data()
+/// One run of a helper program (runc, umoci, a CNI plugin): its exit status and output.
+public struct ExternalCommand: Sendable {
+    public var executable: String
+    public var arguments: [String]
+    public var status: Int32 = 0
+    public var stdout = Data()
+    public var stderr = Data()
 
     /// The command line, for messages.
-    var commandLine: String { ([executable] + arguments).joined(separator: " ") }
+    public var commandLine: String { ([executable] + arguments).joined(separator: " ") }
 
     /// Runs `executable` to the end on a thread of its own (not the cooperative pool), killing
     /// it after `timeout` seconds. Does not observe cancellation: a stop that began must finish.
     /// - Throws: ``PluginError`` with code `internal` when it cannot start, times out, or (with
     ///   `check`) exits non-zero; the message carries its stderr.
-    static func run(_ executable: String, _ arguments: [String], timeout: Double, check: Bool = true) async throws -> ExternalCommand {
+    /// - Parameters:
+    ///   - input: written to its stdin (then closed); nil gives it /dev/null.
+    ///   - environment: its whole environment; nil inherits this process's.
+    public static func run(_ executable: String, _ arguments: [String], timeout: Double, check: Bool = true, input: Data? = nil, environment: [String: String]? = nil) async throws -> ExternalCommand {
         let result = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ExternalCommand, any Error>) in
             let thread = Thread {
-                continuation.resume(with: Result { try runBlocking(executable, arguments, timeout: timeout) })
+                continuation.resume(with: Result { try runBlocking(executable, arguments, timeout: timeout, input: input, environment: environment) })
             }
             thread.name = "capstan-\(URL(fileURLWithPath: executable).lastPathComponent)"
             thread.start()
@@ -33,12 +36,12 @@ struct ExternalCommand: Sendable {
     }
 
     /// The error for a run that failed: the command, its status and what it said.
-    var failure: PluginError {
+    public var failure: PluginError {
         PluginError(.internal, "\(commandLine) exited with status \(status): \(diagnostic)")
     }
 
     /// stderr (or stdout when stderr is empty), trimmed; runc's `msg="…"` when it logged one.
-    var diagnostic: String {
+    public var diagnostic: String {
         let text = String(decoding: stderr.isEmpty ? stdout : stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         let messages = text.split(separator: "\n").compactMap { line -> String? in
             guard let start = line.range(of: "msg=\"") else { return nil }
@@ -49,11 +52,24 @@ struct ExternalCommand: Sendable {
         return messages.isEmpty ? (text.isEmpty ? "no output" : text) : messages.joined(separator: "; ")
     }
 
-    private static func runBlocking(_ executable: String, _ arguments: [String], timeout: Double) throws -> ExternalCommand {
+    private static func runBlocking(_ executable: String, _ arguments: [String], timeout: Double, input: Data?, environment: [String: String]?) throws -> ExternalCommand {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        process.standardInput = FileHandle.nullDevice
+        if let environment { process.environment = environment }
+        if let input {
+            // From an unlinked temporary file, not a pipe: a program that exits without reading
+            // cannot raise SIGPIPE in this process, and no size can stall the write.
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("capstan-stdin-\(UUID().uuidString)").path
+            guard FileManager.default.createFile(atPath: path, contents: input, attributes: [.posixPermissions: 0o600]),
+                  let handle = FileHandle(forReadingAtPath: path) else {
+                throw PluginError(.internal, "cannot write the input of \(executable) to \(path)")
+            }
+            unlink(path)
+            process.standardInput = handle
+        } else {
+            process.standardInput = FileHandle.nullDevice
+        }
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out
@@ -108,7 +124,7 @@ struct ExternalCommand: Sendable {
     }
 
     /// The absolute path of `name` on PATH (and the sbin folders, where Debian puts runc), or nil.
-    static func find(_ name: String) -> String? {
+    public static func find(_ name: String) -> String? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
         let folders = path.split(separator: ":").map(String.init) + ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin"]
         return folders.lazy
