@@ -2,6 +2,9 @@ import CapstanCore
 import CapstanSDK
 import CapstanSupervision
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The `cni` network plugin: each instance gets its own network namespace (the agent makes it)
 /// wired by the real CNI plugins from Debian's `containernetworking-plugins` — by default a Linux
@@ -50,9 +53,16 @@ actor CNINetwork: NetworkPlugin, NetworkTopology, NetworkInventory {
         guard let namespace = request.namespacePath else {
             throw PluginError(.invalidArgument, "the cni network plugin needs the instance's network namespace (namespacePath); the agent makes one when the plugin's capabilities ask")
         }
-        if let cached = try cachedResult(request.instanceID), cached.namespace == namespace {
-            // Idempotent: the same instance attached again (a retry, an adopted instance).
-            return attachment(request.instanceID, cached)
+        let identity = Self.identity(of: namespace)
+        if let cached = try cachedResult(request.instanceID) {
+            if cached.complete, cached.namespace == namespace, cached.namespaceIdentity == identity, identity != nil {
+                // Idempotent: the same instance in the same namespace attached again (a retry,
+                // an adopted instance).
+                return attachment(request.instanceID, cached)
+            }
+            // A record of another namespace (an earlier instance of this name whose DEL failed,
+            // or an ADD that never finished): undo it first, so its address and veth are freed.
+            try await detach(NetworkDetachRequest(instanceID: request.instanceID, namespacePath: nil))
         }
         // Missing plugins and version mismatches first: they need a person, not a retry.
         let version = try await negotiate()
@@ -64,6 +74,12 @@ actor CNINetwork: NetworkPlugin, NetworkTopology, NetworkInventory {
             guard let host = port.hostPort, host > 0 else { return nil }
             return PortMapping(containerPort: port.containerPort, hostPort: host, protocol: (port.protocol ?? "tcp").lowercased())
         }
+        // A pending record first: if the process dies mid-ADD, or an undo fails, detach and
+        // garbage collection still find what to DEL.
+        var record = CachedResult(namespace: namespace, cniVersion: version, list: used.plugins, name: used.name, result: .null, ports: mappings)
+        record.complete = false
+        record.namespaceIdentity = identity
+        try JSONEncoder().encode(record).write(to: resultFile(request.instanceID), options: .atomic)
         _ = try await invoke("loopback", command: "ADD", config: ["cniVersion": .string(version), "name": "capstan-lo", "type": "loopback"], id: request.instanceID, namespace: namespace, interface: "lo")
         var previous: JSONValue?
         for index in used.plugins.indices {
@@ -71,15 +87,23 @@ actor CNINetwork: NetworkPlugin, NetworkTopology, NetworkInventory {
             do {
                 previous = try await invoke(used.type(at: index), command: "ADD", config: config, id: request.instanceID, namespace: namespace, interface: configuration.interface)
             } catch {
-                // Nothing half-made: what the earlier plugins (and this one) did is undone.
+                // Nothing half-made: what the earlier plugins (and this one) did is undone. If an
+                // undo fails, the pending record stays for the next detach to finish.
+                var undone = true
                 for undo in (0...index).reversed() {
                     let config = pluginConfig(used, undo, version: version, previous: previous, ports: mappings)
-                    _ = try? await invoke(used.type(at: undo), command: "DEL", config: config, id: request.instanceID, namespace: namespace, interface: configuration.interface)
+                    do {
+                        _ = try await invoke(used.type(at: undo), command: "DEL", config: config, id: request.instanceID, namespace: namespace, interface: configuration.interface)
+                    } catch {
+                        undone = false
+                    }
                 }
+                if undone { try? FileManager.default.removeItem(at: resultFile(request.instanceID)) }
                 throw error
             }
         }
-        let record = CachedResult(namespace: namespace, cniVersion: version, list: used.plugins, name: used.name, result: previous ?? .null, ports: mappings)
+        record.result = previous ?? .null
+        record.complete = true
         let data = try JSONEncoder().encode(record)
         try data.write(to: resultFile(request.instanceID), options: .atomic)
         return attachment(request.instanceID, record)
@@ -102,7 +126,7 @@ actor CNINetwork: NetworkPlugin, NetworkTopology, NetworkInventory {
         }
         var failures: [String] = []
         for index in used.plugins.indices.reversed() {
-            let config = pluginConfig(used, index, version: version, previous: cached?.result, ports: cached?.ports ?? [])
+            let config = pluginConfig(used, index, version: version, previous: cached?.complete == true ? cached?.result : nil, ports: cached?.ports ?? [])
             do {
                 _ = try await invoke(used.type(at: index), command: "DEL", config: config, id: request.instanceID, namespace: namespace, interface: configuration.interface)
             } catch {
@@ -114,7 +138,7 @@ actor CNINetwork: NetworkPlugin, NetworkTopology, NetworkInventory {
     }
 
     func check(_ request: NetworkCheckRequest) async throws -> NetworkAttachment {
-        guard let cached = try cachedResult(request.instanceID) else {
+        guard let cached = try cachedResult(request.instanceID), cached.complete else {
             throw PluginError(.notFound, "instance \(request.instanceID) has no CNI attachment on this node")
         }
         // CHECK exists from CNI 0.4.0 on.
@@ -158,9 +182,12 @@ actor CNINetwork: NetworkPlugin, NetworkTopology, NetworkInventory {
         _ = try await ExternalCommand.run(ip, ["route", "replace", network.serviceCIDR, "dev", "lo"], timeout: configuration.timeout)
         // Bridged replies must pass the ip hooks, so connections DNAT'd to an instance on the
         // same bridge are translated back (kube-proxy needs the same).
-        try? "1\n".write(toFile: "/proc/sys/net/bridge/bridge-nf-call-iptables", atomically: false, encoding: .utf8)
-        var wanted: Set<String> = []
         var failures: [String] = []
+        let bridgeFilter = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+        if (try? "1\n".write(toFile: bridgeFilter, atomically: false, encoding: .utf8)) == nil {
+            failures.append("cannot enable \(bridgeFilter) (load the br_netfilter module): connections from an instance to a service whose endpoint is on the same bridge would not be translated back")
+        }
+        var wanted: Set<String> = []
         for peer in network.peers {
             wanted.insert(peer.podCIDR)
             do {
@@ -281,6 +308,36 @@ actor CNINetwork: NetworkPlugin, NetworkTopology, NetworkInventory {
         var name: String
         var result: JSONValue
         var ports: [PortMapping]
+        /// The namespace's device and inode when attached: the same path later may be another
+        /// namespace (a new instance of the same name).
+        var namespaceIdentity: String?
+        /// False while ADD runs (or when its undo failed): DEL it, never return it.
+        var complete = true
+
+        init(namespace: String, cniVersion: String, list: [[String: JSONValue]], name: String, result: JSONValue, ports: [PortMapping]) {
+            (self.namespace, self.cniVersion, self.list, self.name, self.result, self.ports) = (namespace, cniVersion, list, name, result, ports)
+        }
+
+        enum CodingKeys: String, CodingKey { case namespace, cniVersion, list, name, result, ports, namespaceIdentity, complete }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            namespace = try container.decode(String.self, forKey: .namespace)
+            cniVersion = try container.decode(String.self, forKey: .cniVersion)
+            list = try container.decode([[String: JSONValue]].self, forKey: .list)
+            name = try container.decode(String.self, forKey: .name)
+            result = try container.decode(JSONValue.self, forKey: .result)
+            ports = try container.decode([PortMapping].self, forKey: .ports)
+            namespaceIdentity = try container.decodeIfPresent(String.self, forKey: .namespaceIdentity)
+            complete = try container.decodeIfPresent(Bool.self, forKey: .complete) ?? true
+        }
+    }
+
+    /// `device:inode` of a namespace file, nil when there is none.
+    static func identity(of path: String) -> String? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return "\(info.st_dev):\(info.st_ino)"
     }
 
     struct SavedCluster: Codable {

@@ -23,10 +23,10 @@ struct NFTablesConfiguration: PluginConfiguration {
 
     func validate() -> [ValidationProblem] {
         var problems: [ValidationProblem] = []
-        let valid = (1...32).contains(table.utf8.count) && table.utf8.allSatisfy { c in
+        let valid = (1...32).contains(table.utf8.count) && table.utf8.first.map({ $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") }) == true && table.utf8.allSatisfy { c in
             (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z")) || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || c == UInt8(ascii: "-") || c == UInt8(ascii: "_")
         }
-        if !valid { problems.append(ValidationProblem(path: "table", message: "\"\(table.prefix(40))\" is not 1-32 lowercase letters, digits, '-' or '_'")) }
+        if !valid { problems.append(ValidationProblem(path: "table", message: "\"\(table.prefix(40))\" is not 1-32 lowercase letters, digits, '-' or '_', starting with a letter")) }
         if let nft, !nft.hasPrefix("/") { problems.append(ValidationProblem(path: "nft", message: "\"\(nft)\" is not an absolute path")) }
         if !(timeout >= 1 && timeout <= 600) { problems.append(ValidationProblem(path: "timeout", message: "\(timeout) is not 1-600 seconds")) }
         return problems

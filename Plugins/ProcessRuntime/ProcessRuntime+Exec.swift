@@ -1,11 +1,13 @@
 import CapstanSDK
+import CapstanSupervision
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Exec for host processes: the command runs on the host with the instance's environment and
-/// working directory (there is no namespace to enter).
+/// Exec for host processes: the command runs with the instance's environment and working
+/// directory, and in its network namespace and resolv.conf when it has them (SDK 1.4), so an
+/// exec probe of `localhost:8080` reaches the instance, not the node.
 extension ProcessRuntime: RuntimeExec {
     func exec(_ request: ExecInstanceRequest) async throws -> ExecResult {
         guard let record = try folders.record(request.id) else { throw notFound(request.id) }
@@ -26,7 +28,14 @@ extension ProcessRuntime: RuntimeExec {
         process.standardError = output
         process.standardInput = FileHandle.nullDevice
         do {
-            try process.run()
+            if record.networkNamespace != nil || record.resolvConf != nil {
+                // Spawned from a thread inside the instance's namespaces; the caller waits for
+                // that thread, so the process is never used from two threads at once.
+                let handed = HandedOver(process)
+                try await NamespaceThread.run(network: record.networkNamespace, resolvConf: record.resolvConf) { try handed.value.run() }
+            } else {
+                try process.run()
+            }
         } catch {
             throw PluginError(.internal, "cannot run \(request.command[0]): \(error)")
         }
@@ -45,4 +54,10 @@ extension ProcessRuntime: RuntimeExec {
         let code: Int32 = killed ? 128 + process.terminationStatus : process.terminationStatus
         return ExecResult(exitCode: code, output: Array(data.prefix(64 << 10)), timedOut: killed && process.terminationStatus == SIGKILL)
     }
+}
+
+/// A value handed to exactly one other thread while its owner waits.
+private struct HandedOver<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }

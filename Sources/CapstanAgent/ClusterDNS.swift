@@ -85,13 +85,13 @@ final class ClusterDNS: Sendable {
             defer { fd = -1 }
             return fd
         }
-        if fd >= 0 {
-            shutdown(fd, Int32(SHUT_RDWR))
-            close(fd)
-        }
+        // Shut down only: the serving thread wakes, sees it stopped, and closes the socket
+        // itself, so its descriptor is never reused under it.
+        if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
     private func serve(_ fd: Int32) {
+        defer { close(fd) }
         var buffer = [UInt8](repeating: 0, count: 1500)
         while true {
             var peer = sockaddr_in()
@@ -103,7 +103,11 @@ final class ClusterDNS: Sendable {
                 if errno == EINTR { continue }
                 return
             }
+            if count == 0 && socketFD.withLock({ $0 }) < 0 { return }  // stopped
             let query = Array(buffer[0..<count])
+            // Responses (QR set) and runts are dropped unanswered: answering a response could
+            // start a loop between two servers, and a runt has no ID to answer.
+            guard !Self.isDroppable(query) else { continue }
             let client = peer
             if let answer = answer(query) {
                 send(answer, to: client, on: fd)
@@ -118,6 +122,11 @@ final class ClusterDNS: Sendable {
                 if !upstreams.isEmpty { forwarding.subtract(1, ordering: .relaxed) }
             }
         }
+    }
+
+    /// True for what gets no answer at all: shorter than a header, or a response.
+    static func isDroppable(_ message: [UInt8]) -> Bool {
+        message.count < 12 || message[2] & 0x80 != 0
     }
 
     private func send(_ message: [UInt8], to peer: sockaddr_in, on fd: Int32) {
@@ -159,10 +168,11 @@ final class ClusterDNS: Sendable {
             var timeout = timeval(tv_sec: 2, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             var target = Self.socketAddress(host, port)
-            let sent = withUnsafePointer(to: &target) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, query, query.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            // Connected: only the upstream's own datagrams are read back.
+            let connected = withUnsafePointer(to: &target) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
             }
-            guard sent == query.count else { continue }
+            guard connected == 0, query.count >= 12, Glibc.send(fd, query, query.count, 0) == query.count else { continue }
             var buffer = [UInt8](repeating: 0, count: 4096)
             let count = recv(fd, &buffer, buffer.count, 0)
             if count >= 12, buffer[0] == query[0], buffer[1] == query[1] { return Array(buffer[0..<count]) }
@@ -211,7 +221,15 @@ final class ClusterDNS: Sendable {
         // QR, opcode 0, AA, RD copied; RA; rcode.
         message.append(0x84 | (query[2] & 0x01))
         message.append(0x80 | (code & 0x0f))
-        let records = question == nil ? [] : addresses.compactMap(IPv4Address.init)
+        var records = question == nil ? [] : addresses.compactMap(IPv4Address.init)
+        // A UDP answer fits in 512 bytes: 16 per A record after the header and question; the
+        // rest is cut and TC set (the client may ask again over TCP, which this server does
+        // not serve: it gets the first records).
+        let room = max(0, (512 - 12 - ((question?.end ?? 12) - 12)) / 16)
+        if records.count > room {
+            records = Array(records.prefix(room))
+            message[2] |= 0x02
+        }
         message += [0, question == nil ? 0 : 1]
         message += [UInt8(records.count >> 8), UInt8(records.count & 0xff), 0, 0, 0, 0]
         guard let question else { return message }

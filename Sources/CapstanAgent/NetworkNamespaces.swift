@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// The network namespaces the agent makes for instances whose network plugin isolates them
-/// (CNI): one per instance, bind-mounted at `/run/netns/capstan-<node>-<instance>` so it
+/// (CNI): one per instance, bind-mounted at `/run/netns/capstan-<node>_<instance>` so it
 /// outlives the agent (an agent restart re-adopts it) and `ip netns` lists it. Made before the
 /// network plugin wires it and the runtime starts the instance in it; removed after both are done.
 public struct NetworkNamespaces: Sendable {
@@ -14,7 +14,8 @@ public struct NetworkNamespaces: Sendable {
 
     public init(nodeName: String, directory: String = "/run/netns") {
         self.directory = directory
-        prefix = "capstan-\(nodeName)-"
+        // `_` appears in neither a node's nor an instance's name: node `a` never claims `a-b`'s.
+        prefix = "capstan-\(nodeName)_"
     }
 
     public func path(for instance: String) -> String { "\(directory)/\(prefix)\(instance)" }
@@ -25,6 +26,7 @@ public struct NetworkNamespaces: Sendable {
         let path = path(for: instance)
         if Self.isNamespace(path) { return path }
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        Self.makeShared(directory)
         let fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
         if fd >= 0 { close(fd) } else if errno != EEXIST {
             throw PluginError(.internal, "cannot create \(path): \(String(cString: strerror(errno)))")
@@ -37,7 +39,8 @@ public struct NetworkNamespaces: Sendable {
                     continuation.resume(returning: "unshare(CLONE_NEWNET): \(String(cString: strerror(errno)))")
                     return
                 }
-                let source = "/proc/self/task/\(Self.threadID())/ns/net"
+                // This thread's namespace (not the process's: only this thread unshared).
+                let source = "/proc/thread-self/ns/net"
                 guard mount(source, path, nil, UInt(MS_BIND), nil) == 0 else {
                     continuation.resume(returning: "mount \(source) on \(path): \(String(cString: strerror(errno)))")
                     return
@@ -68,6 +71,19 @@ public struct NetworkNamespaces: Sendable {
         return names.filter { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }
     }
 
+    /// Makes the folder a mount of its own with shared propagation, as `ip netns` does: an
+    /// instance with a mount namespace of its own (a process instance with its resolv.conf)
+    /// then sees namespace files unmounted here go away too, instead of keeping every other
+    /// instance's network namespace alive.
+    static func makeShared(_ directory: String) {
+        var folder = stat()
+        var parent = stat()
+        if stat(directory, &folder) == 0, stat(directory + "/..", &parent) == 0, folder.st_dev == parent.st_dev {
+            _ = mount(directory, directory, nil, UInt(MS_BIND | MS_REC), nil)
+        }
+        _ = mount("none", directory, nil, UInt(MS_SHARED | MS_REC), nil)
+    }
+
     /// True when `path` is a namespace mount (its device is nsfs), not a leftover empty file.
     static func isNamespace(_ path: String) -> Bool {
         var file = stat()
@@ -79,10 +95,4 @@ public struct NetworkNamespaces: Sendable {
     typealias Unshare = @convention(c) (Int32) -> Int32
     static let newNetwork: Int32 = 0x4000_0000
     static let unshareCall: Unshare? = dlsym(nil, "unshare").map { unsafeBitCast($0, to: Unshare.self) }
-    static func threadID() -> Int32 { Int32(truncatingIfNeeded: syscallGettid()) }
-    private static func syscallGettid() -> Int {
-        typealias GetTID = @convention(c) () -> Int32
-        guard let symbol = dlsym(nil, "gettid") else { return Int(getpid()) }
-        return Int(unsafeBitCast(symbol, to: GetTID.self)())
-    }
 }

@@ -38,6 +38,8 @@ actor NetworkSync {
     /// Services changed since the worker last programmed (nil inside: everything).
     private var pending: Set<String>? = []
     private var networkChanged = false
+    /// The last configure failed: the resync tries it again.
+    private var retryNetwork = false
     /// Wakes the one worker that programs plugins, so their calls never interleave.
     private let wake = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
 
@@ -66,7 +68,7 @@ actor NetworkSync {
             group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: Self.resyncPeriod)
-                    await self.changed(kind: "Service", names: nil)
+                    await self.resync()
                 }
             }
             group.addTask { await self.work() }
@@ -140,6 +142,15 @@ actor NetworkSync {
         directory.replace(services.keys.reduce(into: [:]) { table, name in table[name] = resolve(name) })
     }
 
+    /// The periodic pass: every service again, and the network plugin if it failed before.
+    private func resync() {
+        if retryNetwork {
+            retryNetwork = false
+            networkChanged = true
+        }
+        changed(kind: "Service", names: nil)
+    }
+
     /// Notes what changed and wakes the worker.
     private func changed(kind: String, names: Set<String>?) {
         if kind == "Node" {
@@ -158,7 +169,8 @@ actor NetworkSync {
         for await _ in wake.stream {
             if networkChanged {
                 networkChanged = false
-                await configureNetwork()
+                // Not done: try again with the periodic resync.
+                if !(await configureNetwork()) { retryNetwork = true }
             }
             guard listed.contains("Service"), listed.contains("Endpoints") else { continue }
             let names = pending
@@ -173,22 +185,29 @@ actor NetworkSync {
 
     // MARK: The network plugin
 
-    private func configureNetwork() async {
-        guard let topology = plugins.registry.network() as? any NetworkTopology, let info,
-              let own = nodes[nodeName], let podCIDR = own.spec.podCIDR else { return }
+    /// Gives the network plugin the node's subnet and its peers'. Returns false when it should
+    /// be tried again (the address plan is not known yet, or the plugin failed).
+    @discardableResult
+    private func configureNetwork() async -> Bool {
+        guard let topology = plugins.registry.network() as? any NetworkTopology else { return true }
+        if info == nil { info = try? await api.cluster() }
+        guard let info,
+              let own = nodes[nodeName], let podCIDR = own.spec.podCIDR else { return info != nil }
         let peers = nodes.values.compactMap { node -> NetworkPeer? in
             guard node.metadata.name != nodeName, let cidr = node.spec.podCIDR, let address = Self.host(of: node) else { return nil }
             return NetworkPeer(nodeName: node.metadata.name, address: address, podCIDR: cidr)
         }.sorted { $0.nodeName < $1.nodeName }
         let wanted = ClusterNetwork(nodeName: nodeName, podCIDR: podCIDR, clusterCIDR: info.clusterCIDR, serviceCIDR: info.serviceCIDR, nodeAddress: Self.host(of: own), peers: peers)
-        guard wanted != configured else { return }
+        guard wanted != configured else { return true }
         do {
             try await topology.configure(wanted)
             configured = wanted
             logger.info("network: node subnet \(podCIDR), routes to \(peers.count) other node(s)")
+            return true
         } catch {
             logger.error("the network plugin could not configure node \(nodeName) (subnet \(podCIDR)): \(error)")
             await events.record("Node/\(nodeName)", reason: "NetworkConfigureFailed", message: "\(error)", type: .warning)
+            return false
         }
     }
 
@@ -247,14 +266,14 @@ actor NetworkSync {
         let desired = await desiredPrograms(for: names)
         for (pluginName, held) in programmed {
             for (program, _) in held where names.contains(Self.serviceName(of: program)) && desired[pluginName]?[program] == nil {
-                await call(pluginName, program) { try await $0.removeService(program) }
-                programmed[pluginName]?[program] = nil
+                if await call(pluginName, program, { try await $0.removeService(program) }) { programmed[pluginName]?[program] = nil }
             }
         }
         for (pluginName, wanted) in desired {
             for (program, request) in wanted where programmed[pluginName]?[program] != request {
-                await call(pluginName, program) { try await $0.program(request) }
-                programmed[pluginName, default: [:]][program] = request
+                // Recorded only once programmed: a failure is tried again on the next change
+                // or resync, not forgotten.
+                if await call(pluginName, program, { try await $0.program(request) }) { programmed[pluginName, default: [:]][program] = request }
             }
         }
     }
@@ -284,13 +303,16 @@ actor NetworkSync {
         String(program.prefix { $0 != ":" })
     }
 
-    private func call(_ pluginName: String, _ program: String, _ body: (any LoadBalancerPlugin) async throws -> Void) async {
-        guard let plugin = plugins.registry.loadBalancer(named: pluginName) else { return }
+    /// True when the plugin took it; a failure is an Event on the service.
+    private func call(_ pluginName: String, _ program: String, _ body: (any LoadBalancerPlugin) async throws -> Void) async -> Bool {
+        guard let plugin = plugins.registry.loadBalancer(named: pluginName) else { return false }
         do {
             try await body(plugin)
+            return true
         } catch {
             let service = Self.serviceName(of: program)
             await warn(service, "ProgramFailed", "load balancer \(pluginName) on node \(nodeName) could not program \(program): \(error)")
+            return false
         }
     }
 

@@ -370,10 +370,33 @@ public final class NodeAgent: Sendable {
                 if failed.status != instance.status { _ = try? await api.updateStatus(.instance(failed)) }
                 return
             }
+            if let problem = namespaceProblem(runtime: runtimeName(for: instance)) {
+                var failed = instance
+                failed.status.phase = .failed
+                failed.status.reason = "RuntimeTooOld"
+                failed.status.message = problem
+                if failed.status != instance.status {
+                    _ = try? await api.updateStatus(.instance(failed))
+                    await events.record("Instance/\(name)", reason: "RuntimeTooOld", message: problem, type: .warning)
+                }
+                return
+            }
             if instance.status.phase == .succeeded || instance.status.phase == .failed { return }
             let supervisor = makeSupervisor(instance, api: api, events: events)
             await supervisor.launch(adopting: nil, after: stopping)
         }
+    }
+
+    /// Why the runtime cannot run instances of an isolating network plugin: built against an
+    /// SDK before 1.4, it does not read `networkNamespace` and would run them on the node's
+    /// network while their status shows an address of their own. nil when it can.
+    private func namespaceProblem(runtime name: String) -> String? {
+        guard plugins.registry.network()?.capabilities.isolatedNamespaces == true,
+              let library = plugins.registry.entries.first(where: { $0.kind == .runtime && $0.name == name })?.library,
+              let version = plugins.reports.first(where: { $0.path == library })?.sdkVersion else { return nil }
+        let parts = version.split(separator: ".").compactMap { Int($0) }
+        guard parts.count == 2, parts[0] == 1, parts[1] < 4 else { return nil }
+        return "runtime \"\(name)\" was built against SDK \(version), which cannot run an instance in its own network namespace; the \(plugins.registry.defaults[.network] ?? "network") plugin needs a runtime built against SDK 1.4 or newer"
     }
 
     private func makeSupervisor(_ instance: Instance, api: APIClient, events: EventRecorder) -> InstanceSupervisor {

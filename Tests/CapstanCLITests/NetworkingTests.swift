@@ -24,6 +24,8 @@ import Glibc
         var server: String { "http://\(hosts.address(1)):\(port)" }
         var capstan: String { PluginsCLITests.products.appendingPathComponent("capstan").path }
         var environment: [String: String] { ["CAPSTAN_SERVER": server, "CAPSTAN_CONFIG": directory.appendingPathComponent("client-config").path] }
+        /// Each host's agent command line, to start it again.
+        var agents: [Int: [String]] = [:]
 
         init(hosts count: Int) throws {
             hosts = try TestHosts(count: count)
@@ -80,9 +82,9 @@ import Glibc
                       - {name: CapstanNFTables}
                     defaults: {runtime: process, network: cni, loadbalancer: nftables}
                     """)
-                try hosts.start(in: host, capstan, ["agent", "--server", server, "--node-name", node, "--token", token.output.trimmingCharacters(in: .whitespacesAndNewlines),
-                                                   "--listen", "\(hosts.address(host)):0", "--data-dir", "agent\(host)", "--config", "agent\(host).yaml", "--heartbeat", "0.5"] + agentArguments,
-                                directory: directory, environment: environment, log: "agent\(host).log")
+                agents[host] = ["agent", "--server", server, "--node-name", node, "--token", token.output.trimmingCharacters(in: .whitespacesAndNewlines),
+                                "--listen", "\(hosts.address(host)):0", "--data-dir", "agent\(host)", "--config", "agent\(host).yaml", "--heartbeat", "0.5"] + agentArguments
+                try hosts.start(in: host, capstan, agents[host]!, directory: directory, environment: environment, log: "agent\(host).log")
             }
             try await eventually("both nodes are ready with pod subnets", timeout: 30) {
                 let nodes = (try? await self.json([Node].self, "get nodes")) ?? []
@@ -153,7 +155,7 @@ import Glibc
         }
         await cluster.tearDown()
         // Nothing is left of the instances: no namespace files of these nodes.
-        let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: "/run/netns"))?.filter { name in cluster.nodes.contains { name.hasPrefix("capstan-\($0)-") } } ?? []
+        let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: "/run/netns"))?.filter { name in cluster.nodes.contains { name.hasPrefix("capstan-\($0)_") } } ?? []
         #expect(leftovers.isEmpty, "\(leftovers)")
     }
 
@@ -161,7 +163,8 @@ import Glibc
         let manifest = try cluster.write("backend.yaml", Self.backend)
         let applied = try await cluster.cli("apply -f \(manifest) --wait --timeout 60")
         #expect(applied.status == 0, "\(applied.output)")
-        let backends = try await cluster.instances().filter { $0.metadata.labels["app"] == "backend" }
+        // The backend on host 1 first: the one the checks below call from.
+        let backends = try await cluster.instances().filter { $0.metadata.labels["app"] == "backend" }.sorted { ($0.spec.nodeName ?? "") < ($1.spec.nodeName ?? "") }
         try #require(backends.count == 2)
         let nodesUsed = Set(backends.compactMap(\.spec.nodeName))
         try #require(nodesUsed.count == 2, "spread over both hosts: \(backends.map { "\($0.metadata.name)@\($0.spec.nodeName ?? "-")" })")
@@ -172,8 +175,9 @@ import Glibc
             #expect(IPv4Address(backend.status.addresses.first ?? "").map(subnet.contains) == true, "\(backend.metadata.name) has an address of its node's subnet \(subnet)")
         }
         let first = backends[0]
-        let firstHost = cluster.nodes.firstIndex(of: first.spec.nodeName!)! + 1
-        let firstNamespace = "/run/netns/capstan-\(first.spec.nodeName!)-\(first.metadata.name)"
+        let firstHost = 1
+        try #require(first.spec.nodeName == cluster.nodes[0])
+        let firstNamespace = "/run/netns/capstan-\(first.spec.nodeName!)_\(first.metadata.name)"
         let busybox = Self.busybox!
 
         // Across hosts by IP: from the first backend's namespace to the other's address.
@@ -240,9 +244,32 @@ import Glibc
         #expect(addresses.allSatisfy(lookup.output.contains), "headless: both endpoints in \(lookup.output)")
         #expect(lookup.output.contains("10.213.0.99"), "forwarded to the upstream: \(lookup.output)")
 
+        // An agent restart: host 2's agent stops; its backend is deleted while it is away (the
+        // runtime keeps running it, and the workload makes a new one of the same name); back, the
+        // agent stops the orphan and collects its network before it starts anything, and
+        // re-adopts what it still should run.
+        let away = try #require(backends.first { $0.spec.nodeName == cluster.nodes[1] })
+        let agent2 = try #require(cluster.hosts.processes.last { $0.arguments?.contains("agent2.yaml") == true })
+        kill(agent2.processIdentifier, SIGTERM)
+        agent2.waitUntilExit()
+        #expect(try await cluster.cli("delete instance \(away.metadata.name) --force").status == 0)
+        try cluster.hosts.start(in: 2, cluster.capstan, cluster.agents[2]!, directory: cluster.directory, environment: cluster.environment, log: "agent2-again.log")
+        try await eventually("the orphan's process is gone", timeout: 20) { kill(away.status.pid ?? 0, 0) != 0 }
+        try await eventually("the backend of that name runs again with an address", timeout: 30) {
+            guard let again = try await cluster.instances().first(where: { $0.metadata.name == away.metadata.name }) else { return false }
+            return again.metadata.uid != away.metadata.uid && again.status.ready && !again.status.addresses.isEmpty
+        }
+        let results = try FileManager.default.contentsOfDirectory(atPath: cluster.directory.appendingPathComponent("agent2-state/plugins/cni/results").path)
+        let onHost2 = try await cluster.instances().filter { $0.spec.nodeName == cluster.nodes[1] }.map { "\($0.metadata.name).json" }
+        #expect(Set(results) == Set(onHost2), "one CNI attachment per instance on host 2: \(results) vs \(onHost2)")
+        let refreshed = try await cluster.instances().filter { $0.metadata.labels["app"] == "backend" }.sorted { $0.metadata.name < $1.metadata.name }
+        try await eventually("both backends are endpoints again", timeout: 20) {
+            try await cluster.json(Endpoints.self, "get endpoints backend").spec.addresses.count == 2
+        }
+
         // Endpoints follow readiness: kill -9 a backend and it leaves the endpoints at once (it
         // restarts only after its 5 s backoff).
-        let victim = backends[1]
+        let victim = try #require(refreshed.first { $0.metadata.name != first.metadata.name })
         let pid = try #require(victim.status.pid)
         let killed = ContinuousClock.now
         kill(pid, SIGKILL)
@@ -256,6 +283,7 @@ import Glibc
         // New connections go to the live one only, and none is refused.
         let after = try await cluster.hosts.run(in: firstHost, "for i in 1 2 3 4; do nsenter --net=\(firstNamespace) \(busybox) wget -q -O - http://\(clusterIP):8080/ || echo failed; done")
         #expect(!after.output.contains("failed") && !after.output.contains(victim.metadata.name), "\(after.output)")
+        _ = refreshed
 
         // Delete everything: no veth, address lease, namespace or nftables rule stays.
         #expect(try await cluster.cli("delete -f \(manifest)").status == 0)
@@ -263,7 +291,7 @@ import Glibc
         try await eventually("the instances are gone", timeout: 30) { try await cluster.instances().isEmpty }
         for host in 1...2 {
             try await eventually("host \(host) holds nothing of them", timeout: 10) {
-                let state = try await cluster.hosts.run(in: host, "ip -br link | grep -c veth; ls \(cluster.directory.path)/agent\(host)-state/plugins/cni/ipam/capstan | grep -c '^10\\.' ; nft list table ip capstan | grep -c 'chain svc-'; ls /run/netns | grep -c '^capstan-\(cluster.nodes[host - 1])-'")
+                let state = try await cluster.hosts.run(in: host, "ip -br link | grep -c veth; ls \(cluster.directory.path)/agent\(host)-state/plugins/cni/ipam/capstan | grep -c '^10\\.' ; nft list table ip capstan | grep -c 'chain svc-'; ls /run/netns | grep -c '^capstan-\(cluster.nodes[host - 1])_'")
                 return state.output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) } == ["0", "0", "0", "0"]
             }
         }

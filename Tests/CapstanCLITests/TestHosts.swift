@@ -91,7 +91,7 @@ final class TestHosts: @unchecked Sendable {
         }
         var script = ""
         for node in nodes {
-            script += "for f in /run/netns/capstan-\(node)-*; do [ -e \"$f\" ] || continue; umount -l \"$f\" 2>/dev/null; rm -f \"$f\"; done\n"
+            script += "for f in /run/netns/capstan-\(node)_*; do [ -e \"$f\" ] || continue; umount -l \"$f\" 2>/dev/null; rm -f \"$f\"; done\n"
         }
         for host in 1...count { script += "ip netns del \(name(host)) 2>/dev/null\n" }
         script += "ip netns del \(lan) 2>/dev/null\ntrue\n"

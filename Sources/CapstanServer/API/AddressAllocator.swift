@@ -22,6 +22,9 @@ final class AddressAllocator: Sendable {
     /// `(kind, name) → object` of the cache.
     private let objects: @Sendable (_ kind: String) -> [AnyResource]
     private let recent = Mutex<[String: (owner: String, at: ContinuousClock.Instant)]>([:])
+    /// One assignment at a time: the scan for a free address and remembering the one given
+    /// must not interleave with another's (two creates would get the same address).
+    private let assigning = Mutex(())
 
     init(settings: Settings, objects: @escaping @Sendable (_ kind: String) -> [AnyResource]) {
         self.settings = settings
@@ -33,6 +36,10 @@ final class AddressAllocator: Sendable {
     /// - Throws: 422 naming `spec.clusterIP` when it asks for another address than it has,
     ///   one outside the CIDR or taken, or when the CIDR is full.
     func assign(_ service: CapstanCore.Service, stored: CapstanCore.Service?) throws -> CapstanCore.Service {
+        try assigning.withLock { _ in try assignLocked(service, stored: stored) }
+    }
+
+    private func assignLocked(_ service: CapstanCore.Service, stored: CapstanCore.Service?) throws -> CapstanCore.Service {
         var service = service
         if let stored, let current = stored.spec.clusterIP {
             if let asked = service.spec.clusterIP, asked != current {
@@ -69,6 +76,10 @@ final class AddressAllocator: Sendable {
     /// The node as it should be stored: its pod subnet kept; one given when it has none. A
     /// full cluster CIDR leaves it without one (its network plugin then says why on attach).
     func assign(_ node: Node, stored: Node?) -> Node {
+        assigning.withLock { _ in assignLocked(node, stored: stored) }
+    }
+
+    private func assignLocked(_ node: Node, stored: Node?) -> Node {
         var node = node
         if let current = stored?.spec.podCIDR {
             node.spec.podCIDR = current

@@ -41,7 +41,8 @@ final class EndpointsController: ServiceLifecycle.Service {
         /// Service → the instances its endpoints listed last time (the reverse of `membership`).
         var members: [String: Set<String>] = [:]
         for await batch in feed.batches(every: Self.resyncPeriod) {
-            var full = batch.isEmpty && ContinuousClock.now - lastFull >= Self.resyncPeriod
+            // Leases and events keep batches coming: the resync goes by the clock alone.
+            var full = ContinuousClock.now - lastFull >= Self.resyncPeriod
             var instances = Set<String>()
             var services = Set<String>()
             for delivery in batch {
