@@ -1,5 +1,6 @@
 import CapstanSDK
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,7 +27,7 @@ public struct NetworkNamespaces: Sendable {
         let path = path(for: instance)
         if Self.isNamespace(path) { return path }
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        Self.makeShared(directory)
+        if Self.sharedOnce.withLock({ done in defer { done = true }; return !done }) { Self.makeShared(directory) }
         let fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
         if fd >= 0 { close(fd) } else if errno != EEXIST {
             throw PluginError(.internal, "cannot create \(path): \(String(cString: strerror(errno)))")
@@ -75,13 +76,25 @@ public struct NetworkNamespaces: Sendable {
     /// instance with a mount namespace of its own (a process instance with its resolv.conf)
     /// then sees namespace files unmounted here go away too, instead of keeping every other
     /// instance's network namespace alive.
+    /// Whether this process has made the folder shared (once is enough).
+    static let sharedOnce = Mutex(false)
+
     static func makeShared(_ directory: String) {
-        var folder = stat()
-        var parent = stat()
-        if stat(directory, &folder) == 0, stat(directory + "/..", &parent) == 0, folder.st_dev == parent.st_dev {
+        if !isMountPoint(directory) {
             _ = mount(directory, directory, nil, UInt(MS_BIND | MS_REC), nil)
         }
         _ = mount("none", directory, nil, UInt(MS_SHARED | MS_REC), nil)
+    }
+
+    /// True when `path` is a mount point of this mount namespace (`/proc/self/mountinfo`'s
+    /// fifth field). A bind mount of a folder onto itself keeps its device number, so `stat`
+    /// cannot tell.
+    static func isMountPoint(_ path: String) -> Bool {
+        guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
+        return table.split(separator: "\n").contains { line in
+            let fields = line.split(separator: " ", maxSplits: 5)
+            return fields.count > 4 && fields[4] == path
+        }
     }
 
     /// True when `path` is a namespace mount (its device is nsfs), not a leftover empty file.

@@ -157,6 +157,9 @@ import Glibc
         // Nothing is left of the instances: no namespace files of these nodes.
         let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: "/run/netns"))?.filter { name in cluster.nodes.contains { name.hasPrefix("capstan-\($0)_") } } ?? []
         #expect(leftovers.isEmpty, "\(leftovers)")
+        // /run/netns is made a shared mount once, never stacked (each agent start or instance).
+        let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8))?.split(separator: "\n").filter { $0.split(separator: " ").count > 4 && $0.split(separator: " ")[4] == "/run/netns" }.count ?? 0
+        #expect(mounts <= 1, "/run/netns is mounted \(mounts) times")
     }
 
     func exercise(_ cluster: Cluster) async throws {
