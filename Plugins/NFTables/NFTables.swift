@@ -6,7 +6,7 @@ import Foundation
 struct NFTablesConfiguration: PluginConfiguration {
     /// The table Capstan owns (family `ip`); nothing else in the ruleset is touched.
     var table: String
-    /// The `nft` program.
+    /// The `nft` program; when set, it is used instead of libnftables.
     var nft: String?
     /// Seconds one `nft -f` transaction may take.
     var timeout: Double
@@ -34,7 +34,7 @@ struct NFTablesConfiguration: PluginConfiguration {
 }
 
 /// The default data plane: Services' virtual IPs DNAT'd to their ready endpoints by the kernel,
-/// programmed with `nft -f` transactions into one table Capstan owns — the design of
+/// programmed as nftables transactions into one table Capstan owns — the design of
 /// kube-proxy's nftables mode:
 /// - one verdict map `service-ips` (`ip . protocol . port : goto <service chain>`), so a packet
 ///   costs one map lookup however many services there are;
@@ -46,6 +46,9 @@ struct NFTablesConfiguration: PluginConfiguration {
 ///   that made it (an instance reaching its own service) is masqueraded;
 /// - a `no-endpoint-services` map that rejects connections to a service without ready
 ///   endpoints at once (TCP reset), instead of letting them time out.
+///
+/// Transactions go through libnftables in process (the library the `nft` command is built on;
+/// the command itself when the library is missing or `nft` is configured).
 ///
 /// Conntrack keeps established connections on the endpoint they were DNAT'd to, so removing an
 /// endpoint stops new connections to it at once and leaves open ones alone. A change to one
@@ -63,6 +66,8 @@ actor NFTablesBalancer: LoadBalancerPlugin {
     /// One transaction at a time, in call order: each is built from ``held``, which the one
     /// before it changes.
     private let gate = SerialGate()
+    /// libnftables, shared by every balancer of this process; nil when not installed.
+    static let library = LibNFTables()
 
     static let algorithms = ["random", "roundrobin", "sourcehash"]
 
@@ -263,8 +268,15 @@ actor NFTablesBalancer: LoadBalancerPlugin {
         }
     }
 
-    /// One `nft -f` transaction: all of it or none.
+    /// One transaction: all of it or none. Through libnftables in process when it is there
+    /// (and no `nft` path is configured), else through the `nft` command.
     private func apply(_ script: String) async throws {
+        if configuration.nft == nil, let library = Self.library {
+            guard let failure = await library.apply(script) else { return }
+            // The kernel and this plugin may disagree (someone flushed the table?): rebuild all next time.
+            ready = false
+            throw PluginError(.internal, "nftables refused the transaction (the table is rebuilt on the next change): \(failure)")
+        }
         guard let nft = configuration.nft ?? ExternalCommand.find("nft") else {
             throw PluginError(.failedPrecondition, "the nft command is not installed; install Debian's nftables (the nftables load balancer programs the kernel with it)")
         }
