@@ -129,6 +129,15 @@ actor NFTablesBalancer: LoadBalancerPlugin {
     private func synchronizeNow(_ services: [ProgramServiceRequest]) async throws {
         let table = configuration.table
         var script = "table ip \(table) {}\ndelete table ip \(table)\n"
+        guard !services.isEmpty else {
+            // Nothing to hold: no table at all (the next program makes it again).
+            try await apply(script)
+            held = [:]
+            serviceChains = []
+            hairpin = [:]
+            ready = false
+            return
+        }
         script += base()
         for request in services.sorted(by: { $0.service < $1.service }) { script += definition(request, creating: true) }
         var references: [String: Int] = [:]

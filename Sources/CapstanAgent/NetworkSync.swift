@@ -32,6 +32,8 @@ actor NetworkSync {
     /// Warnings already recorded (service → reason), so a standing problem is said once.
     private var warned: [String: String] = [:]
     private var lastFullSync = ContinuousClock.now
+    /// Data planes emptied while there was nothing to hold (see ``synchronizeAll()``).
+    private var emptied: Set<String> = []
     static let resyncPeriod = Duration.seconds(60)
     /// What cluster DNS answers, kept current with every change (read from its own thread).
     nonisolated let directory = ServiceDirectory()
@@ -273,7 +275,10 @@ actor NetworkSync {
             for (program, request) in wanted where programmed[pluginName]?[program] != request {
                 // Recorded only once programmed: a failure is tried again on the next change
                 // or resync, not forgotten.
-                if await call(pluginName, program, { try await $0.program(request) }) { programmed[pluginName, default: [:]][program] = request }
+                if await call(pluginName, program, { try await $0.program(request) }) {
+                    programmed[pluginName, default: [:]][program] = request
+                    emptied.remove(pluginName)
+                }
             }
         }
     }
@@ -288,9 +293,18 @@ actor NetworkSync {
         for pluginName in pluginNames {
             guard let plugin = plugins.registry.loadBalancer(named: pluginName), plugin.capabilities.dataPlane != .inProcess else { continue }
             let all = Array((desired[pluginName] ?? [:]).values).sorted { $0.service < $1.service }
+            let idle = all.isEmpty && (programmed[pluginName] ?? [:]).isEmpty
+            // A data plane with nothing to hold is emptied once (what an earlier run left),
+            // not every minute; and quietly: on a node without a single Service (or without
+            // the privileges a kernel data plane needs) there is nothing to report.
+            if idle && emptied.contains(pluginName) { continue }
             do {
                 try await plugin.synchronize(all)
                 programmed[pluginName] = desired[pluginName] ?? [:]
+                if idle { emptied.insert(pluginName) }
+            } catch where idle {
+                emptied.insert(pluginName)
+                logger.debug("load balancer \(pluginName) could not empty its data plane: \(error)")
             } catch {
                 logger.error("load balancer \(pluginName) could not synchronize \(all.count) service ports: \(error)")
                 await events.record("Node/\(nodeName)", reason: "LoadBalancerSyncFailed", message: "\(pluginName): \(error)", type: .warning)
