@@ -1,3 +1,4 @@
+import CapstanCore
 import CapstanSDK
 import CapstanSupervision
 import Foundation
@@ -257,25 +258,19 @@ actor NFTablesBalancer: LoadBalancerPlugin {
 
     /// Refuses what would not be a valid rule, naming it (values reach `nft` as text).
     private func check(_ request: ProgramServiceRequest) throws {
-        guard Self.isIPv4(request.frontendAddress) else { throw PluginError(.invalidArgument, "\(request.service): frontend \(request.frontendAddress) is not an IPv4 address") }
+        guard IPv4Address(request.frontendAddress) != nil else { throw PluginError(.invalidArgument, "\(request.service): frontend \(request.frontendAddress) is not an IPv4 address") }
         guard (1...65535).contains(request.frontendPort) else { throw PluginError(.invalidArgument, "\(request.service): frontend port \(request.frontendPort) is not 1-65535") }
         guard request.protocol == "tcp" || request.protocol == "udp" else { throw PluginError(.invalidArgument, "\(request.service): protocol \(request.protocol) is not tcp or udp") }
         if let algorithm = request.algorithm, !Self.algorithms.contains(algorithm) {
             throw PluginError(.invalidArgument, "\(request.service): algorithm \(algorithm) is not one of \(Self.algorithms.joined(separator: ", "))")
         }
         for backend in request.backends {
-            guard Self.isIPv4(backend.address), (1...65535).contains(backend.port) else {
+            guard IPv4Address(backend.address) != nil, (1...65535).contains(backend.port) else {
                 throw PluginError(.invalidArgument, "\(request.service): backend \(backend.id) at \(backend.address):\(backend.port) is not an IPv4 address and port")
             }
         }
     }
 
-    static func isIPv4(_ text: String) -> Bool {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts.allSatisfy { part in
-            (1...3).contains(part.count) && part.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") } && (Int(part) ?? 256) <= 255
-        }
-    }
 
     /// One transaction: all of it or none. Through libnftables in process when it is there
     /// (and no `nft` path is configured), else through the `nft` command.

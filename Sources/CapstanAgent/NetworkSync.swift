@@ -31,7 +31,6 @@ actor NetworkSync {
     private var configured: ClusterNetwork?
     /// Warnings already recorded (service → reason), so a standing problem is said once.
     private var warned: [String: String] = [:]
-    private var lastFullSync = ContinuousClock.now
     /// Data planes emptied while there was nothing to hold (see ``synchronizeAll()``).
     private var emptied: Set<String> = []
     static let resyncPeriod = Duration.seconds(60)
@@ -310,7 +309,6 @@ actor NetworkSync {
                 await events.record("Node/\(nodeName)", reason: "LoadBalancerSyncFailed", message: "\(pluginName): \(error)", type: .warning)
             }
         }
-        lastFullSync = ContinuousClock.now
     }
 
     static func serviceName(of program: String) -> String {

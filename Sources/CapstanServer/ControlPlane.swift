@@ -56,7 +56,11 @@ public final class ControlPlane: Sendable {
             if service == nil { problems.append("--service-cidr \"\(serviceCIDR)\" is not an IPv4 network such as 10.96.0.0/16 (no host bits set)") }
             if !(16...30).contains(nodeCIDRMaskSize) { problems.append("--node-cidr-mask-size \(nodeCIDRMaskSize) is not in 16-30") }
             if let cluster, cluster.prefixLength > nodeCIDRMaskSize { problems.append("--cluster-cidr \(clusterCIDR) is smaller than one node subnet (/\(nodeCIDRMaskSize))") }
+            // Bounded, so handing out the next free one is a bounded scan: at most 65,536 node
+            // subnets, at most 2^20 service addresses (Kubernetes' limit too).
+            if let cluster, nodeCIDRMaskSize - cluster.prefixLength > 16 { problems.append("--cluster-cidr \(clusterCIDR) with --node-cidr-mask-size \(nodeCIDRMaskSize) makes more than 65,536 node subnets; use a longer prefix (at least /\(nodeCIDRMaskSize - 16))") }
             if let service, service.prefixLength > 30 { problems.append("--service-cidr \(serviceCIDR) holds no service address; use /30 or wider") }
+            if let service, service.prefixLength < 12 { problems.append("--service-cidr \(serviceCIDR) is wider than /12 (1,048,576 addresses); use /12 to /30") }
             if let cluster, let service, cluster.overlaps(service) { problems.append("--cluster-cidr \(clusterCIDR) and --service-cidr \(serviceCIDR) overlap") }
             return problems
         }

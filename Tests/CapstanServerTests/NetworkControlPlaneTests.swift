@@ -125,6 +125,22 @@ import Testing
         }
     }
 
+    /// The address plan's flags are range-checked, so the allocators' scans stay bounded.
+    @Test func theAddressPlanIsChecked() {
+        func problems(_ cluster: String, _ service: String, mask: Int = 24) -> [String] {
+            var options = ControlPlane.Options(dataDirectory: "")
+            (options.clusterCIDR, options.serviceCIDR, options.nodeCIDRMaskSize) = (cluster, service, mask)
+            return options.networkProblems()
+        }
+        #expect(problems("10.244.0.0/16", "10.96.0.0/16").isEmpty)
+        #expect(problems("10.244.0.1/16", "10.96.0.0/16").first?.contains("--cluster-cidr") == true)
+        #expect(problems("10.0.0.0/8", "10.96.0.0/16").contains { $0.contains("overlap") })
+        #expect(problems("0.0.0.0/0", "192.168.0.0/16").contains { $0.contains("more than 65,536 node subnets") })
+        #expect(problems("10.244.0.0/16", "0.0.0.0/0").contains { $0.contains("wider than /12") })
+        #expect(problems("10.244.0.0/16", "10.96.0.0/31").contains { $0.contains("holds no service address") })
+        #expect(problems("10.244.0.0/16", "10.96.0.0/16", mask: 31).contains { $0.contains("16-30") })
+    }
+
     static func instance(_ name: String, labels: [String: String], ready: Bool, address: String?, ports: [PortSpec] = [PortSpec(name: "http", containerPort: 8080)], hostNetwork: Bool = false, bindings: [PortBinding] = []) -> AnyResource {
         var instance = Instance(name: name, labels: labels, spec: InstanceSpec(template: InstanceTemplate(command: ["true"], ports: ports)))
         instance.spec.nodeName = "n1"
