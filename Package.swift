@@ -30,15 +30,17 @@ let capstanPlugins: [(name: String, folder: String)] = [
     ("CapstanRuncRuntime", "RuncRuntime"),
     ("CapstanCNI", "CNI"),
     ("CapstanNFTables", "NFTables"),
+    ("CapstanLoopback", "Loopback"),
 ]
 
 /// Plugin targets that also link the shared instance supervisor and its helpers (running external
 /// commands, entering namespaces): a static helper module, one copy per .so; it is not a plugin
 /// and exports nothing the host reads.
-let supervisedPlugins: Set<String> = ["CapstanProcessRuntime", "CapstanRuncRuntime", "CapstanCNI", "CapstanNFTables"]
+let supervisedPlugins: Set<String> = ["CapstanProcessRuntime", "CapstanRuncRuntime", "CapstanCNI", "CapstanNFTables", "CapstanLoopback", "CapstanHostPath"]
 
 let sdk = Target.Dependency.product(name: "CapstanSDK", package: "CapstanSDK")
 let core = Target.Dependency.product(name: "CapstanCore", package: "CapstanCore")
+let storageTestKit = Target.Dependency.product(name: "CapstanStorageTestKit", package: "CapstanStorageTestKit")
 
 let package = Package(
     name: "Capstan",
@@ -47,10 +49,13 @@ let package = Package(
         .executable(name: "capstan", targets: ["capstan"]),
         .executable(name: "capstan-bench", targets: ["CapstanBench"]),
         .executable(name: "capstan-fuzz", targets: ["CapstanFuzz"]),
-    ] + capstanPlugins.map { .library(name: $0.name, type: .dynamic, targets: [$0.name]) },
+    ] + capstanPlugins.map { .library(name: $0.name, type: .dynamic, targets: [$0.name]) }
+      // A deliberately broken storage driver: the conformance kit's tests prove the kit fails it.
+      + [.library(name: "CapstanBrokenStorageFixture", type: .dynamic, targets: ["CapstanBrokenStorageFixture"])],
     dependencies: [
         .package(path: "Sources/CapstanSDK"),
         .package(path: "Sources/CapstanSDK/CapstanCore"),
+        .package(path: "Sources/CapstanSDK/CapstanStorageTestKit"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
@@ -93,7 +98,7 @@ let package = Package(
             ],
             path: "Sources/PluginHost"
         ),
-        .testTarget(name: "PluginHostTests", dependencies: ["PluginHost", core, sdk], path: "Tests/PluginHostTests"),
+        .testTarget(name: "PluginHostTests", dependencies: ["PluginHost", core, sdk, storageTestKit], path: "Tests/PluginHostTests"),
         .testTarget(name: "CapstanCoreTests", dependencies: [core], path: "Tests/CapstanCoreTests"),
 
         // The wire format (paths, watch events, error bodies) and the HTTP client the CLI and the
@@ -154,7 +159,7 @@ let package = Package(
         .executableTarget(
             name: "capstan",
             dependencies: [
-                "PluginHost", "CapstanScheduling", "CapstanAPI", "CapstanServer", "CapstanAgent", core, sdk,
+                "PluginHost", "CapstanScheduling", "CapstanAPI", "CapstanServer", "CapstanAgent", core, sdk, storageTestKit,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -183,6 +188,7 @@ let package = Package(
         .testTarget(name: "CapstanFuzzTargetsTests", dependencies: ["CapstanFuzzTargets"], path: "Tests/CapstanFuzzTargetsTests"),
         // Starts instances under a small supervisor that outlives the agent (process and runc runtimes).
         .target(name: "CapstanSupervision", dependencies: [sdk, core], path: "Plugins/Supervision"),
+        .target(name: "CapstanBrokenStorageFixture", dependencies: [sdk, core], path: "Tests/Fixtures/BrokenStorage"),
     ] + capstanPlugins.map {
         .target(
             name: $0.name,

@@ -1,83 +1,80 @@
 import CapstanSDK
+import CapstanSupervision
 import Foundation
-
-/// Settings of the hostpath provisioner.
-struct HostPathConfiguration: PluginConfiguration {
-    /// Where volumes live; defaults to the plugin's state directory.
-    var root: String?
-    /// The most all volumes together may claim; defaults to the file system's free space.
-    var capacity: Quantity?
-
-    enum CodingKeys: String, CodingKey, CaseIterable { case root, capacity }
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
-        root = try container.decodeIfPresent(String.self, forKey: .root)
-        capacity = try container.decodeIfPresent(Quantity.self, forKey: .capacity)
-    }
-
-    func validate() -> [ValidationProblem] {
-        var problems: [ValidationProblem] = []
-        if let root, !root.hasPrefix("/") { problems.append(ValidationProblem(path: "root", message: "\"\(root)\" is not an absolute path")) }
-        if let capacity, capacity.milliValue <= 0 { problems.append(ValidationProblem(path: "capacity", message: "must be more than zero (e.g. 10Gi)")) }
-        return problems
-    }
-}
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Node-local volumes as directories: `<root>/volumes/<name>/data`, with the volume's record in
-/// `volume.json` beside it. Publishing links the data directory at the target path. Snapshots
-/// are full copies under `<root>/snapshots/<name>`. Every call is idempotent.
+/// `volume.json` beside it. Publishing links the data directory at the target path; a read-only
+/// publish is a read-only bind mount (root only: without root it is refused, never silently
+/// writable). Snapshots are full copies under `<root>/snapshots/<name>`, and a volume can be
+/// created from one. Deleting a volume removes its data. Every call is idempotent.
 ///
 /// Sizes are accounted (a volume cannot be created or grown past the configured capacity or the
-/// file system's free space) but not enforced as quotas on writes.
+/// file system's free space) but not enforced on writes: `enforcesSize` is false. Use the
+/// `loopback` plugin for a hard limit.
 actor HostPath: StorageProvisioner {
     nonisolated let root: URL
-    nonisolated let capacityLimit: Int64?
+    nonisolated let space: StorageSpace
     nonisolated let nodeName: String?
     private let files = FileManager.default
 
-    init(configuration: HostPathConfiguration, context: PluginContext) throws {
+    init(configuration: NodeLocalStorageConfiguration, context: PluginContext) throws {
         root = URL(fileURLWithPath: configuration.root ?? context.stateDirectory)
-        capacityLimit = configuration.capacity?.value
+        space = StorageSpace(root: root, limit: configuration.capacity?.value)
         nodeName = context.nodeName
-        for folder in ["volumes", "snapshots"] {
-            try FileManager.default.createDirectory(at: root.appendingPathComponent(folder), withIntermediateDirectories: true)
-        }
+        // What an interrupted create or delete left (dot-folders); no call runs yet.
+        try space.removeLeftovers(in: ["volumes", "snapshots"])
     }
 
     nonisolated var capabilities: StorageCapabilities {
-        StorageCapabilities(topology: .nodeLocal, expansion: true, snapshots: true)
+        StorageCapabilities(topology: .nodeLocal, expansion: true, snapshots: true, stageUnstage: false, onlineExpansion: true,
+                            enforcesSize: false, restoreFromSnapshot: true)
     }
 
     /// What `volume.json` holds.
-    struct Record: Codable, Equatable {
+    struct Record: Codable, Equatable, Sendable {
         var name: String
         var sizeBytes: Int64
         var nodeName: String?
         var publishedAt: [String]
-    }
-
-    struct SnapshotRecord: Codable, Equatable {
-        var name: String
-        var source: String
-        var sizeBytes: Int64
+        var sourceSnapshot: String?
     }
 
     func createVolume(_ request: CreateVolumeRequest) async throws -> VolumeInfo {
         try checkName(request.name, field: "name")
         guard request.sizeBytes > 0 else { throw PluginError(.invalidArgument, "volume size must be more than zero") }
+        if let key = request.parameters.keys.sorted().first {
+            throw PluginError(.invalidArgument, "parameter \"\(key)\" is not one the hostpath plugin knows; it takes none",
+                              problems: [ValidationProblem(path: "parameters.\(key)", message: "unknown; hostpath takes no parameters")])
+        }
         if let existing = try record(request.name) {
-            guard existing.sizeBytes == request.sizeBytes else {
+            guard existing.sizeBytes == request.sizeBytes, existing.sourceSnapshot == request.sourceSnapshotID else {
                 throw PluginError(.alreadyExists, "volume \"\(request.name)\" exists with size \(existing.sizeBytes), not \(request.sizeBytes)")
             }
             return info(existing)
         }
+        var source: URL?
+        if let snapshot = request.sourceSnapshotID {
+            try checkName(snapshot, field: "sourceSnapshotID")
+            let folder = root.appendingPathComponent("snapshots/\(snapshot)")
+            guard files.fileExists(atPath: folder.appendingPathComponent("snapshot.json").path) else { throw PluginError(.notFound, "snapshot \"\(snapshot)\" does not exist") }
+            source = folder.appendingPathComponent("data")
+        }
         try reserve(request.sizeBytes)
-        let folder = volumeFolder(request.name)
-        try files.createDirectory(at: folder.appendingPathComponent("data"), withIntermediateDirectories: true)
-        let record = Record(name: request.name, sizeBytes: request.sizeBytes, nodeName: request.nodeName ?? nodeName, publishedAt: [])
-        try write(record)
+        // Built beside, then renamed into place: a crash never leaves half a volume listed.
+        let partial = root.appendingPathComponent("volumes/.\(request.name).partial")
+        try? files.removeItem(at: partial)
+        try files.createDirectory(at: partial, withIntermediateDirectories: true)
+        if let source {
+            try files.copyItem(at: source, to: partial.appendingPathComponent("data"))
+        } else {
+            try files.createDirectory(at: partial.appendingPathComponent("data"), withIntermediateDirectories: true)
+        }
+        let record = Record(name: request.name, sizeBytes: request.sizeBytes, nodeName: request.nodeName ?? nodeName, publishedAt: [], sourceSnapshot: request.sourceSnapshotID)
+        try volumes.write(record, name: record.name, in: partial)
+        try files.moveItem(at: partial, to: volumeFolder(request.name))
         return info(record)
     }
 
@@ -86,7 +83,12 @@ actor HostPath: StorageProvisioner {
         guard record.publishedAt.isEmpty else {
             throw PluginError(.failedPrecondition, "volume \"\(request.volumeID)\" is still published at \(record.publishedAt.joined(separator: ", ")); unpublish it first")
         }
-        try files.removeItem(at: volumeFolder(request.volumeID))
+        // Renamed first, so a crash mid-removal leaves a dot-folder the next start removes,
+        // never a half-deleted volume that still lists.
+        let doomed = root.appendingPathComponent("volumes/.\(request.volumeID).deleting")
+        try? files.removeItem(at: doomed)
+        try files.moveItem(at: volumeFolder(request.volumeID), to: doomed)
+        try files.removeItem(at: doomed)
     }
 
     func expandVolume(_ request: ExpandVolumeRequest) async throws -> VolumeInfo {
@@ -102,10 +104,30 @@ actor HostPath: StorageProvisioner {
         guard var record = try record(request.volumeID) else { throw notFound(request.volumeID) }
         let data = volumeFolder(request.volumeID).appendingPathComponent("data").path
         let target = request.targetPath
-        if let existing = try? files.destinationOfSymbolicLink(atPath: target) {
+        if let mounted = Mounts.read().last(where: { $0.mountPoint == target }) {
+            guard mounted.readOnly == request.readOnly else {
+                throw PluginError(.alreadyExists, "volume \"\(request.volumeID)\" is published at \(target) \(mounted.readOnly ? "read-only" : "read-write"); unpublish it to change that")
+            }
+        } else if let existing = try? files.destinationOfSymbolicLink(atPath: target) {
             guard existing == data else {
                 throw PluginError(.failedPrecondition, "target \(target) already links to \(existing)")
             }
+            guard !request.readOnly else {
+                throw PluginError(.alreadyExists, "volume \"\(request.volumeID)\" is published read-write at \(target); unpublish it to publish read-only")
+            }
+        } else if request.readOnly {
+            // A link cannot stop writes: a read-only bind mount can, and needs root.
+            guard geteuid() == 0 else {
+                throw PluginError(.failedPrecondition, "hostpath publishes read-only with a read-only bind mount, which needs root; run the agent as root, or mount the volume read-write")
+            }
+            var isFolder: ObjCBool = false
+            if files.fileExists(atPath: target, isDirectory: &isFolder) {
+                guard isFolder.boolValue, (try? files.contentsOfDirectory(atPath: target))?.isEmpty == true else {
+                    throw PluginError(.failedPrecondition, "target \(target) exists and is not an empty folder; remove it or choose another path")
+                }
+            }
+            try files.createDirectory(atPath: target, withIntermediateDirectories: true)
+            try Mounts.bind(data, at: target, readOnly: true)
         } else if files.fileExists(atPath: target) {
             throw PluginError(.failedPrecondition, "target \(target) exists and is not this volume's link; remove it or choose another path")
         } else {
@@ -122,7 +144,10 @@ actor HostPath: StorageProvisioner {
     func unpublishVolume(_ request: UnpublishVolumeRequest) async throws {
         guard var record = try record(request.volumeID) else { return }
         let data = volumeFolder(request.volumeID).appendingPathComponent("data").path
-        if (try? files.destinationOfSymbolicLink(atPath: request.targetPath)) == data {
+        if Mounts.read().contains(where: { $0.mountPoint == request.targetPath }) {
+            while Mounts.read().contains(where: { $0.mountPoint == request.targetPath }) { try Mounts.unmount(request.targetPath) }
+            _ = rmdir(request.targetPath)
+        } else if (try? files.destinationOfSymbolicLink(atPath: request.targetPath)) == data {
             try files.removeItem(atPath: request.targetPath)
         }
         record.publishedAt.removeAll { $0 == request.targetPath }
@@ -134,10 +159,7 @@ actor HostPath: StorageProvisioner {
     }
 
     func capacity() async throws -> StorageCapacity {
-        let (available, total) = try fileSystemSpace()
-        guard let capacityLimit else { return StorageCapacity(availableBytes: available, totalBytes: total) }
-        let claimed = try records().reduce(0) { $0 + $1.sizeBytes }
-        return StorageCapacity(availableBytes: max(0, min(available, capacityLimit - claimed)), totalBytes: capacityLimit)
+        try space.capacity(claimed: try records().reduce(Int64(0)) { $0 &+ $1.sizeBytes })
     }
 
     func createSnapshot(_ request: CreateSnapshotRequest) async throws -> SnapshotInfo {
@@ -172,21 +194,10 @@ actor HostPath: StorageProvisioner {
 
     private func volumeFolder(_ name: String) -> URL { root.appendingPathComponent("volumes/\(name)") }
 
-    private func record(_ name: String) throws -> Record? {
-        guard DNSLabel.problem(with: name) == nil else { return nil }
-        guard let data = files.contents(atPath: volumeFolder(name).appendingPathComponent("volume.json").path) else { return nil }
-        return try JSONDecoder().decode(Record.self, from: data)
-    }
-
-    private func records() throws -> [Record] {
-        let names = (try? files.contentsOfDirectory(atPath: root.appendingPathComponent("volumes").path)) ?? []
-        return try names.sorted().compactMap { try record($0) }
-    }
-
-    /// Writes the record atomically (write then rename), so a crash never leaves half a file.
-    private func write(_ record: Record) throws {
-        try JSONEncoder().encode(record).write(to: volumeFolder(record.name).appendingPathComponent("volume.json"), options: .atomic)
-    }
+    private var volumes: RecordFolder<Record> { RecordFolder(root.appendingPathComponent("volumes"), fileName: "volume.json") }
+    private func record(_ name: String) throws -> Record? { try volumes.read(name) }
+    private func records() throws -> [Record] { try volumes.all() }
+    private func write(_ record: Record) throws { try volumes.write(record, name: record.name) }
 
     private func info(_ record: Record) -> VolumeInfo {
         VolumeInfo(volumeID: record.name, name: record.name, sizeBytes: record.sizeBytes, nodeName: record.nodeName)
@@ -196,38 +207,18 @@ actor HostPath: StorageProvisioner {
         PluginError(.notFound, "volume \"\(id)\" does not exist")
     }
 
-    private func checkName(_ name: String, field: String) throws {
-        if let problem = DNSLabel.problem(with: name) {
-            throw PluginError(.invalidArgument, "\(field) \(problem)", problems: [ValidationProblem(path: field, message: problem)])
-        }
-    }
+    private func checkName(_ name: String, field: String) throws { try StorageSpace.checkName(name, field: field) }
 
     /// Refuses to promise more than the configured capacity or the disk's free space.
     private func reserve(_ bytes: Int64) throws {
-        let (available, _) = try fileSystemSpace()
-        if let capacityLimit {
-            let claimed = try records().reduce(0) { $0 + $1.sizeBytes }
-            guard claimed + bytes <= capacityLimit else {
-                throw PluginError(.resourceExhausted, "no room for \(bytes) bytes: \(claimed) of the configured \(capacityLimit) are claimed")
-            }
-        }
-        guard bytes <= available else {
-            throw PluginError(.resourceExhausted, "no room for \(bytes) bytes: the file system at \(root.path) has \(available) free")
-        }
-    }
-
-    private func fileSystemSpace() throws -> (available: Int64, total: Int64) {
-        let attributes = try files.attributesOfFileSystem(forPath: root.path)
-        let free = (attributes[.systemFreeSize] as? NSNumber)?.int64Value ?? 0
-        let total = (attributes[.systemSize] as? NSNumber)?.int64Value ?? 0
-        return (free, total)
+        try space.reserve(bytes, claimed: try records().reduce(Int64(0)) { $0 &+ $1.sizeBytes })
     }
 }
 
 @_cdecl("capstan_plugin_v1")
 public func capstanPluginV1() -> UnsafeRawPointer {
     PluginExport.handshake(name: "hostpath", version: "1.0.0", kinds: [.storage]) { registrar in
-        try registrar.register(storage: "hostpath", configuration: HostPathConfiguration.self) { configuration, context in
+        try registrar.register(storage: "hostpath", configuration: NodeLocalStorageConfiguration.self) { configuration, context in
             try HostPath(configuration: configuration, context: context)
         }
     }

@@ -18,6 +18,7 @@ public struct ResourceKind: Sendable, Hashable {
         ResourceKind(kind: "Event", plural: "events", aliases: ["event", "ev"]),
         ResourceKind(kind: "Secret", plural: "secrets", aliases: ["secret"]),
         ResourceKind(kind: "Lease", plural: "leases", aliases: ["lease"]),
+        ResourceKind(kind: "StorageClass", plural: "storageclasses", aliases: ["storageclass", "sc"]),
     ]
 
     public static let node = all[0]
@@ -27,6 +28,7 @@ public struct ResourceKind: Sendable, Hashable {
     public static let volumeClaim = all[4]
     public static let event = all[7]
     public static let lease = all[9]
+    public static let storageClass = all[10]
 
     /// By path segment (`instances`).
     public static func plural(_ plural: String) -> ResourceKind? { all.first { $0.plural == plural } }

@@ -95,7 +95,7 @@ actor InstanceSupervisor {
         }
         namespaces?.remove(for: name)
         if !instance.spec.template.secrets.isEmpty { SecretFiles(api: api).remove(for: name) }
-        await volumes?.unpublish(published)
+        await volumes?.unpublish(published, for: name)
         published = []
     }
 

@@ -53,6 +53,8 @@ public final class NodeAgent: Sendable {
     public let plugins: PluginHost
     private let server: @Sendable () async -> String?
     private let supervisors = Mutex<[String: InstanceSupervisor]>([:])
+    /// Which instances use which volumes here (stage before the first publish, unstage after the last).
+    private let volumeUsage = VolumeUsage()
     private let agentAddress = Mutex<String?>(nil)
     private let addressReady = AsyncStream<String>.makeStream()
     /// Stops in progress: each runs in a child task of the agent's loop, so a grace period of
@@ -123,6 +125,8 @@ public final class NodeAgent: Sendable {
             group.addTask { await network.run() }
             group.addTask { await self.heartbeat(api) }
             group.addTask { await self.follow(api, events: events) }
+            group.addTask { await StorageSync(api: api, plugins: self.plugins, nodeName: self.options.nodeName, events: events, logger: self.logger, usage: self.volumeUsage,
+                                      attacher: VolumeAttacher(api: api, plugins: self.plugins, nodeName: self.options.nodeName, directory: self.volumeDirectory, usage: self.volumeUsage, events: events)).run() }
             group.addTask {
                 await withDiscardingTaskGroup { stops in
                     for await stop in self.terminations.stream { stops.addTask { await stop() } }
@@ -401,7 +405,7 @@ public final class NodeAgent: Sendable {
 
     private func makeSupervisor(_ instance: Instance, api: APIClient, events: EventRecorder) -> InstanceSupervisor {
         let runtimeName = runtimeName(for: instance)
-        let volumes = VolumeAttacher(api: api, plugins: plugins, nodeName: options.nodeName, directory: volumeDirectory)
+        let volumes = VolumeAttacher(api: api, plugins: plugins, nodeName: options.nodeName, directory: volumeDirectory, usage: volumeUsage, events: events)
         let supervisor = InstanceSupervisor(instance: instance, runtime: plugins.registry.runtime(named: runtimeName)!, runtimeName: runtimeName,
                                             network: plugins.registry.network(), volumes: volumes, api: api, events: events, probeHost: "127.0.0.1",
                                             namespaces: NetworkNamespaces(nodeName: options.nodeName), resolvConf: resolvConf.withLock { $0 }, services: networkSync.withLock { $0 })

@@ -355,6 +355,8 @@ final class ServerProcess {
         // A server that did not stop cleanly: say so, with the end of its log.
         if process.terminationStatus != 0 || process.terminationReason == .uncaughtSignal {
             let log = (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? ""
+            // Kept whole, beside the last server's log: a crash is worth reading in full.
+            try? log.write(toFile: NSTemporaryDirectory() + "capstan-bench-crashed-server-\(process.processIdentifier).log", atomically: true, encoding: .utf8)
             print("capstan \(process.arguments?.first ?? "") exited with \(process.terminationStatus); its log ends:\n" + log.split(separator: "\n").suffix(40).joined(separator: "\n"))
         }
         try? FileManager.default.removeItem(atPath: directory)

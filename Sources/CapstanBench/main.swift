@@ -1,4 +1,4 @@
-// Capstan benchmarks. Run in release:  swift build -c release && .build/release/capstan-bench [plugin-call|bus|scheduling|control-plane|network|all]
+// Capstan benchmarks. Run in release:  swift build -c release && .build/release/capstan-bench [plugin-call|bus|scheduling|control-plane|network|storage|all]
 import CapstanBinpack
 import CapstanSDK
 import Foundation
@@ -15,3 +15,4 @@ if which == "scheduling" || which == "all" { SchedulingBenchmark.run(products: p
 if which == "control-plane" || which == "all" { await ControlPlaneBenchmark.run(products: products) }
 if which == "network" || which == "all" { await NetworkBenchmark.run(products: products) }
 if which == "network-inside" { await NetworkBenchmark.inside(products: products) }
+if which == "storage" || which == "all" { await StorageBenchmark.run(products: products) }

@@ -119,6 +119,32 @@ public final class ControlPlane: Sendable {
             identity = nil
         }
         adminToken = try Self.bootstrapAdminToken(store: store, file: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("admin.token").path)
+        try Self.keepConfiguredStorageClasses(plugins.storageClasses, in: store)
+    }
+
+    /// The owner of StorageClasses that come from capstan.yaml.
+    static let configOwner = "Config"
+
+    /// Stores the config's StorageClasses as written there (owner `Config`), and removes those it
+    /// no longer names. A class of the same name made through the API is left alone.
+    static func keepConfiguredStorageClasses(_ classes: [String: StorageClassSpec], in store: ResourceStore) throws(StoreError) {
+        for (name, spec) in classes.sorted(by: { $0.key < $1.key }) {
+            switch try store.get(kind: "StorageClass", name: name) {
+            case .storageClass(var stored)?:
+                guard stored.metadata.owner == configOwner, stored.spec != spec else { continue }
+                stored.spec = spec
+                _ = try store.update(.storageClass(stored))
+            case nil:
+                var fresh = StorageClass(name: name, spec: spec)
+                fresh.metadata.owner = configOwner
+                _ = try store.create(.storageClass(fresh))
+            default:
+                continue
+            }
+        }
+        for case .storageClass(let stored) in try store.list(kind: "StorageClass").items where stored.metadata.owner == configOwner && classes[stored.metadata.name] == nil {
+            _ = try store.delete(kind: "StorageClass", name: stored.metadata.name)
+        }
     }
 
     /// On first start (no admin token yet) creates one and writes it 0600 to
@@ -172,6 +198,7 @@ public final class ControlPlane: Sendable {
         let workloads = WorkloadController(writer: writer, informer: informer, readiness: readiness)
         let nodes = NodeLifecycleController(writer: writer, informer: informer, options: options, readiness: readiness)
         let endpoints = EndpointsController(writer: writer, informer: informer, readiness: readiness)
+        let volumes = VolumeController(writer: writer, informer: informer)
         var routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { readiness.isReady }, maxInstances: options.maxInstances, audit: audit, ca: ca, identity: identity)
         routes.cached = { kind, name in informer.read { $0.objects[kind]?[name] } }
         if let clusterCIDR = IPv4Network(options.clusterCIDR), let serviceCIDR = IPv4Network(options.serviceCIDR) {
@@ -214,7 +241,7 @@ public final class ControlPlane: Sendable {
             },
             logger: logger
         )
-        return [informer, scheduler, workloads, nodes, endpoints, app, BusShutdown(bus: bus, store: store)]
+        return [informer, scheduler, workloads, nodes, endpoints, volumes, app, BusShutdown(bus: bus, store: store)]
     }
 
     /// The server's plugins and each registered node's, as its agent reported them in the

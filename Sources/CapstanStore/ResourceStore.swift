@@ -403,6 +403,7 @@ public final class ResourceStore: Sendable {
         case .event(let r): return try encoder.encode(r.spec)
         case .secret(let r): return try encoder.encode(r.spec)
         case .lease(let r): return try encoder.encode(r.spec)
+        case .storageClass(let r): return try encoder.encode(r.spec)
         @unknown default: return try encode(object)
         }
     }

@@ -13,6 +13,8 @@ public struct PluginHost: Sendable {
     public let problems: [ValidationProblem]
     /// The configured scheduling profiles.
     public let profiles: [HostConfiguration.Profile]
+    /// StorageClasses the config defines (`storageClasses:`); the server keeps them stored.
+    public var storageClasses: [String: StorageClassSpec] = [:]
     /// `defaults.scheduler`: a profile or a scheduler plugin.
     public let defaultScheduler: String?
     /// The configuration's state directory (plugins keep theirs under `plugins/<name>`).
@@ -63,7 +65,9 @@ public struct PluginHost: Sendable {
                 registry.setDefault(name, for: kind)
             }
         }
-        return PluginHost(registry: registry, reports: reports, problems: problems, profiles: configuration.profiles, defaultScheduler: configuration.defaults[.scheduler], stateDirectory: configuration.stateDirectory)
+        var host = PluginHost(registry: registry, reports: reports, problems: problems, profiles: configuration.profiles, defaultScheduler: configuration.defaults[.scheduler], stateDirectory: configuration.stateDirectory)
+        host.storageClasses = configuration.storageClasses
+        return host
     }
 
     /// The scheduling profile a workload names: a configured profile, or a scheduler plugin on

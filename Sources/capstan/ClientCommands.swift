@@ -115,6 +115,7 @@ struct ApplyCommand: AsyncParsableCommand {
         case (.event(let new), .event(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .event(old)
         case (.secret(let new), .secret(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .secret(old)
         case (.lease(let new), .lease(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .lease(old)
+        case (.storageClass(let new), .storageClass(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .storageClass(old)
         default: return false
         }
         return candidate == existing

@@ -7,8 +7,9 @@ import PluginHost
 struct PluginsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plugins",
-        abstract: "List, inspect and verify plugins.",
-        subcommands: [List.self, Inspect.self, Verify.self])
+        abstract: "List, inspect, verify and test plugins.",
+        subcommands: [List.self, Inspect.self, Verify.self, PluginTestCommand.self, PluginCallCommand.self],
+        aliases: ["plugin"])
 
     struct ConfigOptions: ParsableArguments {
         @Option(name: .shortAndLong, help: "The operator config (capstan.yaml). Default: the in-tree plugins next to this binary.")

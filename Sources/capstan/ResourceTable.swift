@@ -41,6 +41,9 @@ enum ResourceTable {
         case "Secret": ["NAME", "KEYS", "AGE"]
         case "Service": ["NAME", "CLUSTER-IP", "PORTS", "ENDPOINTS", "AGE"] + (wide ? ["LB-PLUGIN", "ALGORITHM", "SELECTOR"] : [])
         case "Endpoints": ["NAME", "ENDPOINTS", "AGE"]
+        case "VolumeClaim": ["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS", "AGE"] + (wide ? ["REASON"] : [])
+        case "Volume": ["NAME", "CAPACITY", "ACCESS MODES", "RECLAIM POLICY", "STATUS", "CLAIM", "STORAGECLASS", "AGE"] + (wide ? ["NODE", "PROVISIONER", "HANDLE"] : [])
+        case "StorageClass": ["NAME", "PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE", "ALLOWVOLUMEEXPANSION", "AGE"] + (wide ? ["MAXSIZE", "PARAMETERS"] : [])
         default: ["NAME", "AGE"]
         }
     }
@@ -85,9 +88,38 @@ enum ResourceTable {
             let addresses = endpoints.spec.addresses.filter(\.ready).map { "\($0.address):\($0.port)" }
             let shown = addresses.prefix(4).joined(separator: ",") + (addresses.count > 4 ? " + \(addresses.count - 4) more" : "")
             return [endpoints.metadata.name, shown.nonEmpty ?? "<none>", age]
+        case .volumeClaim(let claim):
+            let bound = claim.status.conditions.first { $0.type == "Bound" }
+            let phase = claim.status.phase?.rawValue ?? "Pending"
+            let modes = accessModes(claim.status.accessModes ?? claim.spec.effectiveAccessModes)
+            return [claim.metadata.name, phase, claim.spec.volumeName ?? "", claim.status.capacity.map { "\($0)" } ?? "", modes, claim.spec.storageClassName ?? "", age]
+                + (wide ? [bound.map { $0.status ? "-" : "\($0.reason): \($0.message)" } ?? "-"] : [])
+        case .volume(let volume):
+            let phase = volume.metadata.deletionTimestamp != nil ? "Deleting" : (volume.status.phase?.rawValue ?? "-")
+            return [volume.metadata.name, "\(volume.status.capacity ?? volume.spec.capacity)", accessModes(volume.spec.effectiveAccessModes), volume.spec.effectiveReclaimPolicy.rawValue,
+                    phase, volume.spec.claim ?? "", volume.spec.storageClassName ?? "", age]
+                + (wide ? [volume.spec.nodeName ?? "<any>", volume.spec.provisioner, volume.spec.volumeHandle] : [])
+        case .storageClass(let storageClass):
+            let spec = storageClass.spec
+            let name = storageClass.metadata.name + (spec.isDefault == true ? " (default)" : "")
+            return [name, spec.provisioner, spec.effectiveReclaimPolicy.rawValue, spec.effectiveBindingMode.rawValue, spec.expansionAllowed ? "true" : "false", age]
+                + (wide ? [spec.maxSize.map { "\($0)" } ?? "-", spec.parameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",").nonEmpty ?? "-"] : [])
         default:
             return [object.name, age]
         }
+    }
+
+    /// `RWO,ROX`, as kubectl abbreviates access modes.
+    static func accessModes(_ modes: [VolumeAccessMode]) -> String {
+        modes.map { mode in
+            switch mode {
+            case .readWriteOnce: "RWO"
+            case .readOnlyMany: "ROX"
+            case .readWriteMany: "RWX"
+            case .readWriteOncePod: "RWOP"
+            @unknown default: mode.rawValue
+            }
+        }.joined(separator: ",")
     }
 
     /// A Secret with its values left out (its keys stay), and a note on how to see them.

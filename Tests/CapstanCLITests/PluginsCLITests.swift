@@ -128,7 +128,7 @@ import Testing
         let result = try await capstan("plugins", "inspect", Self.products.appendingPathComponent("libCapstanHostPath.so").path)
         #expect(result.status == 0)
         #expect(result.output.contains("library:   hostpath 1.0.0"))
-        #expect(result.output.contains("plugin:    hostpath (storage, config HostPathConfiguration): loaded"))
+        #expect(result.output.contains("plugin:    hostpath (storage, config NodeLocalStorageConfiguration): loaded"))
         #expect(result.output.contains("status:    loaded"))
     }
 
@@ -138,16 +138,66 @@ import Testing
         #expect(result.output.contains("refused at check dlopen") && result.output.contains("cannot dynamically load position-independent executable"))
     }
 
-    @Test func conformanceKitPassesHostPath() async throws {
-        let result = try await capstan("conformance", "storage", "--plugin", Self.products.appendingPathComponent("libCapstanHostPath.so").path, "--scratch", directory.appendingPathComponent("scratch").path)
+    @Test func storageKitPassesHostPath() async throws {
+        let result = try await capstan("plugins", "test", "storage", Self.products.appendingPathComponent("libCapstanHostPath.so").path, "--scratch", directory.appendingPathComponent("scratch").path)
         #expect(result.status == 0, "\(result.output)\(result.error)")
         #expect(!result.output.contains("FAIL"))
-        #expect(result.output.contains("PASS  create again with another size is alreadyExists"))
+        #expect(result.output.contains("PASS  [error-codes] create of a taken name with another size is alreadyExists"))
+        #expect(result.output.contains("PASS  [cleanup] nothing left behind"))
     }
 
-    @Test func conformanceKitRefusesANonStoragePlugin() async throws {
-        let result = try await capstan("conformance", "storage", "--plugin", Self.products.appendingPathComponent("libCapstanBinpack.so").path)
+    @Test(.enabled(if: StorageHost.loopbackWorks, "needs root, /dev/loop-control and Debian's e2fsprogs (mkfs.ext4, resize2fs)"))
+    func storageKitPassesLoopback() async throws {
+        let config = directory.appendingPathComponent("loopback.yaml")
+        try "capacity: 1Gi\n".write(to: config, atomically: true, encoding: .utf8)
+        let result = try await capstan("plugin", "test", "storage", Self.products.appendingPathComponent("libCapstanLoopback.so").path, "--config", config.path)
+        #expect(result.status == 0, "\(result.output)\(result.error)")
+        #expect(result.output.contains("PASS  [size] writes past the size fail with ENOSPC"))
+        #expect(result.output.contains("PASS  [snapshots] a snapshot is idempotent and restores the data it saw"))
+        #expect(result.output.contains("18 of 18 checks passed"))
+    }
+
+    @Test func storageKitFailsTheBrokenDriverNamingEachRule() async throws {
+        let result = try await capstan("plugins", "test", "storage", Self.products.appendingPathComponent("libCapstanBrokenStorageFixture.so").path)
+        #expect(result.status == 1)
+        #expect(result.output.contains("FAIL  [idempotent] create again with the same arguments returns the same volume: got volume"))
+        #expect(result.output.contains("FAIL  [cleanup] nothing left behind: files, mounts, loop devices: left behind: file"))
+        #expect(result.output.contains("/trash"))
+        #expect(result.output.contains("FAIL  [capabilities] expand grows the volume (and its file system): declares expansion, but listVolumes still says"))
+        #expect(result.output.contains("broken rules: capabilities, cleanup, idempotent"))
+    }
+
+    @Test func storageKitWritesJSON() async throws {
+        let result = try await capstan("plugins", "test", "storage", Self.products.appendingPathComponent("libCapstanBrokenStorageFixture.so").path, "--json")
+        #expect(result.status == 1)
+        let report = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
+        let checks = report?["checks"] as? [[String: Any]] ?? []
+        #expect(checks.count >= 15)
+        #expect(checks.contains { $0["rule"] as? String == "cleanup" && $0["passed"] as? Bool == false })
+    }
+
+    @Test func storageKitRefusesANonStoragePluginAndBadOptions() async throws {
+        let result = try await capstan("plugins", "test", "storage", Self.products.appendingPathComponent("libCapstanBinpack.so").path)
         #expect(result.status == 2)
         #expect(result.error.contains("it registers no storage plugin"))
+        let badConfig = try await capstan("plugins", "test", "storage", Self.products.appendingPathComponent("libCapstanHostPath.so").path, "--config", "/nonexistent.yaml")
+        #expect(badConfig.status == 2)
+        #expect(badConfig.error.contains("/nonexistent.yaml") && badConfig.error.contains("cannot be read"))
+        let badSize = try await capstan("plugins", "test", "storage", Self.products.appendingPathComponent("libCapstanHostPath.so").path, "--size", "1Ki")
+        #expect(badSize.status != 0)
+        #expect(badSize.error.contains("--size: between 8Mi and 64Gi"))
+    }
+
+    @Test func theFirstSpellingOfTheKitStillWorks() async throws {
+        let result = try await capstan("conformance", "storage", "--plugin", Self.products.appendingPathComponent("libCapstanHostPath.so").path, "--scratch", directory.appendingPathComponent("scratch2").path)
+        #expect(result.status == 0, "\(result.output)\(result.error)")
+    }
+}
+
+/// Whether the loopback storage plugin can run here.
+enum StorageHost {
+    static var loopbackWorks: Bool {
+        geteuid() == 0 && access("/dev/loop-control", R_OK | W_OK) == 0
+            && ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"].contains { FileManager.default.isExecutableFile(atPath: $0) }
     }
 }

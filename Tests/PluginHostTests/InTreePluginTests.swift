@@ -1,4 +1,5 @@
 import CapstanSDK
+import CapstanStorageTestKit
 import Foundation
 import PluginHost
 import Testing
@@ -68,9 +69,9 @@ import Testing
 
     @Test func hostpathPassesTheStorageConformanceKit() async throws {
         let storage = try #require(try load("CapstanHostPath").storage(named: "hostpath"))
-        let checks = await StorageConformance.run(storage, scratch: directory)
-        for check in checks { #expect(check.passed, "\(check.name): \(check.detail ?? "")") }
-        #expect(checks.count >= 12)
+        let report = await StorageTestKit.run(storage, options: .init(scratch: directory.appendingPathComponent("scratch"), watchedFolders: [directory.appendingPathComponent("state")]))
+        for check in report.checks { #expect(check.passed, "\(check.line)") }
+        #expect(report.checks.count >= 15)
     }
 
     @Test func hostpathHonoursItsCapacityAndKeepsDataOnDisk() async throws {

@@ -30,5 +30,5 @@ struct NetworkNamespace {
 
     init() throws { try Fixtures.run("/bin/sh", ["-c", "ip netns add \(name)"]) }
 
-    func remove() { try? Fixtures.run("/bin/sh", ["-c", "ip netns del \(name)"]) }
+    func remove() { _ = try? Fixtures.run("/bin/sh", ["-c", "ip netns del \(name)"]) }
 }

@@ -120,6 +120,7 @@ struct APIRoutes: Sendable {
         try authorize(principal, .create, kind: kind.kind, name: object.name, object: object)
         object = try SystemFields.clientWrite(object, stored: nil, by: principal)
         object = try assignAddresses(object, stored: nil)
+        try await StorageAdmission.check(object, stored: nil, lookup: stored)
         object.metadata.revision = nil
         object.metadata.deletionTimestamp = nil
         try await checkInstanceQuota(object, creating: true)
@@ -129,6 +130,7 @@ struct APIRoutes: Sendable {
     private func update(_ request: Request, _ context: BasicRequestContext, _ principal: Principal) async throws -> Response {
         let (object, current) = try await replacement(request, context, principal, .update)
         let written = try assignAddresses(try SystemFields.clientWrite(object, stored: current, by: principal), stored: current)
+        try await StorageAdmission.check(written, stored: current, lookup: stored)
         try await checkInstanceQuota(written, creating: false)
         return try json(try await writer.update(written))
     }
@@ -264,6 +266,17 @@ struct APIRoutes: Sendable {
                 if instance.metadata.deletionTimestamp != nil { return try json(AnyResource.instance(instance), status: .accepted) }
                 instance.metadata.deletionTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
                 return try json(try await writer.update(.instance(instance)), status: .accepted)
+            }
+        }
+        if kind.kind == "Volume" && !force && principal.role != .node, case .volume(var volume)? = try await stored("Volume", name) {
+            let claims = try await writer.read { store throws(StoreError) in try store.list(kind: "VolumeClaim").items }
+            if let refusal = StorageAdmission.volumeDeletion(volume, claims: claims) { throw refusal }
+            if volume.spec.effectiveReclaimPolicy == .delete, volume.spec.controllerNode != nil {
+                // Its node's agent deletes the data through the plugin, then the object.
+                if volume.metadata.deletionTimestamp != nil { return try json(AnyResource.volume(volume), status: .accepted) }
+                volume.metadata.deletionTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
+                volume.status.phase = .released
+                return try json(try await writer.update(.volume(volume)), status: .accepted)
             }
         }
         return try json(try await writer.delete(kind: kind.kind, name: name, revision: revision))

@@ -28,7 +28,12 @@ struct ObjectFilter: Sendable {
         for (key, value) in labels where metadata.labels[key] != value { return false }
         if let owner, metadata.owner != owner { return false }
         if let nodeName {
-            guard case .instance(let instance) = object, instance.spec.nodeName == nodeName else { return false }
+            switch object {
+            case .instance(let instance) where instance.spec.nodeName == nodeName: break
+            // Volumes by the node that handles their plugin calls.
+            case .volume(let volume) where volume.spec.controllerNode == nodeName: break
+            default: return false
+            }
         }
         if let involvedObject {
             guard case .event(let event) = object, event.spec.involvedObject == involvedObject else { return false }

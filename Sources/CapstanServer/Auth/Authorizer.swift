@@ -9,8 +9,8 @@ import CapstanCore
 /// - `node` (an agent) is confined to its own node, like Kubernetes' Node authorizer: it reads
 ///   its Node and the Instances bound to it (list and watch only with `nodeName=` itself), writes
 ///   its Node and those Instances' status, deletes them once stopped, writes Events, creates and
-///   deletes Volumes on itself, and binds a claim to such a volume (only `spec.volumeName`, only
-///   while unbound). It reads claims, volumes, services and endpoints, and the secrets its
+///   deletes Volumes on itself and writes their status (reclaim, expansion), and binds a claim to such a volume (only `spec.volumeName`, only
+///   while unbound). It reads claims, volumes, storage classes, services and endpoints, and the secrets its
 ///   instances use (one by one); nothing else.
 /// - Secrets: a viewer reads them with their values left out (``APIRoutes``).
 enum Authorizer {
@@ -51,7 +51,7 @@ enum Authorizer {
             return false
         }
         func onThisNode(_ candidate: AnyResource?) -> Bool {
-            if case .volume(let volume)? = candidate { return volume.spec.nodeName == node }
+            if case .volume(let volume)? = candidate { return (volume.spec.nodeName ?? node) == node && volume.spec.controllerNode == node }
             return false
         }
         switch (kind, verb) {
@@ -68,11 +68,11 @@ enum Authorizer {
             return boundHere(stored) ? nil : refusal + ": it is not bound to this node"
         case ("Event", .read), ("Event", .create), ("Event", .update), ("Event", .delete):
             return nil
-        case ("VolumeClaim", .read), ("Volume", .read), ("Service", .read), ("Endpoints", .read):
+        case ("VolumeClaim", .read), ("Volume", .read), ("Service", .read), ("Endpoints", .read), ("StorageClass", .read):
             return nil
         case ("Volume", .create):
             return onThisNode(object) ? nil : refusal + ": a node creates volumes only on itself (spec.nodeName: \(node))"
-        case ("Volume", .delete):
+        case ("Volume", .delete), ("Volume", .updateStatus):
             return onThisNode(stored) ? nil : refusal + ": it is not on this node"
         case ("VolumeClaim", .update):
             return isBinding(object, of: stored) ? nil : refusal + ": a node may only bind an unbound claim (spec.volumeName)"

@@ -41,6 +41,13 @@ enum SystemFields {
             case .service(var service):
                 service.status = ServiceSpec.initialStatus
                 result = .service(service)
+            case .volumeClaim(var claim):
+                claim.status = VolumeClaimSpec.initialStatus
+                result = .volumeClaim(claim)
+            case .volume(var volume):
+                // An operator's static volume: the controller sets its phase.
+                volume.status = VolumeSpec.initialStatus
+                result = .volume(volume)
             default:
                 break
             }
@@ -83,7 +90,11 @@ enum SystemFields {
             }
             claim.spec.volumeName = claim.spec.volumeName ?? current.spec.volumeName
             claim.metadata.owner = current.metadata.owner
+            claim.status = current.status
             result = .volumeClaim(claim)
+        case (.volume(var volume), .volume(let current)):
+            volume.status = current.status
+            result = .volume(volume)
         default:
             break
         }
@@ -94,23 +105,20 @@ enum SystemFields {
     static func statusWrite(_ object: AnyResource, stored: AnyResource) throws -> AnyResource {
         var result = stored
         result.metadata.revision = object.metadata.revision
+        /// The stored object with the sent status, compare-and-swap on the sent revision.
+        func withStatus<Spec>(_ sent: Resource<Spec>, _ current: Resource<Spec>) -> Resource<Spec> {
+            var current = current
+            current.status = sent.status
+            current.metadata.revision = sent.metadata.revision
+            return current
+        }
         switch (object, stored) {
-        case (.instance(let sent), .instance(var current)):
-            current.status = sent.status
-            current.metadata.revision = sent.metadata.revision
-            result = .instance(current)
-        case (.node(let sent), .node(var current)):
-            current.status = sent.status
-            current.metadata.revision = sent.metadata.revision
-            result = .node(current)
-        case (.workload(let sent), .workload(var current)):
-            current.status = sent.status
-            current.metadata.revision = sent.metadata.revision
-            result = .workload(current)
-        case (.service(let sent), .service(var current)):
-            current.status = sent.status
-            current.metadata.revision = sent.metadata.revision
-            result = .service(current)
+        case (.instance(let sent), .instance(let current)): result = .instance(withStatus(sent, current))
+        case (.node(let sent), .node(let current)): result = .node(withStatus(sent, current))
+        case (.workload(let sent), .workload(let current)): result = .workload(withStatus(sent, current))
+        case (.service(let sent), .service(let current)): result = .service(withStatus(sent, current))
+        case (.volume(let sent), .volume(let current)): result = .volume(withStatus(sent, current))
+        case (.volumeClaim(let sent), .volumeClaim(let current)): result = .volumeClaim(withStatus(sent, current))
         default:
             throw APIFailure.badRequest("\(object.kind) has no status to write")
         }

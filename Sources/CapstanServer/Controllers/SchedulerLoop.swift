@@ -70,6 +70,10 @@ final class SchedulerLoop: ServiceLifecycle.Service {
         var pending: [String: Instance] = [:]
         /// VolumeClaim → the node its node-local volume lives on: instances mounting it go there.
         var claimNodes: [String: String] = [:]
+        /// VolumeClaim → its access modes.
+        var claimModes: [String: [VolumeAccessMode]] = [:]
+        /// VolumeClaim → the bound instances that mount it, and their nodes.
+        var claimUsers: [String: [String: String]] = [:]
         /// Bumped whenever capacity may have appeared: a node added or changed, an instance gone.
         var generation = 0
         /// Unschedulable instance → the generation it failed at, and when.
@@ -101,8 +105,13 @@ final class SchedulerLoop: ServiceLifecycle.Service {
                         requested[nodeName, default: ResourceVector()] += requests
                         for port in ports { hostPorts[nodeName, default: [:]][port, default: 0] += 1 }
                         for (gpu, milli) in gpus { gpuUsed[nodeName, default: [:]][gpu, default: 0] += milli }
+                        for mount in instance.spec.template.volumeMounts { claimUsers[mount.claim, default: [:]][name] = nodeName }
                     }
                 } else if let previous = bound.removeValue(forKey: name) {
+                    for mount in instance.spec.template.volumeMounts {
+                        claimUsers[mount.claim]?[name] = nil
+                        if claimUsers[mount.claim]?.isEmpty == true { claimUsers[mount.claim] = nil }
+                    }
                     requested[previous.node, default: ResourceVector()] -= previous.requests
                     for port in previous.ports {
                         hostPorts[previous.node]?[port, default: 1] -= 1
@@ -128,6 +137,8 @@ final class SchedulerLoop: ServiceLifecycle.Service {
                     claimNodes[claim] = volume.spec.nodeName
                 }
                 generation += 1
+            case .volumeClaim(let claim):
+                claimModes[claim.metadata.name] = event.change == .deleted ? nil : claim.spec.effectiveAccessModes
             default:
                 break
             }
@@ -178,9 +189,21 @@ final class SchedulerLoop: ServiceLifecycle.Service {
             case impossible(Unschedulable)
         }
 
-        /// The one node an instance's node-local volumes allow, or why none can hold them all.
+        /// The one node an instance's volumes allow, or why none can hold them all: node-local
+        /// volumes pin to their node; a `ReadWriteOnce` volume that can move (shared storage)
+        /// to the node already using it; a `ReadWriteOncePod` volume admits one instance.
         func pin(_ instance: Instance) -> Pin {
-            let nodes = Set(instance.spec.template.volumeMounts.compactMap { claimNodes[$0.claim] })
+            var nodes = Set(instance.spec.template.volumeMounts.compactMap { claimNodes[$0.claim] })
+            for mount in instance.spec.template.volumeMounts {
+                let modes = claimModes[mount.claim] ?? []
+                let others = (claimUsers[mount.claim] ?? [:]).filter { $0.key != instance.metadata.name }
+                if modes.contains(.readWriteOncePod), let other = others.keys.sorted().first {
+                    return .impossible(Unschedulable(nodesEvaluated: 0, totalNodes: self.nodes.count, reasons: ["claim \(mount.claim) is ReadWriteOncePod and instance \(other) uses it": 1]))
+                }
+                if modes == [.readWriteOnce] || modes == [.readWriteOnce, .readWriteOncePod] {
+                    nodes.formUnion(others.values)
+                }
+            }
             if nodes.count > 1 {
                 return .impossible(Unschedulable(nodesEvaluated: 0, totalNodes: self.nodes.count, reasons: ["its volume claims live on different nodes (\(nodes.sorted().joined(separator: ", ")))": 1]))
             }
@@ -213,7 +236,7 @@ final class SchedulerLoop: ServiceLifecycle.Service {
     static let trace = ProcessInfo.processInfo.environment["CAPSTAN_TRACE_SCHEDULER"] == "1"
 
     /// The kinds the cache is built from.
-    static let watchedKinds = ["Node", "Instance", "Volume"]
+    static let watchedKinds = ["Node", "Instance", "Volume", "VolumeClaim"]
 
     func run() async throws {
         // The loop's own accounting (requests per node, host ports, GPU shares, pending), kept

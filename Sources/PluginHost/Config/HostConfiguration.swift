@@ -65,6 +65,9 @@ public struct HostConfiguration: Sendable, Hashable {
     public var plugins: [PluginEntry]
     public var profiles: [Profile] = []
     public var defaults: [PluginKind: String]
+    /// StorageClasses by name (`storageClasses:`): the server creates them at start, keeps them
+    /// as written here, and removes those the config no longer names.
+    public var storageClasses: [String: StorageClassSpec] = [:]
     /// Where Capstan and its plugins keep state; absolute.
     public var stateDirectory: String
     /// The file it was read from, for messages.
@@ -86,6 +89,22 @@ public struct HostConfiguration: Sendable, Hashable {
         }
         let base = URL(fileURLWithPath: path).deletingLastPathComponent().path
         return try parse(text, source: path, baseDirectory: base)
+    }
+
+    /// One plugin's own settings from a YAML or JSON file (what goes under `config:` in
+    /// capstan.yaml), for `capstan plugins test`.
+    public static func pluginSettings(file path: String) throws(ValidationError) -> JSONValue {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw ValidationError(subject: path, problems: [ValidationProblem(path: "", message: "cannot be read (does it exist?)")])
+        }
+        guard text.utf8.count <= 1 << 20 else {
+            throw ValidationError(subject: path, problems: [ValidationProblem(path: "", message: "is larger than 1 MiB")])
+        }
+        do {
+            return try YAMLDecoder().decode(JSONValue.self, from: text)
+        } catch {
+            throw ValidationError(subject: path, problems: [ValidationProblem(path: "", message: "is not valid YAML or JSON: \(error)")])
+        }
     }
 
     /// Parses config text; relative paths are resolved against `baseDirectory`.
@@ -141,6 +160,10 @@ public struct HostConfiguration: Sendable, Hashable {
             }
             profiles.append(Profile(name: profile.name, plugins: profile.plugins.map { Profile.Member(name: $0.name, weight: $0.weight ?? 1) }, percentageOfNodesToScore: profile.percentageOfNodesToScore))
         }
+        for (name, spec) in (document.storageClasses ?? [:]).sorted(by: { $0.key < $1.key }) {
+            if let problem = DNSLabel.problem(with: name) { problems.append(ValidationProblem(path: "storageClasses.\(name)", message: problem)) }
+            problems += spec.validate(at: "storageClasses.\(name)")
+        }
         guard problems.isEmpty else { throw ValidationError(subject: source, problems: problems) }
         func absolute(_ path: String) -> String {
             path.hasPrefix("/") ? path : URL(fileURLWithPath: baseDirectory).appendingPathComponent(path).standardizedFileURL.path
@@ -152,6 +175,7 @@ public struct HostConfiguration: Sendable, Hashable {
             stateDirectory: absolute(document.stateDirectory ?? ".capstan"),
             source: source)
         configuration.profiles = profiles
+        configuration.storageClasses = document.storageClasses ?? [:]
         return configuration
     }
 
@@ -182,7 +206,7 @@ public struct HostConfiguration: Sendable, Hashable {
     }
 
     /// The plugin libraries that ship with Capstan.
-    public static let inTreePlugins = ["CapstanBinpack", "CapstanSpread", "CapstanBestFit", "CapstanFGD", "CapstanHostPath", "CapstanHostNetwork", "CapstanCNI", "CapstanRoundRobin", "CapstanLeastConn", "CapstanNFTables", "CapstanProcessRuntime", "CapstanRuncRuntime"]
+    public static let inTreePlugins = ["CapstanBinpack", "CapstanSpread", "CapstanBestFit", "CapstanFGD", "CapstanHostPath", "CapstanHostNetwork", "CapstanCNI", "CapstanRoundRobin", "CapstanLeastConn", "CapstanNFTables", "CapstanProcessRuntime", "CapstanRuncRuntime", "CapstanLoopback"]
 }
 
 /// The file's shape, decoded strictly.
@@ -194,9 +218,10 @@ struct ConfigDocument: Decodable {
     var plugins: [PluginDocument]?
     var profiles: [ProfileDocument]?
     var defaults: [String: String]?
+    var storageClasses: [String: StorageClassSpec]?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case apiVersion, kind, pluginPaths, stateDirectory, plugins, profiles, defaults
+        case apiVersion, kind, pluginPaths, stateDirectory, plugins, profiles, defaults, storageClasses
     }
 
     init(from decoder: any Decoder) throws {
@@ -209,6 +234,7 @@ struct ConfigDocument: Decodable {
         plugins = try container.decodeIfPresent([PluginDocument].self, forKey: .plugins)
         profiles = try container.decodeIfPresent([ProfileDocument].self, forKey: .profiles)
         defaults = try container.decodeIfPresent([String: String].self, forKey: .defaults)
+        storageClasses = try container.decodeIfPresent([String: StorageClassSpec].self, forKey: .storageClasses)
     }
 }
 

@@ -10,7 +10,8 @@ import CapstanCore
 ///   ``PluginError/Code/unimplemented`` for calls their ``StorageCapabilities`` do not offer;
 /// - be safe to call concurrently for different volumes.
 ///
-/// The conformance kit (`Tests/PluginHostTests/StorageConformance.swift`) checks these rules.
+/// The conformance kit (`capstan plugin test storage PLUGIN.so`, or the `CapstanStorageTestKit`
+/// library from a vendor's own tests) checks these rules.
 public protocol StorageProvisioner: Sendable {
     var capabilities: StorageCapabilities { get }
 
@@ -20,6 +21,12 @@ public protocol StorageProvisioner: Sendable {
     func deleteVolume(_ request: DeleteVolumeRequest) async throws
     /// Grows a volume; a size not larger than the current one is a no-op.
     func expandVolume(_ request: ExpandVolumeRequest) async throws -> VolumeInfo
+    /// Makes the volume usable on this node at `stagingPath` (SDK 1.5): attach a device, check
+    /// and mount its file system. Called once per node before the first publish, when
+    /// ``StorageCapabilities/stageUnstage``. Idempotent.
+    func stageVolume(_ request: StageVolumeRequest) async throws
+    /// Undoes ``stageVolume(_:)`` after the node's last unpublish (SDK 1.5). Succeeds when not staged.
+    func unstageVolume(_ request: UnstageVolumeRequest) async throws
     /// Makes the volume's data appear at `targetPath` on this node.
     func publishVolume(_ request: PublishVolumeRequest) async throws -> PublishedVolume
     /// Undoes ``publishVolume(_:)``. Succeeds when not published.
@@ -35,6 +42,13 @@ public protocol StorageProvisioner: Sendable {
 }
 
 extension StorageProvisioner {
+    /// Provisioners without a staging step (SDK 1.4 and older) do nothing here.
+    public func stageVolume(_ request: StageVolumeRequest) async throws {
+        guard !capabilities.stageUnstage else { throw PluginError(.unimplemented, "this provisioner declares stageUnstage but does not implement stageVolume") }
+    }
+    public func unstageVolume(_ request: UnstageVolumeRequest) async throws {
+        guard !capabilities.stageUnstage else { throw PluginError(.unimplemented, "this provisioner declares stageUnstage but does not implement unstageVolume") }
+    }
     public func createSnapshot(_ request: CreateSnapshotRequest) async throws -> SnapshotInfo {
         throw PluginError(.unimplemented, "this provisioner does not take snapshots")
     }
@@ -43,7 +57,8 @@ extension StorageProvisioner {
     }
 }
 
-/// What a storage provisioner offers.
+/// What a storage provisioner offers. The conformance kit holds a provisioner to every
+/// capability it declares, and expects `unimplemented` from the calls it does not.
 public struct StorageCapabilities: Sendable, Hashable {
     /// Where a volume can be used.
     public enum Topology: String, Sendable, Hashable {
@@ -54,13 +69,41 @@ public struct StorageCapabilities: Sendable, Hashable {
     }
 
     public var topology: Topology
+    /// ``StorageProvisioner/expandVolume(_:)`` grows volumes.
     public var expansion: Bool
+    /// ``StorageProvisioner/createSnapshot(_:)`` works.
     public var snapshots: Bool
+    /// The host calls ``StorageProvisioner/stageVolume(_:)`` once per node before publishing,
+    /// and passes the staging path to every publish (SDK 1.5).
+    public var stageUnstage: Bool
+    /// Expansion works while the volume is published: the file system grows under a running
+    /// instance (SDK 1.5).
+    public var onlineExpansion: Bool
+    /// Writes past a volume's size fail (`ENOSPC`); false when sizes are only accounted, as with
+    /// plain directories (SDK 1.5).
+    public var enforcesSize: Bool
+    /// ``CreateVolumeRequest/sourceSnapshotID`` fills a new volume from a snapshot (SDK 1.5).
+    public var restoreFromSnapshot: Bool
+    /// The access modes its volumes can serve (SDK 1.5). Node-local volumes serve one node.
+    public var accessModes: Set<VolumeAccessMode>
 
+    /// SDK 1.0–1.4 shape: no staging, sizes accounted only, the access modes of the topology.
     public init(topology: Topology, expansion: Bool = false, snapshots: Bool = false) {
+        self.init(topology: topology, expansion: expansion, snapshots: snapshots, stageUnstage: false, onlineExpansion: false,
+                  enforcesSize: false, restoreFromSnapshot: false, accessModes: nil)
+    }
+
+    /// SDK 1.5.
+    public init(topology: Topology, expansion: Bool = false, snapshots: Bool = false, stageUnstage: Bool, onlineExpansion: Bool = false,
+                enforcesSize: Bool = false, restoreFromSnapshot: Bool = false, accessModes: Set<VolumeAccessMode>? = nil) {
         self.topology = topology
         self.expansion = expansion
         self.snapshots = snapshots
+        self.stageUnstage = stageUnstage
+        self.onlineExpansion = onlineExpansion
+        self.enforcesSize = enforcesSize
+        self.restoreFromSnapshot = restoreFromSnapshot
+        self.accessModes = accessModes ?? (topology == .nodeLocal ? [.readWriteOnce, .readOnlyMany, .readWriteOncePod] : Set(VolumeAccessMode.allCases))
     }
 }
 
@@ -71,12 +114,22 @@ public struct CreateVolumeRequest: Sendable, Hashable {
     /// The node to create it on, for node-local provisioners.
     public var nodeName: String?
     public var parameters: [String: String]
+    /// Fill the new volume from this snapshot (SDK 1.5; only when
+    /// ``StorageCapabilities/restoreFromSnapshot``). Part of the idempotency key.
+    public var sourceSnapshotID: String?
 
     public init(name: String, sizeBytes: Int64, nodeName: String? = nil, parameters: [String: String] = [:]) {
         self.name = name
         self.sizeBytes = sizeBytes
         self.nodeName = nodeName
         self.parameters = parameters
+        self.sourceSnapshotID = nil
+    }
+
+    /// SDK 1.5.
+    public init(name: String, sizeBytes: Int64, nodeName: String? = nil, parameters: [String: String] = [:], sourceSnapshotID: String?) {
+        self.init(name: name, sizeBytes: sizeBytes, nodeName: nodeName, parameters: parameters)
+        self.sourceSnapshotID = sourceSnapshotID
     }
 }
 
@@ -114,11 +167,43 @@ public struct PublishVolumeRequest: Sendable, Hashable {
     public var volumeID: String
     /// Where the data must appear; created by the provisioner if missing.
     public var targetPath: String
+    /// The instance must not be able to write through this publish.
     public var readOnly: Bool
+    /// Where ``StorageProvisioner/stageVolume(_:)`` staged it (SDK 1.5); nil when the
+    /// provisioner does not stage.
+    public var stagingPath: String?
     public init(volumeID: String, targetPath: String, readOnly: Bool = false) {
         self.volumeID = volumeID
         self.targetPath = targetPath
         self.readOnly = readOnly
+        self.stagingPath = nil
+    }
+
+    /// SDK 1.5.
+    public init(volumeID: String, targetPath: String, readOnly: Bool = false, stagingPath: String?) {
+        self.init(volumeID: volumeID, targetPath: targetPath, readOnly: readOnly)
+        self.stagingPath = stagingPath
+    }
+}
+
+/// SDK 1.5: makes a volume usable on the node, once, at a node-wide path.
+public struct StageVolumeRequest: Sendable, Hashable {
+    public var volumeID: String
+    /// A folder the host made for this volume on this node; the provisioner mounts here.
+    public var stagingPath: String
+    public init(volumeID: String, stagingPath: String) {
+        self.volumeID = volumeID
+        self.stagingPath = stagingPath
+    }
+}
+
+/// SDK 1.5.
+public struct UnstageVolumeRequest: Sendable, Hashable {
+    public var volumeID: String
+    public var stagingPath: String
+    public init(volumeID: String, stagingPath: String) {
+        self.volumeID = volumeID
+        self.stagingPath = stagingPath
     }
 }
 

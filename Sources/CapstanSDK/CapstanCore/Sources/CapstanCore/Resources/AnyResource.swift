@@ -11,9 +11,11 @@ public enum AnyResource: Sendable, Hashable, Codable {
     case secret(Secret)
     /// SDK 1.3.
     case lease(Lease)
+    /// SDK 1.5.
+    case storageClass(StorageClass)
 
     /// Every kind, by manifest `kind`.
-    public static let kinds = ["Node", "Workload", "Instance", "Volume", "VolumeClaim", "Service", "Endpoints", "Event", "Secret", "Lease"]
+    public static let kinds = ["Node", "Workload", "Instance", "Volume", "VolumeClaim", "Service", "Endpoints", "Event", "Secret", "Lease", "StorageClass"]
 
     public var kind: String {
         switch self {
@@ -27,6 +29,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
         case .event: EventSpec.kind
         case .secret: SecretSpec.kind
         case .lease: LeaseSpec.kind
+        case .storageClass: StorageClassSpec.kind
         }
     }
 
@@ -43,6 +46,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
             case .event(let r): r.metadata
             case .secret(let r): r.metadata
             case .lease(let r): r.metadata
+            case .storageClass(let r): r.metadata
             }
         }
         set {
@@ -57,6 +61,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
             case .event(var r): r.metadata = newValue; self = .event(r)
             case .secret(var r): r.metadata = newValue; self = .secret(r)
             case .lease(var r): r.metadata = newValue; self = .lease(r)
+            case .storageClass(var r): r.metadata = newValue; self = .storageClass(r)
             }
         }
     }
@@ -76,6 +81,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
         case .event(let r): r.validate()
         case .secret(let r): r.validate()
         case .lease(let r): r.validate()
+        case .storageClass(let r): r.validate()
         }
     }
 
@@ -96,6 +102,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
         case EventSpec.kind: self = .event(try Event(from: decoder))
         case SecretSpec.kind: self = .secret(try Secret(from: decoder))
         case LeaseSpec.kind: self = .lease(try Lease(from: decoder))
+        case StorageClassSpec.kind: self = .storageClass(try StorageClass(from: decoder))
         default:
             throw DecodingError.dataCorruptedError(forKey: .kind, in: container, debugDescription: "\"\(kind)\" is not a Capstan kind; expected one of \(AnyResource.kinds.joined(separator: ", "))")
         }
@@ -113,6 +120,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
         case .event(let r): try r.encode(to: encoder)
         case .secret(let r): try r.encode(to: encoder)
         case .lease(let r): try r.encode(to: encoder)
+        case .storageClass(let r): try r.encode(to: encoder)
         }
     }
 }
