@@ -140,7 +140,7 @@ let package = Package(
         .target(
             name: "CapstanAgent",
             dependencies: [
-                "CapstanAPI", "PluginHost", core, sdk,
+                "CapstanAPI", "PluginHost", "CapstanSupervision", core, sdk,
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),

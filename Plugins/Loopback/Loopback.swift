@@ -27,6 +27,7 @@ actor Loopback: StorageProvisioner {
     private let files = FileManager.default
     private let failpoint = ProcessInfo.processInfo.environment["CAPSTAN_LOOPBACK_FAILPOINT"]
     private let tools: Tools
+    private let gate = SerialGate()
 
     struct Tools {
         var mkfs: String
@@ -49,11 +50,21 @@ actor Loopback: StorageProvisioner {
         guard access("/dev/loop-control", R_OK | W_OK) == 0 else {
             throw PluginError(.failedPrecondition, "the loopback storage plugin needs root and /dev/loop-control (loop devices): run the agent as root, or use hostpath")
         }
-        root = URL(fileURLWithPath: configuration.root ?? context.stateDirectory)
+        // Resolved: the kernel reports loop devices' backing files and mounts by their real paths.
+        let configured = configuration.root ?? context.stateDirectory
+        try FileManager.default.createDirectory(atPath: configured, withIntermediateDirectories: true)
+        root = URL(fileURLWithPath: realpath(configured, nil).map { pointer in defer { free(pointer) }; return String(cString: pointer) } ?? configured)
         space = StorageSpace(root: root, limit: configuration.capacity?.value)
         nodeName = context.nodeName
         // What an interrupted create or delete left; nothing else runs calls on this root yet.
         try space.removeLeftovers(in: ["volumes", "snapshots"]) { Self.detachLoops(backing: $0.appendingPathComponent("disk.img").path) }
+        // A crash during a snapshot copy leaves its volume frozen: thaw every mount of ours.
+        let volumesFolder = root.appendingPathComponent("volumes").path
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: volumesFolder)) ?? [] where !name.hasPrefix(".") {
+            for device in Self.loopDevices(backing: "\(volumesFolder)/\(name)/disk.img") {
+                for mount in Mounts.read() where mount.device == device.number { try? Freeze.thaw(mount.mountPoint) }
+            }
+        }
     }
 
     /// Online expansion (`resize2fs` of a mounted ext4) needs `CAP_SYS_RESOURCE`; without it a
@@ -85,7 +96,21 @@ actor Loopback: StorageProvisioner {
 
     // MARK: Controller calls
 
-    func createVolume(_ request: CreateVolumeRequest) async throws -> VolumeInfo {
+    // One call at a time: the calls await external tools, and an actor lets the next call in
+    // at every await — an offline resize and a stage of the same image must never overlap, nor
+    // two creates both pass the capacity check.
+    func createVolume(_ request: CreateVolumeRequest) async throws -> VolumeInfo { try await gate.run { try await createVolumeSerially(request) } }
+    func deleteVolume(_ request: DeleteVolumeRequest) async throws { try await gate.run { try await deleteVolumeSerially(request) } }
+    func expandVolume(_ request: ExpandVolumeRequest) async throws -> VolumeInfo { try await gate.run { try await expandVolumeSerially(request) } }
+    func createSnapshot(_ request: CreateSnapshotRequest) async throws -> SnapshotInfo { try await gate.run { try await createSnapshotSerially(request) } }
+    func deleteSnapshot(_ request: DeleteSnapshotRequest) async throws { try await gate.run { try await deleteSnapshotSerially(request) } }
+    func stageVolume(_ request: StageVolumeRequest) async throws { try await gate.run { try await stageVolumeSerially(request) } }
+    func unstageVolume(_ request: UnstageVolumeRequest) async throws { try await gate.run { try await unstageVolumeSerially(request) } }
+    func publishVolume(_ request: PublishVolumeRequest) async throws -> PublishedVolume { try await gate.run { try await publishVolumeSerially(request) } }
+    func unpublishVolume(_ request: UnpublishVolumeRequest) async throws { try await gate.run { try await unpublishVolumeSerially(request) } }
+
+
+    private func createVolumeSerially(_ request: CreateVolumeRequest) async throws -> VolumeInfo {
         try checkName(request.name, field: "name")
         guard request.sizeBytes >= Self.minimumBytes else {
             throw PluginError(.invalidArgument, "volume size \(request.sizeBytes) is below the loopback minimum of 8Mi (ext4 needs room for its journal)")
@@ -140,7 +165,7 @@ actor Loopback: StorageProvisioner {
         return info(record)
     }
 
-    func deleteVolume(_ request: DeleteVolumeRequest) async throws {
+    private func deleteVolumeSerially(_ request: DeleteVolumeRequest) async throws {
         guard let _ = try record(request.volumeID) else { return }
         let image = imagePath(request.volumeID)
         for device in Self.loopDevices(backing: image) {
@@ -159,7 +184,7 @@ actor Loopback: StorageProvisioner {
         try files.removeItem(at: doomed)
     }
 
-    func expandVolume(_ request: ExpandVolumeRequest) async throws -> VolumeInfo {
+    private func expandVolumeSerially(_ request: ExpandVolumeRequest) async throws -> VolumeInfo {
         guard var record = try record(request.volumeID) else { throw notFound(request.volumeID) }
         guard request.sizeBytes > record.sizeBytes else { return info(record) }
         guard request.sizeBytes <= FieldLimitsBridge.maxBytes else { throw PluginError(.invalidArgument, "size \(request.sizeBytes) is more than 1Pi") }
@@ -205,7 +230,7 @@ actor Loopback: StorageProvisioner {
         try space.capacity(claimed: try records().reduce(Int64(0)) { $0 &+ $1.sizeBytes })
     }
 
-    func createSnapshot(_ request: CreateSnapshotRequest) async throws -> SnapshotInfo {
+    private func createSnapshotSerially(_ request: CreateSnapshotRequest) async throws -> SnapshotInfo {
         try checkName(request.name, field: "snapshot name")
         if let existing = try snapshotRecord(request.name) {
             guard existing.source == request.sourceVolumeID else {
@@ -221,13 +246,8 @@ actor Loopback: StorageProvisioner {
         let image = imagePath(source.name)
         let staged = Self.loopDevices(backing: image).compactMap { device in Mounts.read().first { $0.device == device.number }?.mountPoint }.first
         if let staged { try Freeze.freeze(staged) }
-        do {
-            try await copySparse(from: image, to: partial.appendingPathComponent("disk.img").path)
-            if let staged { try Freeze.thaw(staged) }
-        } catch {
-            if let staged { try? Freeze.thaw(staged) }
-            throw error
-        }
+        defer { if let staged { try? Freeze.thaw(staged) } }
+        try await copySparse(from: image, to: partial.appendingPathComponent("disk.img").path)
         try fail("snapshot.copy")
         let record = SnapshotRecord(name: request.name, source: request.sourceVolumeID, sizeBytes: source.sizeBytes)
         try snapshots.write(record, name: record.name, in: partial)
@@ -235,7 +255,7 @@ actor Loopback: StorageProvisioner {
         return SnapshotInfo(snapshotID: request.name, sourceVolumeID: request.sourceVolumeID, sizeBytes: source.sizeBytes)
     }
 
-    func deleteSnapshot(_ request: DeleteSnapshotRequest) async throws {
+    private func deleteSnapshotSerially(_ request: DeleteSnapshotRequest) async throws {
         try checkName(request.snapshotID, field: "snapshot name")
         let folder = snapshotFolder(request.snapshotID)
         guard files.fileExists(atPath: folder.path) else { return }
@@ -247,7 +267,7 @@ actor Loopback: StorageProvisioner {
 
     // MARK: Node calls
 
-    func stageVolume(_ request: StageVolumeRequest) async throws {
+    private func stageVolumeSerially(_ request: StageVolumeRequest) async throws {
         guard var record = try record(request.volumeID) else { throw notFound(request.volumeID) }
         let image = imagePath(request.volumeID)
         var device = Self.loopDevices(backing: image).first
@@ -277,7 +297,7 @@ actor Loopback: StorageProvisioner {
         try fail("stage.mount")
     }
 
-    func unstageVolume(_ request: UnstageVolumeRequest) async throws {
+    private func unstageVolumeSerially(_ request: UnstageVolumeRequest) async throws {
         let image = imagePath(request.volumeID)
         let devices = Self.loopDevices(backing: image)
         let mounts = Mounts.read()
@@ -291,12 +311,13 @@ actor Loopback: StorageProvisioner {
             try Mounts.unmount(request.stagingPath)
         }
         try fail("unstage.umount")
-        try? files.removeItem(atPath: request.stagingPath)
+        // Only an empty folder: never data that is not ours.
+        _ = rmdir(request.stagingPath)
         Self.detachLoops(backing: image)
         try fail("unstage.detach")
     }
 
-    func publishVolume(_ request: PublishVolumeRequest) async throws -> PublishedVolume {
+    private func publishVolumeSerially(_ request: PublishVolumeRequest) async throws -> PublishedVolume {
         guard try record(request.volumeID) != nil else { throw notFound(request.volumeID) }
         guard let staging = request.stagingPath else {
             throw PluginError(.failedPrecondition, "loopback volumes are staged before they are published: call stageVolume and pass its stagingPath")
@@ -310,8 +331,11 @@ actor Loopback: StorageProvisioner {
             guard devices.contains(existing.device) else {
                 throw PluginError(.failedPrecondition, "target \(request.targetPath) already has another file system mounted (\(existing.source))")
             }
-            guard existing.readOnly == request.readOnly else {
-                throw PluginError(.alreadyExists, "volume \"\(request.volumeID)\" is published at \(request.targetPath) \(existing.readOnly ? "read-only" : "read-write"); unpublish it to change that")
+            if request.readOnly && !existing.readOnly {
+                // A crash between the bind and its read-only remount: finish the remount.
+                try Mounts.remountReadOnly(request.targetPath)
+            } else if existing.readOnly && !request.readOnly {
+                throw PluginError(.alreadyExists, "volume \"\(request.volumeID)\" is published read-only at \(request.targetPath); unpublish it to publish it read-write")
             }
             return PublishedVolume(volumeID: request.volumeID, targetPath: request.targetPath)
         }
@@ -321,7 +345,7 @@ actor Loopback: StorageProvisioner {
         return PublishedVolume(volumeID: request.volumeID, targetPath: request.targetPath)
     }
 
-    func unpublishVolume(_ request: UnpublishVolumeRequest) async throws {
+    private func unpublishVolumeSerially(_ request: UnpublishVolumeRequest) async throws {
         // Every mount stacked at the target (a crash between bind and remount can leave two).
         while Mounts.read().contains(where: { $0.mountPoint == request.targetPath }) {
             try Mounts.unmount(request.targetPath)
@@ -375,8 +399,10 @@ actor Loopback: StorageProvisioner {
         _ = try await run("/bin/cp", ["--reflink=auto", "--sparse=always", source, target])
     }
 
+    /// Runs a tool to its end. The bound is generous on purpose: `e2fsck`, `resize2fs` and `cp`
+    /// take time in proportion to the volume, and killing one midway could corrupt it.
     private func run(_ tool: String, _ arguments: [String], okStatuses: Set<Int32> = [0]) async throws -> ExternalCommand {
-        let result = try await ExternalCommand.run(tool, arguments, timeout: 300, check: false)
+        let result = try await ExternalCommand.run(tool, arguments, timeout: 6 * 3600, check: false)
         guard okStatuses.contains(result.status) else { throw result.failure }
         return result
     }
@@ -434,14 +460,15 @@ enum FieldLimitsBridge {
 
 /// `FIFREEZE` / `FITHAW` on a mounted file system, for consistent snapshots.
 enum Freeze {
-    static func freeze(_ mountPoint: String) throws { try call(mountPoint, 0xC004_5877, "FIFREEZE") }
-    static func thaw(_ mountPoint: String) throws { try call(mountPoint, 0xC004_5878, "FITHAW") }
+    /// EBUSY (already frozen, by a copy a crash interrupted) counts as frozen.
+    static func freeze(_ mountPoint: String) throws { try call(mountPoint, 0xC004_5877, "FIFREEZE", tolerating: EBUSY) }
+    static func thaw(_ mountPoint: String) throws { try call(mountPoint, 0xC004_5878, "FITHAW", tolerating: EINVAL) }
 
-    private static func call(_ mountPoint: String, _ request: UInt, _ name: String) throws {
+    private static func call(_ mountPoint: String, _ request: UInt, _ name: String, tolerating tolerated: Int32) throws {
         let fd = open(mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw PluginError(.internal, "cannot open \(mountPoint): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        guard ioctl(fd, request, 0) == 0 else { throw PluginError(.internal, "\(name) on \(mountPoint): \(String(cString: strerror(errno)))") }
+        guard ioctl(fd, request, 0) == 0 || errno == tolerated else { throw PluginError(.internal, "\(name) on \(mountPoint): \(String(cString: strerror(errno)))") }
     }
 }
 

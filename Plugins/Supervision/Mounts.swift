@@ -51,11 +51,19 @@ public enum Mounts {
             throw PluginError(.internal, "bind mount \(source) at \(target): \(String(cString: strerror(errno)))")
         }
         if readOnly {
-            guard Glibc.mount(nil, target, nil, UInt(MS_BIND | MS_REMOUNT | MS_RDONLY), nil) == 0 else {
-                let reason = String(cString: strerror(errno))
+            do {
+                try remountReadOnly(target)
+            } catch {
                 _ = umount2(target, 0)
-                throw PluginError(.internal, "read-only remount of \(target): \(reason)")
+                throw error
             }
+        }
+    }
+
+    /// Makes a bind mount read-only (a bind cannot be made read-only in the same call).
+    public static func remountReadOnly(_ target: String) throws {
+        guard Glibc.mount(nil, target, nil, UInt(MS_BIND | MS_REMOUNT | MS_RDONLY), nil) == 0 else {
+            throw PluginError(.internal, "read-only remount of \(target): \(String(cString: strerror(errno)))")
         }
     }
 

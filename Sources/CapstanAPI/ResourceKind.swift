@@ -19,6 +19,7 @@ public struct ResourceKind: Sendable, Hashable {
         ResourceKind(kind: "Secret", plural: "secrets", aliases: ["secret"]),
         ResourceKind(kind: "Lease", plural: "leases", aliases: ["lease"]),
         ResourceKind(kind: "StorageClass", plural: "storageclasses", aliases: ["storageclass", "sc"]),
+        ResourceKind(kind: "VolumeSnapshot", plural: "volumesnapshots", aliases: ["volumesnapshot", "vs"]),
     ]
 
     public static let node = all[0]
@@ -29,6 +30,7 @@ public struct ResourceKind: Sendable, Hashable {
     public static let event = all[7]
     public static let lease = all[9]
     public static let storageClass = all[10]
+    public static let volumeSnapshot = all[11]
 
     /// By path segment (`instances`).
     public static func plural(_ plural: String) -> ResourceKind? { all.first { $0.plural == plural } }

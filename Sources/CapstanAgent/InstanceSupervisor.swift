@@ -108,9 +108,14 @@ actor InstanceSupervisor {
             // Attach is idempotent: it gives back the adopted instance's ports and addresses.
             learn(attachment)
         }
-        if existing != nil, let volumes, let again = try? await volumes.publish(instance.spec.template, for: name) {
-            // Publishing is idempotent: this only relearns what to unpublish at the end.
-            published = again.published
+        if existing != nil, let volumes, !instance.spec.template.volumeMounts.isEmpty {
+            // Publishing is idempotent: this relearns what to unpublish at the end, and counts
+            // the adopted instance as a user of its volumes (so none is reclaimed under it).
+            do {
+                published = try await volumes.publish(instance.spec.template, for: name).published
+            } catch {
+                await events.record("Instance/\(name)", reason: "VolumeAdoptFailed", message: "its volumes could not be published again after the agent restarted: \(error)", type: .warning)
+            }
         }
         if let existing, existing.state == .running {
             current = existing

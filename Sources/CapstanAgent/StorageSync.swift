@@ -37,6 +37,9 @@ struct StorageSync: Sendable {
             group.addTask { await follow(.volumeClaim, query: [:]) { object in
                 if case .volumeClaim(let claim) = object { await provisionIfSelected(claim) }
             } }
+            group.addTask { await follow(.volumeSnapshot, query: [:]) { object in
+                if case .volumeSnapshot(let snapshot) = object { await reconcile(snapshot) }
+            } }
             // A volume whose last user here went may now be deleted (a reclaim that waited).
             group.addTask {
                 for await name in usage.released {
@@ -44,6 +47,60 @@ struct StorageSync: Sendable {
                 }
             }
         }
+    }
+
+    /// Takes a snapshot the volume controller gave this node, or deletes one marked for it.
+    func reconcile(_ snapshot: VolumeSnapshot) async {
+        guard snapshot.status.nodeName == nodeName else { return }
+        let name = snapshot.metadata.name
+        if snapshot.metadata.deletionTimestamp != nil {
+            do {
+                if let handle = snapshot.status.snapshotHandle, let provisioner = snapshot.status.provisioner {
+                    guard let storage = plugins.registry.storage(named: provisioner) else {
+                        throw PluginError(.failedPrecondition, "storage plugin \"\(provisioner)\" is not loaded on node \(nodeName)")
+                    }
+                    try await storage.deleteSnapshot(DeleteSnapshotRequest(snapshotID: handle))
+                }
+                _ = try await api.delete(.volumeSnapshot, name, force: true)
+            } catch let error as APIError where error.status == 404 {
+            } catch {
+                await failed(snapshot, reason: "DeleteFailed", message: "node \(nodeName) could not delete the snapshot (retried every \(Self.resyncPeriod.components.seconds) s): \(error)")
+            }
+            return
+        }
+        guard !snapshot.status.readyToUse, snapshot.status.snapshotHandle == nil, let volumeName = snapshot.status.volumeName else { return }
+        do {
+            guard case .volume(let volume)? = try await api.fetch(kind: "Volume", name: volumeName) else {
+                throw PluginError(.notFound, "Volume \"\(volumeName)\" of claim \(snapshot.spec.source) is gone")
+            }
+            guard let storage = plugins.registry.storage(named: volume.spec.provisioner) else {
+                throw PluginError(.failedPrecondition, "storage plugin \"\(volume.spec.provisioner)\" is not loaded on node \(nodeName)")
+            }
+            guard storage.capabilities.snapshots else {
+                throw PluginError(.unimplemented, "storage plugin \(volume.spec.provisioner) does not take snapshots")
+            }
+            let uid = snapshot.metadata.uid.map { String($0.prefix(8)).lowercased() } ?? String(UUID().uuidString.prefix(8)).lowercased()
+            let info = try await storage.createSnapshot(CreateSnapshotRequest(name: "\(name.prefix(50))-\(uid)", sourceVolumeID: volume.spec.volumeHandle))
+            var taken = snapshot
+            let now = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
+            taken.status.readyToUse = true
+            taken.status.snapshotHandle = info.snapshotID
+            taken.status.restoreSize = VolumeSize.quantity(bytes: info.sizeBytes)
+            taken.status.creationTime = now
+            taken.status.conditions.set(Condition(type: "Ready", status: true, reason: "Taken", message: "storage plugin \(volume.spec.provisioner) took it on node \(nodeName)", lastTransitionTime: now))
+            _ = try await api.updateStatus(.volumeSnapshot(taken))
+            await events.record("VolumeSnapshot/\(name)", reason: "Taken", message: "storage plugin \(volume.spec.provisioner) copied volume \(volumeName)", type: .normal)
+        } catch {
+            let unsupported = (error as? PluginError)?.code == .unimplemented
+            await failed(snapshot, reason: unsupported ? "Unsupported" : "SnapshotFailed", message: "\(error)")
+        }
+    }
+
+    private func failed(_ snapshot: VolumeSnapshot, reason: String, message: String) async {
+        var updated = snapshot
+        guard updated.status.conditions.set(Condition(type: "Ready", status: false, reason: reason, message: message, lastTransitionTime: Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970))) else { return }
+        _ = try? await api.updateStatus(.volumeSnapshot(updated))
+        await events.record("VolumeSnapshot/\(snapshot.metadata.name)", reason: reason, message: message, type: .warning)
     }
 
     private func provisionIfSelected(_ claim: VolumeClaim) async {
@@ -91,8 +148,10 @@ struct StorageSync: Sendable {
             // Still mounted for an instance here: it is deleted once that instance stops.
             guard await !usage.inUse(volume.metadata.name) else { return }
             await reclaim(volume)
-        } else if let reported = volume.status.capacity, volume.spec.capacity.value > reported.value {
-            await expand(volume)
+        } else if let reported = volume.status.capacity {
+            if volume.spec.capacity.value > reported.value { await expand(volume) }
+        } else {
+            await learnCapacity(volume)
         }
     }
 
@@ -118,6 +177,16 @@ struct StorageSync: Sendable {
                 await events.record("Volume/\(name)", reason: "ReclaimFailed", message: condition.message, type: .warning)
             }
         }
+    }
+
+    /// A volume an operator made (no size reported yet): what the plugin says it holds, so a
+    /// later expansion has something to compare with.
+    private func learnCapacity(_ volume: Volume) async {
+        guard let storage = plugins.registry.storage(named: volume.spec.provisioner),
+              let found = try? await storage.listVolumes().first(where: { $0.volumeID == volume.spec.volumeHandle }) else { return }
+        var updated = volume
+        updated.status.capacity = VolumeSize.quantity(bytes: found.sizeBytes)
+        _ = try? await api.updateStatus(.volume(updated))
     }
 
     private func expand(_ volume: Volume) async {

@@ -3,6 +3,7 @@ import CapstanCore
 import CapstanSDK
 import Foundation
 import PluginHost
+import CapstanSupervision
 
 /// Makes an instance's claimed volumes available on this node through the storage plugins, like
 /// the kubelet's volume manager with a CSI driver:
@@ -58,6 +59,8 @@ struct VolumeAttacher: Sendable {
                     }
                 } publish: {
                     try await storage.publishVolume(PublishVolumeRequest(volumeID: volume.spec.volumeHandle, targetPath: target, readOnly: readOnly, stagingPath: staging))
+                } unstage: {
+                    if let staging { try await storage.unstageVolume(UnstageVolumeRequest(volumeID: volume.spec.volumeHandle, stagingPath: staging)) }
                 }
                 if staged, let pending = volume.status.conditions.first(where: { $0.type == "Resized" && $0.reason == StorageSync.fileSystemResizePending }) {
                     // A fresh stage grew the file system an earlier expansion left for it.
@@ -104,6 +107,29 @@ struct VolumeAttacher: Sendable {
         } catch {
             await events.record("VolumeClaim/\(claimName)", reason: "ProvisioningFailed", message: "node \(nodeName) could not provision it: \(error)", type: .warning)
         }
+    }
+
+    /// The plugin's handle of the snapshot a claim restores, once it can be restored here.
+    private func restorable(_ name: String, for claim: VolumeClaim, provisioner: String, storage: any StorageProvisioner) async throws -> String {
+        guard case .volumeSnapshot(let snapshot)? = try? await api.fetch(kind: "VolumeSnapshot", name: name) else {
+            throw PluginError(.notFound, "VolumeSnapshot \"\(name)\" named by VolumeClaim \"\(claim.metadata.name)\" (spec.dataSource) does not exist")
+        }
+        guard snapshot.status.readyToUse, let handle = snapshot.status.snapshotHandle else {
+            throw PluginError(.unavailable, "VolumeSnapshot \"\(name)\" is not ready yet; VolumeClaim \"\(claim.metadata.name)\" is provisioned from it once it is")
+        }
+        guard snapshot.status.provisioner == provisioner else {
+            throw PluginError(.invalidArgument, "VolumeSnapshot \"\(name)\" was taken by storage plugin \(snapshot.status.provisioner ?? "?"), but VolumeClaim \"\(claim.metadata.name)\" provisions with \(provisioner); name a class of \(snapshot.status.provisioner ?? "that plugin")")
+        }
+        guard storage.capabilities.topology == .shared || snapshot.status.nodeName == nodeName else {
+            throw PluginError(.failedPrecondition, "VolumeSnapshot \"\(name)\" lives on node \(snapshot.status.nodeName ?? "?"), not \(nodeName)")
+        }
+        guard storage.capabilities.restoreFromSnapshot else {
+            throw PluginError(.unimplemented, "storage plugin \(provisioner) cannot fill a volume from a snapshot")
+        }
+        if let restoreSize = snapshot.status.restoreSize, claim.spec.size.value < restoreSize.value {
+            throw PluginError(.invalidArgument, "VolumeClaim \"\(claim.metadata.name)\" asks for \(claim.spec.size), less than VolumeSnapshot \"\(name)\" holds (\(restoreSize))")
+        }
+        return handle
     }
 
     /// Node-wide staging folders, one per volume.
@@ -181,10 +207,14 @@ struct VolumeAttacher: Sendable {
             guard unsupported.isEmpty else {
                 throw PluginError(.invalidArgument, "storage plugin \"\(plan.provisioner)\" cannot serve access mode \(unsupported.sorted().map(\.rawValue).joined(separator: ", ")) asked by VolumeClaim \"\(claimName)\"; it offers \(storage.capabilities.accessModes.sorted().map(\.rawValue).joined(separator: ", "))")
             }
+            var snapshotHandle: String?
+            if let source = claim.spec.dataSource {
+                snapshotHandle = try await restorable(source.name, for: claim, provisioner: plan.provisioner, storage: storage)
+            }
             let volumeName = "\(claimName.prefix(50))-\(UUID().uuidString.prefix(8).lowercased())"
             let info: VolumeInfo
             do {
-                info = try await storage.createVolume(CreateVolumeRequest(name: volumeName, sizeBytes: claim.spec.size.value, nodeName: nodeName, parameters: plan.parameters))
+                info = try await storage.createVolume(CreateVolumeRequest(name: volumeName, sizeBytes: claim.spec.size.value, nodeName: nodeName, parameters: plan.parameters, sourceSnapshotID: snapshotHandle))
             } catch {
                 // The claim says why too, not only the instance that needed it.
                 await events.record("VolumeClaim/\(claimName)", reason: "ProvisioningFailed", message: "storage plugin \(plan.provisioner) on node \(nodeName) refused to create the volume: \(error)", type: .warning)
@@ -208,12 +238,12 @@ struct VolumeAttacher: Sendable {
             switch await bind(claim) {
             case .success:
                 return (plan.provisioner, volume, claim)
-            case .failure(let error) where error.status == 409:
-                // Another agent bound it first: give ours back and use theirs.
-                _ = try? await api.delete(.volume, volumeName)
-                try? await storage.deleteVolume(DeleteVolumeRequest(volumeID: info.volumeID))
             case .failure(let error):
-                throw error
+                // Not bound to ours (another agent bound it first: 409, use theirs; or the
+                // write failed): give ours back, object and data, so nothing is orphaned.
+                _ = try? await api.delete(.volume, volumeName, force: true)
+                try? await storage.deleteVolume(DeleteVolumeRequest(volumeID: info.volumeID))
+                if error.status != 409 { throw error }
             }
         }
         throw PluginError(.unavailable, "VolumeClaim \"\(claimName)\" kept changing while it was being bound; retrying")
@@ -224,6 +254,9 @@ struct VolumeAttacher: Sendable {
 /// publish on the node and unstaging after its last unpublish, one volume's calls at a time.
 actor VolumeUsage {
     private var users: [String: Set<String>] = [:]
+    /// One volume's stage/publish/unpublish/unstage at a time (the actor alone would let them
+    /// interleave at every await); different volumes proceed side by side.
+    private var gates: [String: SerialGate] = [:]
     private let releases = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(256))
     /// Volumes whose last user on this node went.
     nonisolated var released: AsyncStream<String> { releases.stream }
@@ -231,33 +264,46 @@ actor VolumeUsage {
     /// Whether an instance of this node has the volume published.
     func inUse(_ volume: String) -> Bool { !(users[volume]?.isEmpty ?? true) }
 
+    private func gate(_ volume: String) -> SerialGate {
+        if let gate = gates[volume] { return gate }
+        let gate = SerialGate()
+        gates[volume] = gate
+        return gate
+    }
+
+    /// Stages before the node's first publish of the volume; a publish that fails after its
+    /// stage unstages again, so nothing stays mounted for nobody.
     func publish(volume: String, instance: String, exclusive: Bool, stage: () async throws -> Void,
-                 publish: () async throws -> PublishedVolume) async throws -> PublishedVolume {
-        let others = (users[volume] ?? []).subtracting([instance])
-        if exclusive, let other = others.sorted().first {
-            throw PluginError(.failedPrecondition, "volume \(volume) is ReadWriteOncePod and instance \(other) already uses it")
-        }
-        // Counted before the calls suspend, so an unpublish of another instance meanwhile does not
-        // unstage under this one (the plugin orders the calls themselves).
-        let first = !(users[volume]?.contains(instance) ?? false)
-        users[volume, default: []].insert(instance)
-        do {
+                 publish: () async throws -> PublishedVolume, unstage: () async throws -> Void) async throws -> PublishedVolume {
+        try await gate(volume).run {
+            let others = (users[volume] ?? []).subtracting([instance])
+            if exclusive, let other = others.sorted().first {
+                throw PluginError(.failedPrecondition, "volume \(volume) is ReadWriteOncePod and instance \(other) already uses it")
+            }
+            let known = users[volume]?.contains(instance) ?? false
             if others.isEmpty { try await stage() }
-            return try await publish()
-        } catch {
-            if first { users[volume]?.remove(instance) }
-            if users[volume]?.isEmpty ?? false { users[volume] = nil }
-            throw error
+            do {
+                let result = try await publish()
+                users[volume, default: []].insert(instance)
+                return result
+            } catch {
+                if !known && others.isEmpty { try? await unstage() }
+                throw error
+            }
         }
     }
 
+    /// The instance stops counting as a user even when the plugin fails (a reclaim then meets
+    /// the plugin's own refusal, in the Volume's status, instead of waiting forever); the last
+    /// user's unpublish unstages.
     func unpublish(volume: String, instance: String, unpublish: () async throws -> Void, unstage: () async throws -> Void) async throws {
-        try await unpublish()
-        users[volume]?.remove(instance)
-        if users[volume]?.isEmpty ?? true {
-            users[volume] = nil
-            defer { releases.continuation.yield(volume) }
-            try await unstage()
+        try await gate(volume).run {
+            users[volume]?.remove(instance)
+            let last = users[volume]?.isEmpty ?? true
+            if last { users[volume] = nil }
+            defer { if last { releases.continuation.yield(volume) } }
+            try await unpublish()
+            if last { try await unstage() }
         }
     }
 }

@@ -404,6 +404,7 @@ public final class ResourceStore: Sendable {
         case .secret(let r): return try encoder.encode(r.spec)
         case .lease(let r): return try encoder.encode(r.spec)
         case .storageClass(let r): return try encoder.encode(r.spec)
+        case .volumeSnapshot(let r): return try encoder.encode(r.spec)
         @unknown default: return try encode(object)
         }
     }

@@ -116,6 +116,7 @@ struct ApplyCommand: AsyncParsableCommand {
         case (.secret(let new), .secret(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .secret(old)
         case (.lease(let new), .lease(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .lease(old)
         case (.storageClass(let new), .storageClass(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .storageClass(old)
+        case (.volumeSnapshot(let new), .volumeSnapshot(var old)): old.spec = new.spec; old.metadata = candidate.metadata; candidate = .volumeSnapshot(old)
         default: return false
         }
         return candidate == existing

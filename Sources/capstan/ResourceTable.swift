@@ -43,6 +43,7 @@ enum ResourceTable {
         case "Endpoints": ["NAME", "ENDPOINTS", "AGE"]
         case "VolumeClaim": ["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS", "AGE"] + (wide ? ["REASON"] : [])
         case "Volume": ["NAME", "CAPACITY", "ACCESS MODES", "RECLAIM POLICY", "STATUS", "CLAIM", "STORAGECLASS", "AGE"] + (wide ? ["NODE", "PROVISIONER", "HANDLE"] : [])
+        case "VolumeSnapshot": ["NAME", "READYTOUSE", "SOURCE", "RESTORESIZE", "AGE"] + (wide ? ["NODE", "HANDLE", "REASON"] : [])
         case "StorageClass": ["NAME", "PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE", "ALLOWVOLUMEEXPANSION", "AGE"] + (wide ? ["MAXSIZE", "PARAMETERS"] : [])
         default: ["NAME", "AGE"]
         }
@@ -99,6 +100,12 @@ enum ResourceTable {
             return [volume.metadata.name, "\(volume.status.capacity ?? volume.spec.capacity)", accessModes(volume.spec.effectiveAccessModes), volume.spec.effectiveReclaimPolicy.rawValue,
                     phase, volume.spec.claim ?? "", volume.spec.storageClassName ?? "", age]
                 + (wide ? [volume.spec.nodeName ?? "<any>", volume.spec.provisioner, volume.spec.volumeHandle] : [])
+        case .volumeSnapshot(let snapshot):
+            let status = snapshot.status
+            let reason = status.conditions.first { !$0.status }.map { "\($0.reason): \($0.message)" } ?? "-"
+            let shown = snapshot.metadata.deletionTimestamp != nil ? "Deleting" : (status.readyToUse ? "true" : "false")
+            return [snapshot.metadata.name, shown, snapshot.spec.source, status.restoreSize.map { "\($0)" } ?? "", age]
+                + (wide ? [status.nodeName ?? "-", status.snapshotHandle ?? "-", reason] : [])
         case .storageClass(let storageClass):
             let spec = storageClass.spec
             let name = storageClass.metadata.name + (spec.isDefault == true ? " (default)" : "")

@@ -54,7 +54,8 @@ import Glibc
 
         func instances() async throws -> [Instance] { try await json([Instance].self, "get instances") }
 
-        func start(agentArguments: [String] = []) async throws {
+        /// - Parameter storage: also load the hostpath storage plugin on every agent (its default).
+        func start(agentArguments: [String] = [], storage: Bool = false) async throws {
             let plugins = PluginsCLITests.products.path
             _ = try write("server.yaml", """
                 apiVersion: capstan.dev/v1
@@ -80,7 +81,8 @@ import Glibc
                       - {name: CapstanProcessRuntime}
                       - {name: CapstanCNI, config: {bridge: capstan0}}
                       - {name: CapstanNFTables}
-                    defaults: {runtime: process, network: cni, loadbalancer: nftables}
+                    \(storage ? "  - {name: CapstanHostPath}" : "")
+                    defaults: {runtime: process, network: cni, loadbalancer: nftables\(storage ? ", storage: hostpath" : "")}
                     """)
                 agents[host] = ["agent", "--server", server, "--node-name", node, "--token", token.output.trimmingCharacters(in: .whitespacesAndNewlines),
                                 "--listen", "\(hosts.address(host)):0", "--data-dir", "agent\(host)", "--config", "agent\(host).yaml", "--heartbeat", "0.5"] + agentArguments

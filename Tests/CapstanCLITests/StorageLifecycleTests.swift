@@ -184,6 +184,55 @@ import Glibc
         }
     }
 
+    @Test(.enabled(if: StorageHost.loopbackWorks, "needs root, /dev/loop-control and Debian's e2fsprogs"))
+    func aSnapshotRestoresTheDataItSawIntoANewClaim() async throws {
+        let cluster = try DevCluster()
+        defer { Self.release(cluster) }
+        try await withDevCluster(cluster) { cluster in
+            // A writer that records its run in the volume, then keeps running.
+            let writer = workloadYAML("writer", replicas: 1, command: #"echo first > $CAPSTAN_VOLUME_ORIGIN/data; sync; exec sleep 1000"#, template: "    volumeMounts:\n      - {claim: origin, mountPath: /data}")
+            let manifests = [Self.classYAML("snap", reclaim: "Delete"), Self.claimYAML("origin", size: "16Mi", className: "snap"), writer]
+            #expect(try await cluster.capstan("apply", "-f", try cluster.manifest("origin.yaml", manifests.joined(separator: "\n---\n")), "--wait", "--timeout", "60").status == 0)
+            let image = cluster.dataDirectory.appendingPathComponent(".capstan/plugins/loopback")
+            try await eventually("the writer wrote", timeout: 10) {
+                let published = try await cluster.instances(of: "writer").first.map { cluster.dataDirectory.appendingPathComponent(".capstan/volumes/\($0.metadata.name)/origin/data").path }
+                return published.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } == "first\n"
+            }
+            // A snapshot of the claim, taken while the writer runs (frozen for the copy).
+            let snapshot = "apiVersion: capstan.dev/v1\nkind: VolumeSnapshot\nmetadata: {name: before}\nspec: {source: origin}\n"
+            #expect(try await cluster.capstan("apply", "-f", try cluster.manifest("snapshot.yaml", snapshot)).status == 0)
+            try await eventually("the snapshot is ready", timeout: 20) {
+                guard case .volumeSnapshot(let taken) = try await cluster.api.get(.volumeSnapshot, "before") else { return false }
+                return taken.status.readyToUse
+            }
+            let listed = try await cluster.capstan("get", "volumesnapshots", "-o", "wide")
+            #expect(listed.output.contains("before") && listed.output.contains("true") && listed.output.contains("origin"), "\(listed.output)")
+            // The original changes after the snapshot.
+            let name = try #require(try await cluster.instances(of: "writer").first).metadata.name
+            try "second\n".write(toFile: cluster.dataDirectory.appendingPathComponent(".capstan/volumes/\(name)/origin/data").path, atomically: false, encoding: .utf8)
+            // A claim restored from it, smaller than the snapshot: refused, naming the size.
+            let small = try await cluster.capstan("apply", "-f", try cluster.manifest("small.yaml", Self.claimYAML("copy", size: "8Mi", className: "snap", extra: "  dataSource: {kind: VolumeSnapshot, name: before}")))
+            #expect(small.status != 0 && small.error.contains("smaller than VolumeSnapshot"), "\(small.error)")
+            let reader = workloadYAML("reader", replicas: 1, command: #"cat $CAPSTAN_VOLUME_COPY/data; exec sleep 1000"#, template: "    volumeMounts:\n      - {claim: copy, mountPath: /data}")
+            let restore = [Self.claimYAML("copy", size: "16Mi", className: "snap", extra: "  dataSource: {kind: VolumeSnapshot, name: before}"), reader]
+            #expect(try await cluster.capstan("apply", "-f", try cluster.manifest("restore.yaml", restore.joined(separator: "\n---\n")), "--wait", "--timeout", "60").status == 0)
+            let restored = try #require(try await cluster.instances(of: "reader").first).metadata.name
+            try await eventually("the restored volume holds the data at snapshot time", timeout: 15) {
+                try await cluster.capstan("logs", restored).output.contains("first")
+            }
+            #expect(!(try await cluster.capstan("logs", restored).output.contains("second")))
+            // Deleting the snapshot removes the plugin's copy.
+            let copies = { (try? FileManager.default.contentsOfDirectory(atPath: image.appendingPathComponent("snapshots").path)) ?? [] }
+            #expect(copies().count == 1)
+            #expect(try await cluster.capstan("delete", "volumesnapshot", "before").status == 0)
+            try await eventually("the snapshot and its copy are gone", timeout: 20) {
+                (try? await cluster.api.get(.volumeSnapshot, "before")) == nil && copies().isEmpty
+            }
+            for workload in ["writer", "reader"] { _ = try await cluster.capstan("delete", "workload", workload) }
+            try await eventually("the instances are gone", timeout: 20) { try await cluster.api.list(.instance).items.isEmpty }
+        }
+    }
+
     @Test func badClaimsSayWhyAndChangeNothing() async throws {
         try await withDevCluster { cluster in
             // An unknown class: the claim stays Pending with a condition naming it.

@@ -40,6 +40,7 @@ import Testing
             switch write.object {
             case .volumeClaim(let claim): claims[claim.metadata.name] = claim
             case .volume(let volume): volumes[volume.metadata.name] = volume
+            case .volumeSnapshot: break
             default: Issue.record("unexpected write of \(write.object.kind)")
             }
         }
@@ -113,6 +114,34 @@ import Testing
         #expect(claims["data"]?.metadata.annotations[VolumeController.selectedNode] == "c")
         let none = VolumeController.plan(claims: [try claim("data", className: "now")], volumes: [], classes: classes, nodes: [node("b", storage: ["hostpath"])])
         #expect(written(none).claims["data"]?.status.conditions.first?.reason == "NoNodeForProvisioner")
+    }
+
+    @Test func snapshotsGoToTheNodeOfTheirVolumeAndRestoresFollowThem() throws {
+        let classes = ["now": try storageClass("now", binding: .immediate)]
+        let snapshot = VolumeSnapshot(name: "s1", spec: VolumeSnapshotSpec(source: "data"))
+        let orphan = VolumeSnapshot(name: "s2", spec: VolumeSnapshotSpec(source: "nobody"))
+        let writes = VolumeController.plan(claims: [try claim("data", className: "now", volume: "v1")], volumes: [try volume("v1", claim: "data", node: "n7")],
+                                           classes: classes, snapshots: [snapshot, orphan])
+        var snapshots: [String: VolumeSnapshot] = [:]
+        for write in writes { if case .volumeSnapshot(let s) = write.object { snapshots[s.metadata.name] = s } }
+        #expect(snapshots["s1"]?.status.nodeName == "n7" && snapshots["s1"]?.status.volumeName == "v1" && snapshots["s1"]?.status.provisioner == "loopback")
+        #expect(snapshots["s2"]?.status.conditions.first?.reason == "SourceNotBound")
+        // A failure the agent reported stands: the controller does not write over it.
+        var failed = try #require(snapshots["s1"])
+        failed.status.conditions.set(Condition(type: "Ready", status: false, reason: "SnapshotFailed", message: "disk on fire"))
+        let again = VolumeController.plan(claims: [try claim("data", className: "now", volume: "v1")], volumes: [try volume("v1", claim: "data", node: "n7")], classes: classes, snapshots: [failed])
+        #expect(!again.contains { if case .volumeSnapshot = $0.object { true } else { false } })
+        // A claim restoring a ready snapshot, Immediate: provisioned on the snapshot's node.
+        var ready = failed
+        ready.status.readyToUse = true
+        ready.status.snapshotHandle = "h"
+        var restore = try claim("copy", className: "now")
+        restore.spec.dataSource = VolumeClaimDataSource(name: "s1")
+        var missing = try claim("lost-copy", className: "now")
+        missing.spec.dataSource = VolumeClaimDataSource(name: "nope")
+        let restored = written(VolumeController.plan(claims: [restore, missing], volumes: [], classes: classes, nodes: [node("a")], snapshots: [ready])).claims
+        #expect(restored["copy"]?.metadata.annotations[VolumeController.selectedNode] == "n7")
+        #expect(restored["lost-copy"]?.status.conditions.first?.reason == "SnapshotNotFound")
     }
 
     // MARK: Admission

@@ -279,6 +279,13 @@ struct APIRoutes: Sendable {
                 return try json(try await writer.update(.volume(volume)), status: .accepted)
             }
         }
+        if kind.kind == "VolumeSnapshot" && !force && principal.role != .node, case .volumeSnapshot(var snapshot)? = try await stored("VolumeSnapshot", name),
+           snapshot.status.snapshotHandle != nil, snapshot.status.nodeName != nil {
+            // Its node's agent deletes the plugin's copy, then the object.
+            if snapshot.metadata.deletionTimestamp != nil { return try json(AnyResource.volumeSnapshot(snapshot), status: .accepted) }
+            snapshot.metadata.deletionTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
+            return try json(try await writer.update(.volumeSnapshot(snapshot)), status: .accepted)
+        }
         return try json(try await writer.delete(kind: kind.kind, name: name, revision: revision))
     }
 

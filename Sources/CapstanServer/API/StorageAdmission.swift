@@ -21,6 +21,13 @@ enum StorageAdmission {
         if let name = claim.spec.storageClassName, case .storageClass(let found)? = try await lookup("StorageClass", name) {
             storageClass = found
         }
+        if stored == nil, claim.spec.dataSource != nil, claim.spec.volumeName != nil {
+            throw invalid("spec.dataSource", "a claim that names a volume (spec.volumeName) takes its data as it is; leave one of them out")
+        }
+        if let source = claim.spec.dataSource, case .volumeSnapshot(let snapshot)? = try await lookup("VolumeSnapshot", source.name),
+           let restoreSize = snapshot.status.restoreSize, claim.spec.size.value < restoreSize.value {
+            throw invalid("spec.size", "\(claim.spec.size) is smaller than VolumeSnapshot \"\(source.name)\" (\(restoreSize)); ask for at least that")
+        }
         if let maxSize = storageClass?.spec.maxSize, claim.spec.size.value > maxSize.value {
             throw invalid("spec.size", "\(claim.spec.size) is more than StorageClass \"\(storageClass!.metadata.name)\" allows (maxSize \(maxSize)); ask for less or use another class")
         }
@@ -31,6 +38,9 @@ enum StorageAdmission {
         guard current.spec.volumeName != nil else { return }
         if claim.spec.storageClassName != current.spec.storageClassName {
             throw invalid("spec.storageClassName", "cannot change on a bound claim (it is \(current.spec.storageClassName ?? "unset")); create a new claim")
+        }
+        if claim.spec.dataSource != current.spec.dataSource {
+            throw invalid("spec.dataSource", "cannot change on a bound claim; create a new claim")
         }
         if claim.spec.effectiveAccessModes != current.spec.effectiveAccessModes {
             throw invalid("spec.accessModes", "cannot change on a bound claim; create a new claim")

@@ -68,12 +68,15 @@ enum Authorizer {
             return boundHere(stored) ? nil : refusal + ": it is not bound to this node"
         case ("Event", .read), ("Event", .create), ("Event", .update), ("Event", .delete):
             return nil
-        case ("VolumeClaim", .read), ("Volume", .read), ("Service", .read), ("Endpoints", .read), ("StorageClass", .read):
+        case ("VolumeClaim", .read), ("Volume", .read), ("Service", .read), ("Endpoints", .read), ("StorageClass", .read), ("VolumeSnapshot", .read):
             return nil
         case ("Volume", .create):
             return onThisNode(object) ? nil : refusal + ": a node creates volumes only on itself (spec.nodeName: \(node))"
         case ("Volume", .delete), ("Volume", .updateStatus):
             return onThisNode(stored) ? nil : refusal + ": it is not on this node"
+        case ("VolumeSnapshot", .updateStatus), ("VolumeSnapshot", .delete):
+            if case .volumeSnapshot(let snapshot)? = stored, snapshot.status.nodeName == node { return nil }
+            return refusal + ": the volume controller gave it to another node"
         case ("VolumeClaim", .update):
             return isBinding(object, of: stored) ? nil : refusal + ": a node may only bind an unbound claim (spec.volumeName)"
         default:

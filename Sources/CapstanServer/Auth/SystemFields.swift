@@ -48,6 +48,9 @@ enum SystemFields {
                 // An operator's static volume: the controller sets its phase.
                 volume.status = VolumeSpec.initialStatus
                 result = .volume(volume)
+            case .volumeSnapshot(var snapshot):
+                snapshot.status = VolumeSnapshotSpec.initialStatus
+                result = .volumeSnapshot(snapshot)
             default:
                 break
             }
@@ -95,6 +98,13 @@ enum SystemFields {
         case (.volume(var volume), .volume(let current)):
             volume.status = current.status
             result = .volume(volume)
+        case (.volumeSnapshot(var snapshot), .volumeSnapshot(let current)):
+            // What it copies is fixed once taken.
+            if snapshot.spec != current.spec && current.status.snapshotHandle != nil {
+                throw forbid("spec.source", "cannot change once the snapshot is taken; create another snapshot")
+            }
+            snapshot.status = current.status
+            result = .volumeSnapshot(snapshot)
         default:
             break
         }
@@ -119,6 +129,7 @@ enum SystemFields {
         case (.service(let sent), .service(let current)): result = .service(withStatus(sent, current))
         case (.volume(let sent), .volume(let current)): result = .volume(withStatus(sent, current))
         case (.volumeClaim(let sent), .volumeClaim(let current)): result = .volumeClaim(withStatus(sent, current))
+        case (.volumeSnapshot(let sent), .volumeSnapshot(let current)): result = .volumeSnapshot(withStatus(sent, current))
         default:
             throw APIFailure.badRequest("\(object.kind) has no status to write")
         }

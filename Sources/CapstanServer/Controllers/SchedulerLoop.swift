@@ -70,6 +70,12 @@ final class SchedulerLoop: ServiceLifecycle.Service {
         var pending: [String: Instance] = [:]
         /// VolumeClaim → the node its node-local volume lives on: instances mounting it go there.
         var claimNodes: [String: String] = [:]
+        /// VolumeClaim → the snapshot it restores, and snapshot → its node: an unbound claim that
+        /// restores a node-local snapshot is provisioned on that node.
+        var claimSnapshots: [String: String] = [:]
+        var snapshotNodes: [String: String] = [:]
+        /// Claims that have a Volume (provisioned): one without is placed with its first users.
+        var provisionedClaims: Set<String> = []
         /// VolumeClaim → its access modes.
         var claimModes: [String: [VolumeAccessMode]] = [:]
         /// VolumeClaim → the bound instances that mount it, and their nodes.
@@ -136,9 +142,14 @@ final class SchedulerLoop: ServiceLifecycle.Service {
                 } else {
                     claimNodes[claim] = volume.spec.nodeName
                 }
+                if event.change == .deleted { provisionedClaims.remove(claim) } else { provisionedClaims.insert(claim) }
                 generation += 1
             case .volumeClaim(let claim):
                 claimModes[claim.metadata.name] = event.change == .deleted ? nil : claim.spec.effectiveAccessModes
+                claimSnapshots[claim.metadata.name] = event.change == .deleted ? nil : claim.spec.dataSource?.name
+            case .volumeSnapshot(let snapshot):
+                snapshotNodes[snapshot.metadata.name] = event.change == .deleted ? nil : snapshot.status.nodeName
+                generation += 1
             default:
                 break
             }
@@ -193,14 +204,18 @@ final class SchedulerLoop: ServiceLifecycle.Service {
         /// volumes pin to their node; a `ReadWriteOnce` volume that can move (shared storage)
         /// to the node already using it; a `ReadWriteOncePod` volume admits one instance.
         func pin(_ instance: Instance) -> Pin {
-            var nodes = Set(instance.spec.template.volumeMounts.compactMap { claimNodes[$0.claim] })
+            var nodes = Set(instance.spec.template.volumeMounts.compactMap { claimNodes[$0.claim] ?? claimSnapshots[$0.claim].flatMap { snapshotNodes[$0] } })
             for mount in instance.spec.template.volumeMounts {
                 let modes = claimModes[mount.claim] ?? []
                 let others = (claimUsers[mount.claim] ?? [:]).filter { $0.key != instance.metadata.name }
                 if modes.contains(.readWriteOncePod), let other = others.keys.sorted().first {
                     return .impossible(Unschedulable(nodesEvaluated: 0, totalNodes: self.nodes.count, reasons: ["claim \(mount.claim) is ReadWriteOncePod and instance \(other) uses it": 1]))
                 }
-                if modes == [.readWriteOnce] || modes == [.readWriteOnce, .readWriteOncePod] {
+                if !provisionedClaims.contains(mount.claim) && claimNodes[mount.claim] == nil {
+                    // Not provisioned yet: it will be, on the node of its first instance (node-local
+                    // storage), so the instances placed meanwhile — in this pass too — go there.
+                    nodes.formUnion(others.values)
+                } else if modes == [.readWriteOnce] || modes == [.readWriteOnce, .readWriteOncePod] {
                     nodes.formUnion(others.values)
                 }
             }
@@ -236,7 +251,7 @@ final class SchedulerLoop: ServiceLifecycle.Service {
     static let trace = ProcessInfo.processInfo.environment["CAPSTAN_TRACE_SCHEDULER"] == "1"
 
     /// The kinds the cache is built from.
-    static let watchedKinds = ["Node", "Instance", "Volume", "VolumeClaim"]
+    static let watchedKinds = ["Node", "Instance", "Volume", "VolumeClaim", "VolumeSnapshot"]
 
     func run() async throws {
         // The loop's own accounting (requests per node, host ports, GPU shares, pending), kept

@@ -15,7 +15,7 @@ import Synchronization
 /// has handled, never behind.
 final class SharedInformer: ServiceLifecycle.Service, Sendable {
     /// The kinds it holds.
-    static let kinds = ["Node", "Lease", "Workload", "Instance", "Volume", "VolumeClaim", "Event", "Service", "Endpoints", "StorageClass"]
+    static let kinds = ["Node", "Lease", "Workload", "Instance", "Volume", "VolumeClaim", "Event", "Service", "Endpoints", "StorageClass", "VolumeSnapshot"]
 
     enum Delivery: Sendable {
         case event(ResourceEvent)

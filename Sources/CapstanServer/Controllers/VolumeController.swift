@@ -45,7 +45,7 @@ final class VolumeController: ServiceLifecycle.Service {
                     switch event.object {
                     // Nodes: one that became ready may be the one an Immediate claim waits for
                     // (agents write their Node only on change; heartbeats go to leases).
-                    case .volume, .volumeClaim, .storageClass, .node: relevant = true
+                    case .volume, .volumeClaim, .storageClass, .node, .volumeSnapshot: relevant = true
                     default: break
                     }
                 }
@@ -56,7 +56,8 @@ final class VolumeController: ServiceLifecycle.Service {
                 Self.plan(claims: cache.all("VolumeClaim").compactMap { if case .volumeClaim(let c) = $0 { c } else { nil } },
                           volumes: cache.all("Volume").compactMap { if case .volume(let v) = $0 { v } else { nil } },
                           classes: Dictionary(cache.all("StorageClass").compactMap { if case .storageClass(let c) = $0 { (c.metadata.name, c) } else { nil } }, uniquingKeysWith: { a, _ in a }),
-                          nodes: cache.all("Node").compactMap { if case .node(let n) = $0 { n } else { nil } })
+                          nodes: cache.all("Node").compactMap { if case .node(let n) = $0 { n } else { nil } },
+                          snapshots: cache.all("VolumeSnapshot").compactMap { if case .volumeSnapshot(let s) = $0 { s } else { nil } })
             }
             for write in plan { await apply(write) }
         }
@@ -76,17 +77,48 @@ final class VolumeController: ServiceLifecycle.Service {
     /// Kubernetes' `volume.kubernetes.io/selected-node`).
     static let selectedNode = "capstan.dev/selected-node"
 
-    static func plan(claims: [VolumeClaim], volumes: [Volume], classes: [String: StorageClass], nodes: [Node] = [], now: Double = Date().timeIntervalSince1970) -> [Write] {
+    static func plan(claims: [VolumeClaim], volumes: [Volume], classes: [String: StorageClass], nodes: [Node] = [], snapshots: [VolumeSnapshot] = [], now: Double = Date().timeIntervalSince1970) -> [Write] {
         var writes: [Write] = []
         let claimsByName = Dictionary(claims.map { ($0.metadata.name, $0) }, uniquingKeysWith: { a, _ in a })
         var volumesByName = Dictionary(volumes.map { ($0.metadata.name, $0) }, uniquingKeysWith: { a, _ in a })
         let stamp = Timestamp(secondsSinceEpoch: now)
+        let snapshotsByName = Dictionary(snapshots.map { ($0.metadata.name, $0) }, uniquingKeysWith: { a, _ in a })
+
+        // Snapshots: the volume they copy and the node whose agent takes them.
+        for snapshot in snapshots.sorted(by: { $0.metadata.name < $1.metadata.name }) where snapshot.metadata.deletionTimestamp == nil && snapshot.status.snapshotHandle == nil {
+            var status = snapshot.status
+            let source = claimsByName[snapshot.spec.source]
+            let condition: Condition
+            if let volumeName = source?.spec.volumeName, let volume = volumesByName[volumeName], volume.spec.claim == snapshot.spec.source, let node = volume.spec.controllerNode {
+                status.volumeName = volumeName
+                status.provisioner = volume.spec.provisioner
+                status.nodeName = node
+                condition = Condition(type: "Ready", status: false, reason: "Taking", message: "node \(node) takes it with storage plugin \(volume.spec.provisioner)", lastTransitionTime: stamp)
+            } else {
+                status.volumeName = nil
+                status.provisioner = nil
+                status.nodeName = nil
+                condition = Condition(type: "Ready", status: false, reason: "SourceNotBound", message: source == nil ? "VolumeClaim \"\(snapshot.spec.source)\" does not exist" : "VolumeClaim \"\(snapshot.spec.source)\" has no volume yet (it is provisioned when its first instance starts)", lastTransitionTime: stamp)
+            }
+            // The agent's own verdict (SnapshotFailed, Unsupported) stands while the source is the same.
+            let resolved = status.volumeName != snapshot.status.volumeName || status.nodeName != snapshot.status.nodeName
+            if resolved || !snapshot.status.conditions.contains(where: { $0.type == "Ready" }) { status.conditions.set(condition) }
+            if status != snapshot.status {
+                var updated = snapshot
+                updated.status = status
+                writes.append(Write(object: .volumeSnapshot(updated), event: nil))
+            }
+        }
 
         // Volumes first: static bindings, releases and expansions change what claims see.
         for claim in claims.sorted(by: { $0.metadata.name < $1.metadata.name }) {
             guard let volumeName = claim.spec.volumeName, var volume = volumesByName[volumeName], volume.metadata.deletionTimestamp == nil else { continue }
             var changed = false
-            if volume.spec.claim == nil || (volume.spec.claim != claim.metadata.name && claimsByName[volume.spec.claim!]?.spec.volumeName != volumeName) {
+            // Held: its claim exists and is bound to it, or is still being bound (the agent makes
+            // the Volume, then binds): only an unheld volume is taken over.
+            let holder = volume.spec.claim.flatMap { claimsByName[$0] }
+            let held = holder.map { $0.spec.volumeName == volumeName || $0.spec.volumeName == nil } ?? false
+            if volume.spec.claim == nil || (volume.spec.claim != claim.metadata.name && !held) {
                 // Unclaimed, or its claim is gone or moved on: this claim takes it over.
                 volume.spec.claim = claim.metadata.name
                 changed = true
@@ -159,15 +191,22 @@ final class VolumeController: ServiceLifecycle.Service {
                 }
             } else {
                 status.phase = .pending
+                let restoring = claim.spec.dataSource.flatMap { snapshotsByName[$0.name] }
                 let storageClass = claim.spec.storageClassName.flatMap { classes[$0] }
                     ?? (claim.spec.storageClassName == nil && claim.spec.provisioner == nil ? classes.values.filter { $0.spec.isDefault == true }.min { $0.metadata.name < $1.metadata.name } : nil)
-                if let className = claim.spec.storageClassName, storageClass == nil {
+                if let source = claim.spec.dataSource, restoring == nil {
+                    condition = Condition(type: "Bound", status: false, reason: "SnapshotNotFound", message: "VolumeSnapshot \"\(source.name)\" (spec.dataSource) does not exist")
+                } else if let source = claim.spec.dataSource, let snapshot = restoring, !snapshot.status.readyToUse {
+                    condition = Condition(type: "Bound", status: false, reason: "SnapshotNotReady", message: "VolumeSnapshot \"\(source.name)\" is not ready yet; the claim is provisioned from it once it is")
+                } else if let className = claim.spec.storageClassName, storageClass == nil {
                     condition = Condition(type: "Bound", status: false, reason: "ClassNotFound", message: "StorageClass \"\(className)\" does not exist; create it or name another (capstan get storageclasses)")
                 } else if let storageClass, storageClass.spec.effectiveBindingMode == .immediate {
-                    if let node = claim.metadata.annotations[Self.selectedNode] {
+                    let eligible = Set(nodes.filter { node in node.status.ready && !node.spec.unschedulable && node.status.plugins.contains { $0.kind == "storage" && $0.name == storageClass.spec.provisioner } }.map(\.metadata.name))
+                    if let node = claim.metadata.annotations[Self.selectedNode], eligible.contains(node) || restoring != nil {
                         condition = Condition(type: "Bound", status: false, reason: "Provisioning", message: "binding mode Immediate: node \(node) provisions it with \(storageClass.spec.provisioner)")
-                    } else if let node = nodes.filter({ node in node.status.ready && !node.spec.unschedulable && node.status.plugins.contains { $0.kind == "storage" && $0.name == storageClass.spec.provisioner } })
-                        .map(\.metadata.name).min() {
+                    } else if let node = restoring?.status.nodeName ?? eligible.min() {
+                        // A node that went away or lost the plugin is replaced by another.
+                        // A restore happens where its snapshot lives.
                         // The node that provisions it; its agent sees the annotation.
                         var chosen = claim
                         chosen.metadata.annotations[Self.selectedNode] = node
@@ -186,7 +225,7 @@ final class VolumeController: ServiceLifecycle.Service {
             if status != claim.status {
                 var updated = claim
                 updated.status = status
-                let warn = condition.status == false && before?.reason != condition.reason && ["ClassNotFound", "VolumeLost", "VolumeBoundElsewhere", "NoNodeForProvisioner"].contains(condition.reason)
+                let warn = condition.status == false && before?.reason != condition.reason && ["ClassNotFound", "VolumeLost", "VolumeBoundElsewhere", "NoNodeForProvisioner", "SnapshotNotFound"].contains(condition.reason)
                 writes.append(Write(object: .volumeClaim(updated), event: warn ? (condition.reason, condition.message, true) : nil))
             }
         }

@@ -176,10 +176,12 @@ struct Run: Sendable {
         let before = Inventory.take(under: [options.scratch] + options.watchedFolders)
         let name = prefix
         var id: String?
+        var createdSize = size
 
         await check("create", "create returns a volume of at least the size asked, and lists it") {
             let info = try await provisioner.createVolume(CreateVolumeRequest(name: name, sizeBytes: size, parameters: options.parameters))
             id = info.volumeID
+            createdSize = info.sizeBytes
             guard info.sizeBytes >= size else { throw Failure("size \(info.sizeBytes) < asked \(size)") }
             guard try await provisioner.listVolumes().contains(where: { $0.volumeID == info.volumeID }) else { throw Failure("listVolumes does not include it") }
             return nil
@@ -266,7 +268,7 @@ struct Run: Sendable {
             guard error == ENOSPC || error == EDQUOT else {
                 throw Failure("wrote \(written) bytes into a volume of \(size) and got \(error == 0 ? "no error" : String(cString: strerror(error))), not ENOSPC")
             }
-            guard written <= size else { throw Failure("wrote \(written) bytes into a volume of \(size) before ENOSPC") }
+            guard written <= createdSize else { throw Failure("wrote \(written) bytes into a volume of \(createdSize) before ENOSPC") }
             guard written >= size / 2 else { throw Failure("ENOSPC after only \(written) of \(size) bytes") }
             return "ENOSPC after \(written) of \(size) bytes"
         }
@@ -435,7 +437,7 @@ struct Run: Sendable {
             let after = Inventory.take(under: [options.scratch] + options.watchedFolders)
             let leaks = after.difference(from: before)
             guard leaks.isEmpty else { throw Failure("left behind: \(leaks.prefix(8).joined(separator: ", "))\(leaks.count > 8 ? " and \(leaks.count - 8) more" : "")") }
-            return nil
+            return options.watchedFolders.isEmpty ? "no watchedFolders given: only the scratch folder, mounts and loop devices were checked, not the plugin's own files" : nil
         }
     }
 }
@@ -447,7 +449,13 @@ struct Inventory: Sendable {
     var loops: Set<String>
 
     static func take(under folders: [URL]) -> Inventory {
-        let roots = folders.map { $0.standardizedFileURL.path }
+        // Resolved, as the kernel reports mounts and loop devices' backing files.
+        let roots = folders.map { folder -> String in
+            let path = folder.standardizedFileURL.path
+            guard let resolved = realpath(path, nil) else { return path }
+            defer { free(resolved) }
+            return String(cString: resolved)
+        }
         func inside(_ path: String) -> Bool { roots.contains { path == $0 || path.hasPrefix($0 + "/") } }
         var files = Set<String>()
         var mountPoints = Set<String>()

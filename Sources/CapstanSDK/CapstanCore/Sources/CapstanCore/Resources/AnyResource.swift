@@ -13,9 +13,11 @@ public enum AnyResource: Sendable, Hashable, Codable {
     case lease(Lease)
     /// SDK 1.5.
     case storageClass(StorageClass)
+    /// SDK 1.5.
+    case volumeSnapshot(VolumeSnapshot)
 
     /// Every kind, by manifest `kind`.
-    public static let kinds = ["Node", "Workload", "Instance", "Volume", "VolumeClaim", "Service", "Endpoints", "Event", "Secret", "Lease", "StorageClass"]
+    public static let kinds = ["Node", "Workload", "Instance", "Volume", "VolumeClaim", "Service", "Endpoints", "Event", "Secret", "Lease", "StorageClass", "VolumeSnapshot"]
 
     public var kind: String {
         switch self {
@@ -30,6 +32,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
         case .secret: SecretSpec.kind
         case .lease: LeaseSpec.kind
         case .storageClass: StorageClassSpec.kind
+        case .volumeSnapshot: VolumeSnapshotSpec.kind
         }
     }
 
@@ -47,6 +50,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
             case .secret(let r): r.metadata
             case .lease(let r): r.metadata
             case .storageClass(let r): r.metadata
+            case .volumeSnapshot(let r): r.metadata
             }
         }
         set {
@@ -62,6 +66,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
             case .secret(var r): r.metadata = newValue; self = .secret(r)
             case .lease(var r): r.metadata = newValue; self = .lease(r)
             case .storageClass(var r): r.metadata = newValue; self = .storageClass(r)
+            case .volumeSnapshot(var r): r.metadata = newValue; self = .volumeSnapshot(r)
             }
         }
     }
@@ -82,6 +87,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
         case .secret(let r): r.validate()
         case .lease(let r): r.validate()
         case .storageClass(let r): r.validate()
+        case .volumeSnapshot(let r): r.validate()
         }
     }
 
@@ -103,6 +109,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
         case SecretSpec.kind: self = .secret(try Secret(from: decoder))
         case LeaseSpec.kind: self = .lease(try Lease(from: decoder))
         case StorageClassSpec.kind: self = .storageClass(try StorageClass(from: decoder))
+        case VolumeSnapshotSpec.kind: self = .volumeSnapshot(try VolumeSnapshot(from: decoder))
         default:
             throw DecodingError.dataCorruptedError(forKey: .kind, in: container, debugDescription: "\"\(kind)\" is not a Capstan kind; expected one of \(AnyResource.kinds.joined(separator: ", "))")
         }
@@ -121,6 +128,7 @@ public enum AnyResource: Sendable, Hashable, Codable {
         case .secret(let r): try r.encode(to: encoder)
         case .lease(let r): try r.encode(to: encoder)
         case .storageClass(let r): try r.encode(to: encoder)
+        case .volumeSnapshot(let r): try r.encode(to: encoder)
         }
     }
 }

@@ -167,6 +167,9 @@ public struct VolumeClaimSpec: ResourceSpec {
     public var accessModes: [VolumeAccessMode]?
     /// Set when bound. A new claim may name a `Released` volume here to take over its data.
     public var volumeName: String?
+    /// Fill the new volume from this (SDK 1.5): `{kind: VolumeSnapshot, name: …}`. The claim is
+    /// provisioned where the snapshot lives, at least the snapshot's size.
+    public var dataSource: VolumeClaimDataSource?
 
     public init(provisioner: String? = nil, size: Quantity, volumeName: String? = nil) {
         self.provisioner = provisioner
@@ -179,7 +182,7 @@ public struct VolumeClaimSpec: ResourceSpec {
     public typealias Status = VolumeClaimStatus
     public static var initialStatus: VolumeClaimStatus { VolumeClaimStatus(phase: .pending) }
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case provisioner, storageClassName, size, accessModes, volumeName }
+    enum CodingKeys: String, CodingKey, CaseIterable { case provisioner, storageClassName, size, accessModes, volumeName, dataSource }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -189,11 +192,13 @@ public struct VolumeClaimSpec: ResourceSpec {
         size = try container.decode(Quantity.self, forKey: .size)
         accessModes = try container.decodeIfPresent([VolumeAccessMode].self, forKey: .accessModes)
         volumeName = try container.decodeIfPresent(String.self, forKey: .volumeName)
+        dataSource = try container.decodeIfPresent(VolumeClaimDataSource.self, forKey: .dataSource)
     }
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encodeIfPresent(provisioner, forKey: .provisioner)
+        try container.encodeIfPresent(dataSource, forKey: .dataSource)
         try container.encodeIfPresent(storageClassName, forKey: .storageClassName)
         try container.encode(size, forKey: .size)
         try container.encodeIfPresent(accessModes, forKey: .accessModes)
@@ -209,7 +214,99 @@ public struct VolumeClaimSpec: ResourceSpec {
             problems.append(ValidationProblem(path: "\(path).volumeName", message: problem))
         }
         if let accessModes { problems += VolumeSize.accessModeProblems(accessModes, at: "\(path).accessModes") }
+        if let dataSource {
+            if dataSource.kind != VolumeSnapshotSpec.kind {
+                problems.append(ValidationProblem(path: "\(path).dataSource.kind", message: "\"\(dataSource.kind)\" cannot fill a volume; use VolumeSnapshot"))
+            }
+            if let problem = DNSLabel.problem(with: dataSource.name) { problems.append(ValidationProblem(path: "\(path).dataSource.name", message: problem)) }
+        }
         return problems
+    }
+}
+
+/// Where a new volume's data comes from (SDK 1.5).
+public struct VolumeClaimDataSource: Codable, Sendable, Hashable {
+    /// `VolumeSnapshot`, the only kind for now.
+    public var kind: String
+    public var name: String
+
+    public init(kind: String = VolumeSnapshotSpec.kind, name: String) {
+        self.kind = kind
+        self.name = name
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case kind, name }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        kind = try container.decodeIfPresent(String.self, forKey: .kind) ?? VolumeSnapshotSpec.kind
+        name = try container.decode(String.self, forKey: .name)
+    }
+}
+
+/// A point-in-time copy of a claim's volume (like a Kubernetes VolumeSnapshot, SDK 1.5), taken
+/// by the storage plugin on the node whose agent handles the volume. A claim restores it with
+/// `spec.dataSource`.
+public typealias VolumeSnapshot = Resource<VolumeSnapshotSpec>
+
+public struct VolumeSnapshotSpec: ResourceSpec {
+    public static let kind = "VolumeSnapshot"
+    /// The VolumeClaim whose volume is copied; it must be bound.
+    public var source: String
+
+    public init(source: String) { self.source = source }
+
+    public typealias Status = VolumeSnapshotStatus
+    public static var initialStatus: VolumeSnapshotStatus { VolumeSnapshotStatus() }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case source }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        source = try container.decode(String.self, forKey: .source)
+    }
+
+    public func validate(at path: String) -> [ValidationProblem] {
+        DNSLabel.problem(with: source).map { [ValidationProblem(path: "\(path).source", message: "\($0); name the VolumeClaim to copy")] } ?? []
+    }
+}
+
+/// A snapshot's state (SDK 1.5).
+public struct VolumeSnapshotStatus: Codable, Sendable, Hashable {
+    /// True once the plugin took it: claims may restore it.
+    public var readyToUse: Bool
+    /// The volume copied, its plugin, and the node whose agent takes (and deletes) the snapshot —
+    /// for node-local storage, the node restores happen on. Set by the volume controller.
+    public var volumeName: String?
+    public var provisioner: String?
+    public var nodeName: String?
+    /// The plugin's identifier for it.
+    public var snapshotHandle: String?
+    /// The smallest claim that can restore it.
+    public var restoreSize: Quantity?
+    public var creationTime: Timestamp?
+    /// `Ready` false with a reason (`SourceNotBound`, `SnapshotFailed`, `Unsupported`).
+    public var conditions: [Condition]
+
+    public init(readyToUse: Bool = false, conditions: [Condition] = []) {
+        self.readyToUse = readyToUse
+        self.conditions = conditions
+    }
+
+    enum CodingKeys: String, CodingKey { case readyToUse, volumeName, provisioner, nodeName, snapshotHandle, restoreSize, creationTime, conditions }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        readyToUse = try container.decodeIfPresent(Bool.self, forKey: .readyToUse) ?? false
+        volumeName = try container.decodeIfPresent(String.self, forKey: .volumeName)
+        provisioner = try container.decodeIfPresent(String.self, forKey: .provisioner)
+        nodeName = try container.decodeIfPresent(String.self, forKey: .nodeName)
+        snapshotHandle = try container.decodeIfPresent(String.self, forKey: .snapshotHandle)
+        restoreSize = try container.decodeIfPresent(Quantity.self, forKey: .restoreSize)
+        creationTime = try container.decodeIfPresent(Timestamp.self, forKey: .creationTime)
+        conditions = try container.decodeIfPresent([Condition].self, forKey: .conditions) ?? []
     }
 }
 
