@@ -38,6 +38,7 @@ struct VolumeAttacher: Sendable {
     func publish(_ template: InstanceTemplate, for instance: String) async throws -> (mounts: [RuntimeMount], published: [Published]) {
         var mounts: [RuntimeMount] = []
         var published: [Published] = []
+        var seen: [String: Int] = [:]
         do {
             for mount in template.volumeMounts {
                 let (provisioner, volume, claim) = try await volume(for: mount.claim)
@@ -47,11 +48,15 @@ struct VolumeAttacher: Sendable {
                 let modes = Set(claim.spec.effectiveAccessModes)
                 // A claim that may only read is published read-only, whatever the mount says.
                 let readOnly = (mount.readOnly ?? false) || modes == [.readOnlyMany]
-                let target = directory.appendingPathComponent("\(instance)/\(mount.claim)").path
+                // One target per mount: a claim mounted twice (read-write and read-only) gets two
+                // (`<claim>`, then `<claim>.1` …; claim names have no dots).
+                let occurrence = seen[mount.claim, default: 0]
+                seen[mount.claim] = occurrence + 1
+                let target = directory.appendingPathComponent("\(instance)/\(mount.claim)\(occurrence == 0 ? "" : ".\(occurrence)")").path
                 try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
                 let staging = storage.capabilities.stageUnstage ? stagingDirectory.appendingPathComponent(volume.metadata.name).path : nil
                 var staged = false
-                let result = try await usage.publish(volume: volume.metadata.name, instance: instance, exclusive: modes.contains(.readWriteOncePod)) {
+                let result = try await usage.publish(volume: volume.metadata.name, instance: instance, target: target, exclusive: modes.contains(.readWriteOncePod)) {
                     if let staging {
                         try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
                         try await storage.stageVolume(StageVolumeRequest(volumeID: volume.spec.volumeHandle, stagingPath: staging))
@@ -87,7 +92,7 @@ struct VolumeAttacher: Sendable {
             guard let storage = plugins.registry.storage(named: entry.provisioner) else { continue }
             let staging = storage.capabilities.stageUnstage ? stagingDirectory.appendingPathComponent(entry.volumeName).path : nil
             do {
-                try await usage.unpublish(volume: entry.volumeName, instance: instance) {
+                try await usage.unpublish(volume: entry.volumeName, instance: instance, target: entry.path) {
                     try await storage.unpublishVolume(UnpublishVolumeRequest(volumeID: entry.volumeID, targetPath: entry.path))
                 } unstage: {
                     if let staging { try await storage.unstageVolume(UnstageVolumeRequest(volumeID: entry.volumeID, stagingPath: staging)) }
@@ -253,7 +258,12 @@ struct VolumeAttacher: Sendable {
 /// Which instances of this node use which volumes: staging happens before a volume's first
 /// publish on the node and unstaging after its last unpublish, one volume's calls at a time.
 actor VolumeUsage {
-    private var users: [String: Set<String>] = [:]
+    /// Volume → its publishes on this node, as instance and target.
+    private var users: [String: Set<Use>] = [:]
+    struct Use: Hashable {
+        var instance: String
+        var target: String
+    }
     /// One volume's stage/publish/unpublish/unstage at a time (the actor alone would let them
     /// interleave at every await); different volumes proceed side by side.
     private var gates: [String: SerialGate] = [:]
@@ -273,21 +283,20 @@ actor VolumeUsage {
 
     /// Stages before the node's first publish of the volume; a publish that fails after its
     /// stage unstages again, so nothing stays mounted for nobody.
-    func publish(volume: String, instance: String, exclusive: Bool, stage: () async throws -> Void,
+    func publish(volume: String, instance: String, target: String, exclusive: Bool, stage: () async throws -> Void,
                  publish: () async throws -> PublishedVolume, unstage: () async throws -> Void) async throws -> PublishedVolume {
         try await gate(volume).run {
-            let others = (users[volume] ?? []).subtracting([instance])
-            if exclusive, let other = others.sorted().first {
+            let uses = users[volume] ?? []
+            if exclusive, let other = uses.map(\.instance).filter({ $0 != instance }).sorted().first {
                 throw PluginError(.failedPrecondition, "volume \(volume) is ReadWriteOncePod and instance \(other) already uses it")
             }
-            let known = users[volume]?.contains(instance) ?? false
-            if others.isEmpty { try await stage() }
+            if uses.isEmpty { try await stage() }
             do {
                 let result = try await publish()
-                users[volume, default: []].insert(instance)
+                users[volume, default: []].insert(Use(instance: instance, target: target))
                 return result
             } catch {
-                if !known && others.isEmpty { try? await unstage() }
+                if uses.isEmpty { try? await unstage() }
                 throw error
             }
         }
@@ -296,9 +305,9 @@ actor VolumeUsage {
     /// The instance stops counting as a user even when the plugin fails (a reclaim then meets
     /// the plugin's own refusal, in the Volume's status, instead of waiting forever); the last
     /// user's unpublish unstages.
-    func unpublish(volume: String, instance: String, unpublish: () async throws -> Void, unstage: () async throws -> Void) async throws {
+    func unpublish(volume: String, instance: String, target: String, unpublish: () async throws -> Void, unstage: () async throws -> Void) async throws {
         try await gate(volume).run {
-            users[volume]?.remove(instance)
+            users[volume]?.remove(Use(instance: instance, target: target))
             let last = users[volume]?.isEmpty ?? true
             if last { users[volume] = nil }
             defer { if last { releases.continuation.yield(volume) } }

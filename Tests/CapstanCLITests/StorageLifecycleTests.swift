@@ -233,6 +233,45 @@ import Glibc
         }
     }
 
+    /// A runc container gets a loopback volume bind-mounted at its mountPath: the size limit
+    /// holds inside the container (ENOSPC), a read-only mount cannot be written, and the data
+    /// outlives the container.
+    @Test(.enabled(if: StorageHost.loopbackWorks && RuncControlPlaneTests.canRun, "needs root, loop devices, e2fsprogs, runc and busybox-static"))
+    func aRuncContainerSeesItsVolumeAtItsMountPathWithItsSize() async throws {
+        let cluster = try DevCluster()
+        defer { Self.release(cluster) }
+        let rootfs = cluster.dataDirectory.appendingPathComponent("rootfs").path
+        let build = Process()
+        build.executableURL = URL(fileURLWithPath: "/bin/sh")
+        build.arguments = [PluginsCLITests.products.appendingPathComponent("../../../Examples/busybox-rootfs/build-rootfs.sh").standardizedFileURL.path, rootfs]
+        build.standardOutput = FileHandle.nullDevice
+        try build.run()
+        build.waitUntilExit()
+        try #require(build.terminationStatus == 0, "build-rootfs.sh failed")
+        try await withDevCluster(cluster) { cluster in
+            let command = #"n=$(cat /data/count 2>/dev/null || echo 0); n=$((n+1)); echo $n > /data/count; echo run $n; dd if=/dev/zero of=/data/fill bs=1M count=64 2>&1 | grep -o 'No space left on device'; rm -f /data/fill; echo x > /ro/x 2>&1 || echo read-only refused; exec sleep 1000"#
+            let workload = workloadYAML("boxed", replicas: 1, command: command, template: """
+                runtime: runc
+                image: \(rootfs)
+                volumeMounts:
+                  - {claim: box-data, mountPath: /data}
+                  - {claim: box-data, mountPath: /ro, readOnly: true}
+            """)
+            let manifests = [Self.classYAML("boxes", reclaim: "Delete"), Self.claimYAML("box-data", size: "16Mi", className: "boxes"), workload]
+            let applied = try await cluster.capstan("apply", "-f", try cluster.manifest("boxed.yaml", manifests.joined(separator: "\n---\n")), "--wait", "--timeout", "60")
+            #expect(applied.status == 0, "\(applied.output)\(applied.error)")
+            let name = try #require(try await cluster.instances(of: "boxed").first).metadata.name
+            try await eventually("the container counts, hits ENOSPC and cannot write the read-only mount", timeout: 15) {
+                let logs = try await cluster.capstan("logs", name).output
+                return logs.contains("run 1") && logs.contains("No space left on device") && logs.contains("read-only refused")
+            }
+            kill(try await cluster.pid(of: name), SIGKILL)
+            try await eventually("the restarted container finds its count", timeout: 20) { try await cluster.capstan("logs", name).output.contains("run 2") }
+            #expect(try await cluster.capstan("delete", "workload", "boxed").status == 0)
+            try await eventually("the container is gone", timeout: 30) { try await cluster.instances(of: "boxed").isEmpty }
+        }
+    }
+
     @Test func badClaimsSayWhyAndChangeNothing() async throws {
         try await withDevCluster { cluster in
             // An unknown class: the claim stays Pending with a condition naming it.
