@@ -23,6 +23,9 @@ struct InstanceRecord: SupervisedInstance, Equatable {
     var networkNamespace: String?
     /// The resolv.conf shown to it at /etc/resolv.conf, in a mount namespace of its own.
     var resolvConf: String?
+    /// Volumes, shown at their container paths inside that mount namespace (when the path is a
+    /// folder on the node); nil in records written before.
+    var mounts: [RuntimeMount]?
 
     init(_ request: CreateInstanceRequest, launcher: [String]?) {
         id = request.id
@@ -34,11 +37,12 @@ struct InstanceRecord: SupervisedInstance, Equatable {
         self.launcher = launcher
         networkNamespace = request.networkNamespace
         resolvConf = request.resolvConf
+        mounts = request.mounts.isEmpty ? nil : request.mounts
     }
 
     /// True when `request` describes the same instance (for idempotent create).
     func matches(_ request: CreateInstanceRequest, launcher: [String]?) -> Bool {
         command == request.command && env == request.env && workingDir == request.workingDir && labels == request.labels && self.launcher == launcher
-            && networkNamespace == request.networkNamespace && resolvConf == request.resolvConf
+            && networkNamespace == request.networkNamespace && resolvConf == request.resolvConf && (mounts ?? []) == request.mounts
     }
 }

@@ -32,7 +32,7 @@ extension ProcessRuntime: RuntimeExec {
                 // Spawned from a thread inside the instance's namespaces; the caller waits for
                 // that thread, so the process is never used from two threads at once.
                 let handed = HandedOver(process)
-                try await NamespaceThread.run(network: record.networkNamespace, resolvConf: record.resolvConf) { try handed.value.run() }
+                try await NamespaceThread.run(network: record.networkNamespace, resolvConf: record.resolvConf, mounts: record.resolvConf == nil ? [] : record.mounts ?? []) { try handed.value.run() }
             } else {
                 try process.run()
             }

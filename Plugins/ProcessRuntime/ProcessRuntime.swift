@@ -64,7 +64,7 @@ final class ProcessRuntime: RuntimePlugin, RuntimeWait, RuntimeLogWait {
         if current.state == .running { return current }
         folders.clearShimFiles(id)
         let spawned = try await ProcessSpawner.spawn(command: (record.launcher ?? []) + record.command, environment: record.env, workingDir: record.workingDir, folder: folders.folder(id),
-                                                    networkNamespace: record.networkNamespace, resolvConf: record.resolvConf)
+                                                    networkNamespace: record.networkNamespace, resolvConf: record.resolvConf, mounts: record.resolvConf == nil ? [] : record.mounts ?? [])
         record.started(shim: spawned.shim)
         try folders.save(record)
         var started = status(of: record)

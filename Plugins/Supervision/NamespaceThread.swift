@@ -13,11 +13,15 @@ public enum NamespaceThread {
     ///   - network: a network namespace file to enter (`setns`).
     ///   - resolvConf: a file to bind over `/etc/resolv.conf` in a new mount namespace (whose
     ///     mounts do not propagate back to the node's).
-    public static func run<T: Sendable>(network: String?, resolvConf: String?, _ work: @escaping @Sendable () throws -> T) async throws -> T {
+    ///   - mounts: in that mount namespace, each volume bound at its container path, as a
+    ///     container would see it — where that path is a folder on the node (a process shares the
+    ///     node's file system: nothing is created there); elsewhere the instance uses
+    ///     `CAPSTAN_VOLUME_<CLAIM>`.
+    public static func run<T: Sendable>(network: String?, resolvConf: String?, mounts: [RuntimeMount] = [], _ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             let thread = Thread {
                 continuation.resume(with: Result {
-                    try enter(network: network, resolvConf: resolvConf)
+                    try enter(network: network, resolvConf: resolvConf, mounts: resolvConf == nil ? [] : mounts)
                     return try work()
                 })
             }
@@ -34,7 +38,7 @@ public enum NamespaceThread {
     static let setnsCall: SetNS? = dlsym(nil, "setns").map { unsafeBitCast($0, to: SetNS.self) }
     static let unshareCall: Unshare? = dlsym(nil, "unshare").map { unsafeBitCast($0, to: Unshare.self) }
 
-    private static func enter(network: String?, resolvConf: String?) throws {
+    private static func enter(network: String?, resolvConf: String?, mounts: [RuntimeMount]) throws {
         if let network {
             let fd = open(network, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { throw PluginError(.failedPrecondition, "cannot open network namespace \(network): \(String(cString: strerror(errno)))") }
@@ -47,6 +51,16 @@ public enum NamespaceThread {
             guard mount("none", "/", nil, UInt(MS_REC | MS_SLAVE), nil) == 0,
                   mount(resolvConf, "/etc/resolv.conf", nil, UInt(MS_BIND), nil) == 0 else {
                 throw PluginError(.internal, "cannot show \(resolvConf) at /etc/resolv.conf: \(String(cString: strerror(errno)))")
+            }
+            for volume in mounts {
+                var isFolder: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: volume.containerPath, isDirectory: &isFolder), isFolder.boolValue else { continue }
+                guard mount(volume.hostPath, volume.containerPath, nil, UInt(MS_BIND | MS_REC), nil) == 0 else {
+                    throw PluginError(.internal, "cannot show volume \(volume.hostPath) at \(volume.containerPath): \(String(cString: strerror(errno)))")
+                }
+                if volume.readOnly, mount(nil, volume.containerPath, nil, UInt(MS_BIND | MS_REMOUNT | MS_RDONLY), nil) != 0 {
+                    throw PluginError(.internal, "cannot make \(volume.containerPath) read-only: \(String(cString: strerror(errno)))")
+                }
             }
         }
     }

@@ -83,8 +83,10 @@ public enum ProcessSpawner {
     ///   - resolvConf: a file to show the instance at `/etc/resolv.conf`, the way `ip netns exec`
     ///     shows `/etc/netns/NAME/resolv.conf`: the shim gets a mount namespace of its own with
     ///     that file bound over the node's.
+    ///   - mounts: with `resolvConf`, volumes bound at their container paths in that mount
+    ///     namespace (only where the path is already a folder on the node).
     public static func spawn(command: [String], environment: [String: String], workingDir: String?, folder: URL,
-                             networkNamespace: String? = nil, resolvConf: String? = nil) async throws -> Spawned {
+                             networkNamespace: String? = nil, resolvConf: String? = nil, mounts: [RuntimeMount] = []) async throws -> Spawned {
         var ends: [Int32] = [-1, -1]
         guard pipe(&ends) == 0 else {
             throw PluginError(.internal, "cannot make a pipe for the instance's shim: \(String(cString: strerror(errno)))")
@@ -103,7 +105,7 @@ public enum ProcessSpawner {
         do {
             let pipeEnd = writer
             if networkNamespace != nil || resolvConf != nil {
-                shim = try await NamespaceThread.run(network: networkNamespace, resolvConf: resolvConf) {
+                shim = try await NamespaceThread.run(network: networkNamespace, resolvConf: resolvConf, mounts: mounts) {
                     try spawnShim(command: command, environment: environment, workingDir: workingDir, folder: folder, pidPipe: pipeEnd)
                 }
             } else {

@@ -41,9 +41,9 @@ import Testing
                 spec:
                   replicas: 4
                   template:
-                    command: ["sh", "-c", "echo $CAPSTAN_INSTANCE >> $CAPSTAN_VOLUME_SHARED/log; exec sleep 1000"]
+                    command: ["sh", "-c", "echo $CAPSTAN_INSTANCE >> $CAPSTAN_VOLUME_SHARED/log; grep -q $CAPSTAN_INSTANCE /mnt/log && echo sees-it-at-its-mount-path; exec sleep 1000"]
                     resources: {requests: {cpu: 100m, memory: 16Mi}}
-                    volumeMounts: [{claim: shared, mountPath: /data}]
+                    volumeMounts: [{claim: shared, mountPath: /mnt}]
                     terminationGracePeriodSeconds: 1
                 """)
             let applied = try await cluster.cli("apply -f \(manifests) --wait --timeout 60")
@@ -57,6 +57,13 @@ import Testing
             #expect(volumes.count == 1, "one claim, one volume: \(volumes.map(\.metadata.name))")
             let node = try #require(volume.spec.nodeName)
             #expect(Set(pinned.compactMap(\.spec.nodeName)) == [node], "RWO volume on \(node), instances on \(pinned.compactMap(\.spec.nodeName))")
+            // A process in its own mount namespace (cni) also sees the volume at its mountPath
+            // (/mnt is a folder on the node), as a container would.
+            for instance in pinned {
+                try await eventually("\(instance.metadata.name) sees the volume at /mnt", timeout: 10) {
+                    try await cluster.cli("logs \(instance.metadata.name)").output.contains("sees-it-at-its-mount-path")
+                }
+            }
             // All four wrote to the one volume.
             let claims = try await cluster.json([VolumeClaim].self, "get volumeclaims")
             #expect(claims.first?.status.phase == .bound && claims.first?.spec.volumeName == volume.metadata.name)
