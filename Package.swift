@@ -98,6 +98,17 @@ let package = Package(
             ],
             path: "Sources/PluginHost"
         ),
+        // etcd's v3 API through its JSON gateway, and leader election on it (issue 13).
+        .target(
+            name: "CapstanEtcd",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ],
+            path: "Sources/CapstanEtcd"
+        ),
+        .testTarget(name: "CapstanEtcdTests", dependencies: ["CapstanEtcd"], path: "Tests/CapstanEtcdTests"),
         .testTarget(name: "PluginHostTests", dependencies: ["PluginHost", core, sdk, storageTestKit], path: "Tests/PluginHostTests"),
         .testTarget(name: "CapstanCoreTests", dependencies: [core], path: "Tests/CapstanCoreTests"),
 

@@ -1,0 +1,337 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import Synchronization
+
+/// A client of etcd's v3 API through its JSON gateway (`/v3/…` on the client port), which every
+/// etcd 3.4 serves: range, put, delete, transactions (compare-and-swap), leases, watches that
+/// resume from a revision, compaction. Keys and values are bytes (base64 on the wire); revisions
+/// are etcd's — one global counter per cluster, which Capstan uses as its store revision.
+///
+/// Several endpoints may be given (the members of a cluster): a request that cannot reach one
+/// goes to the next, and the one that answered is tried first from then on.
+///
+/// Why the gateway and not gRPC: the gateway needs nothing but the HTTP client Capstan already
+/// links (no protobuf code generation, no second networking stack), and etcd serves the same
+/// operations and semantics on it, watches included (a stream of newline-separated messages).
+public final class EtcdClient: Sendable {
+    public let endpoints: [String]
+    private let http: HTTPClient
+    private let preferred = Mutex(0)
+    /// How long one unary request may take.
+    public let timeout: TimeAmount
+
+    /// - Parameter endpoints: `http://host:port`, one per member.
+    public init(endpoints: [String], timeout: TimeAmount = .seconds(10)) {
+        self.endpoints = endpoints.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        self.timeout = timeout
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .seconds(2))))
+    }
+
+    /// `etcd://host:port[,host:port…]` (or `http://…`, comma-separated) as endpoints.
+    public static func endpoints(from url: String) throws -> [String] {
+        var rest = url
+        if rest.hasPrefix("etcd://") { rest = String(rest.dropFirst(7)) }
+        let parts = rest.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !parts.isEmpty, parts.count <= 16 else { throw EtcdError.badArgument("\"\(url)\": give 1 to 16 members as etcd://host:port[,host:port…]") }
+        return try parts.map { part in
+            let address = part.hasPrefix("http://") ? String(part.dropFirst(7)) : part
+            guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]), (1...65535).contains(port), colon != address.startIndex else {
+                throw EtcdError.badArgument("\"\(part)\" is not host:port")
+            }
+            return "http://\(address)"
+        }
+    }
+
+    deinit {
+        try? http.syncShutdown()
+    }
+
+    // MARK: Types
+
+    /// One key as etcd holds it.
+    public struct KeyValue: Sendable, Hashable {
+        public var key: [UInt8]
+        public var value: [UInt8]
+        public var createRevision: Int64
+        public var modRevision: Int64
+        public var version: Int64
+        public var lease: Int64
+
+        public var keyString: String { String(decoding: key, as: UTF8.self) }
+    }
+
+    /// A condition of a transaction.
+    public struct Compare: Sendable, Hashable {
+        public enum Target: String, Sendable { case modRevision = "MOD", createRevision = "CREATE", version = "VERSION" }
+        public enum Result: String, Sendable { case equal = "EQUAL", greater = "GREATER", less = "LESS", notEqual = "NOT_EQUAL" }
+        public var key: [UInt8]
+        public var target: Target
+        public var result: Result
+        public var number: Int64
+
+        public init(key: [UInt8], _ target: Target, _ result: Result, _ number: Int64) {
+            (self.key, self.target, self.result, self.number) = (key, target, result, number)
+        }
+
+        /// The key does not exist.
+        public static func absent(_ key: [UInt8]) -> Compare { Compare(key: key, .createRevision, .equal, 0) }
+        /// The key was last written at `revision`.
+        public static func unchanged(_ key: [UInt8], since revision: Int64) -> Compare { Compare(key: key, .modRevision, .equal, revision) }
+
+        var json: [String: Any] {
+            var object: [String: Any] = ["key": Data(key).base64EncodedString(), "target": target.rawValue, "result": result.rawValue]
+            switch target {
+            case .modRevision: object["mod_revision"] = String(number)
+            case .createRevision: object["create_revision"] = String(number)
+            case .version: object["version"] = String(number)
+            }
+            return object
+        }
+    }
+
+    /// An operation of a transaction.
+    public enum Operation: Sendable, Hashable {
+        case put(key: [UInt8], value: [UInt8], lease: Int64?)
+        case delete(key: [UInt8])
+        case get(key: [UInt8])
+
+        var json: [String: Any] {
+            switch self {
+            case .put(let key, let value, let lease):
+                var put: [String: Any] = ["key": Data(key).base64EncodedString(), "value": Data(value).base64EncodedString()]
+                if let lease { put["lease"] = String(lease) }
+                return ["request_put": put]
+            case .delete(let key):
+                return ["request_delete_range": ["key": Data(key).base64EncodedString(), "prev_kv": true]]
+            case .get(let key):
+                return ["request_range": ["key": Data(key).base64EncodedString()]]
+            }
+        }
+    }
+
+    public struct TxnResult: Sendable {
+        public var succeeded: Bool
+        /// The cluster's revision after the transaction (its own, when it wrote).
+        public var revision: Int64
+        /// Keys read by `get` operations of the branch that ran, and those `delete` removed.
+        public var kvs: [KeyValue]
+    }
+
+    public struct WatchEvent: Sendable, Hashable {
+        public enum Kind: Sendable, Hashable { case put, delete }
+        public var kind: Kind
+        public var kv: KeyValue
+    }
+
+    // MARK: KV
+
+    /// The keys from `key` (alone, or up to `rangeEnd`), at `revision` (0: now), and the
+    /// cluster's revision they were read at.
+    public func range(_ key: [UInt8], rangeEnd: [UInt8]? = nil, revision: Int64 = 0, limit: Int64 = 0) async throws -> (kvs: [KeyValue], revision: Int64) {
+        var body: [String: Any] = ["key": Data(key).base64EncodedString()]
+        if let rangeEnd { body["range_end"] = Data(rangeEnd).base64EncodedString() }
+        if revision > 0 { body["revision"] = String(revision) }
+        if limit > 0 { body["limit"] = String(limit) }
+        let answer = try await call("/v3/kv/range", body)
+        return (Self.kvs(answer["kvs"]), Self.revision(of: answer))
+    }
+
+    /// Every key under `prefix`.
+    public func prefix(_ prefix: String, revision: Int64 = 0) async throws -> (kvs: [KeyValue], revision: Int64) {
+        try await range(Array(prefix.utf8), rangeEnd: Self.prefixEnd(Array(prefix.utf8)), revision: revision)
+    }
+
+    /// Writes a key; returns the revision of the write.
+    @discardableResult
+    public func put(_ key: [UInt8], _ value: [UInt8], lease: Int64? = nil) async throws -> Int64 {
+        var body: [String: Any] = ["key": Data(key).base64EncodedString(), "value": Data(value).base64EncodedString()]
+        if let lease { body["lease"] = String(lease) }
+        return Self.revision(of: try await call("/v3/kv/put", body))
+    }
+
+    /// Deletes a key (or a range); returns how many went.
+    @discardableResult
+    public func delete(_ key: [UInt8], rangeEnd: [UInt8]? = nil) async throws -> Int64 {
+        var body: [String: Any] = ["key": Data(key).base64EncodedString()]
+        if let rangeEnd { body["range_end"] = Data(rangeEnd).base64EncodedString() }
+        return Self.int(try await call("/v3/kv/deleterange", body)["deleted"])
+    }
+
+    /// If every comparison holds, `success` runs, else `failure` — atomically.
+    public func txn(_ compare: [Compare], success: [Operation], failure: [Operation] = []) async throws -> TxnResult {
+        let body: [String: Any] = ["compare": compare.map(\.json), "success": success.map(\.json), "failure": failure.map(\.json)]
+        let answer = try await call("/v3/kv/txn", body)
+        var kvs: [KeyValue] = []
+        for case let response as [String: Any] in answer["responses"] as? [Any] ?? [] {
+            if let range = response["response_range"] as? [String: Any] { kvs += Self.kvs(range["kvs"]) }
+            if let deleted = response["response_delete_range"] as? [String: Any] { kvs += Self.kvs(deleted["prev_kvs"]) }
+        }
+        return TxnResult(succeeded: answer["succeeded"] as? Bool ?? false, revision: Self.revision(of: answer), kvs: kvs)
+    }
+
+    /// Forgets history before `revision`: watches from an older revision are told so.
+    public func compact(_ revision: Int64) async throws {
+        _ = try await call("/v3/kv/compaction", ["revision": String(revision), "physical": true])
+    }
+
+    // MARK: Leases
+
+    /// A lease of `ttl` seconds; keys written with it go when it expires.
+    public func grantLease(ttl: Int64) async throws -> Int64 {
+        guard (1...3600).contains(ttl) else { throw EtcdError.badArgument("lease TTL \(ttl): 1 to 3600 seconds") }
+        let id = Self.int(try await call("/v3/lease/grant", ["TTL": String(ttl)])["ID"])
+        guard id != 0 else { throw EtcdError.unexpected("etcd granted no lease") }
+        return id
+    }
+
+    /// Renews a lease; returns its new TTL, 0 when it has expired (it cannot be renewed).
+    public func keepAlive(lease: Int64) async throws -> Int64 {
+        let answer = try await call("/v3/lease/keepalive", ["ID": String(lease)])
+        return Self.int((answer["result"] as? [String: Any])?["TTL"])
+    }
+
+    public func revoke(lease: Int64) async throws {
+        _ = try await call("/v3/lease/revoke", ["ID": String(lease)])
+    }
+
+    // MARK: Watch
+
+    /// The changes to `key` (or the range to `rangeEnd`) from `startRevision` on, in batches as
+    /// etcd sends them, until the stream is cancelled. A revision already compacted ends the
+    /// stream with ``EtcdError/compacted(_:)`` (Capstan answers 410 Gone for it).
+    public func watch(_ key: [UInt8], rangeEnd: [UInt8]? = nil, startRevision: Int64) -> AsyncThrowingStream<[WatchEvent], any Error> {
+        var create: [String: Any] = ["key": Data(key).base64EncodedString(), "start_revision": String(startRevision)]
+        if let rangeEnd { create["range_end"] = Data(rangeEnd).base64EncodedString() }
+        let body = (try? JSONSerialization.data(withJSONObject: ["create_request": create])) ?? Data()
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    let response = try await self.send("/v3/watch", body, timeout: .hours(24 * 365))
+                    var pending: [UInt8] = []
+                    for try await buffer in response.body {
+                        pending += buffer.readableBytesView
+                        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                            let line = Array(pending[..<newline])
+                            pending.removeFirst(newline + 1)
+                            guard !line.isEmpty else { continue }
+                            guard let message = try JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else { continue }
+                            if let error = message["error"] as? [String: Any] {
+                                throw EtcdError.unexpected("watch: \(error["message"] as? String ?? "\(error)")")
+                            }
+                            guard let result = message["result"] as? [String: Any] else { continue }
+                            let compacted = Self.int(result["compact_revision"])
+                            if compacted > 0 { throw EtcdError.compacted(compacted) }
+                            if result["canceled"] as? Bool == true {
+                                throw EtcdError.unexpected("etcd cancelled the watch: \(result["cancel_reason"] as? String ?? "no reason given")")
+                            }
+                            let events = (result["events"] as? [Any] ?? []).compactMap { item -> WatchEvent? in
+                                guard let event = item as? [String: Any], let kv = Self.kv(event["kv"]) else { return nil }
+                                return WatchEvent(kind: event["type"] as? String == "DELETE" ? .delete : .put, kv: kv)
+                            }
+                            if !events.isEmpty { continuation.yield(events) }
+                        }
+                    }
+                    continuation.finish(throwing: EtcdError.unavailable("etcd ended the watch"))
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    // MARK: Wire
+
+    private func call(_ path: String, _ body: [String: Any]) async throws -> [String: Any] {
+        let data = try JSONSerialization.data(withJSONObject: body)
+        let response = try await send(path, data, timeout: timeout)
+        let bytes = try await response.body.collect(upTo: 64 << 20)
+        guard let object = try JSONSerialization.jsonObject(with: Data(buffer: bytes)) as? [String: Any] else {
+            throw EtcdError.unexpected("\(path): the answer is not a JSON object")
+        }
+        if response.status != .ok {
+            let message = object["message"] as? String ?? object["error"] as? String ?? "\(response.status)"
+            throw EtcdError.refused(path, message)
+        }
+        return object
+    }
+
+    /// Sends to the preferred member, then to the others while none can be reached.
+    private func send(_ path: String, _ body: Data, timeout: TimeAmount) async throws -> HTTPClientResponse {
+        let first = preferred.withLock { $0 }
+        var failures: [String] = []
+        for offset in 0..<endpoints.count {
+            let index = (first + offset) % endpoints.count
+            var request = HTTPClientRequest(url: endpoints[index] + path)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+            do {
+                let response = try await http.execute(request, timeout: timeout)
+                if index != first { preferred.withLock { $0 = index } }
+                return response
+            } catch {
+                failures.append("\(endpoints[index]): \(error)")
+            }
+        }
+        throw EtcdError.unavailable("no etcd member answered (\(failures.joined(separator: "; ")))")
+    }
+
+    static func revision(of answer: [String: Any]) -> Int64 { int((answer["header"] as? [String: Any])?["revision"]) }
+
+    /// proto3 JSON: 64-bit numbers are strings, zero values are left out.
+    static func int(_ value: Any?) -> Int64 {
+        if let text = value as? String { return Int64(text) ?? 0 }
+        if let number = value as? NSNumber { return number.int64Value }
+        return 0
+    }
+
+    static func bytes(_ value: Any?) -> [UInt8] {
+        guard let text = value as? String, let data = Data(base64Encoded: text) else { return [] }
+        return Array(data)
+    }
+
+    static func kv(_ value: Any?) -> KeyValue? {
+        guard let object = value as? [String: Any] else { return nil }
+        return KeyValue(key: bytes(object["key"]), value: bytes(object["value"]), createRevision: int(object["create_revision"]),
+                        modRevision: int(object["mod_revision"]), version: int(object["version"]), lease: int(object["lease"]))
+    }
+
+    static func kvs(_ value: Any?) -> [KeyValue] { (value as? [Any] ?? []).compactMap(kv) }
+
+    /// The end of the range of keys that start with `prefix` (etcd's `range_end` for a prefix).
+    public static func prefixEnd(_ prefix: [UInt8]) -> [UInt8] {
+        var end = prefix
+        while let last = end.last {
+            if last < 0xFF {
+                end[end.count - 1] = last + 1
+                return end
+            }
+            end.removeLast()
+        }
+        return [0]
+    }
+}
+
+public enum EtcdError: Error, Sendable, CustomStringConvertible, Equatable {
+    /// No member could be reached.
+    case unavailable(String)
+    /// A member answered with an error.
+    case refused(String, String)
+    /// The watch's start revision was compacted: relist.
+    case compacted(Int64)
+    case badArgument(String)
+    case unexpected(String)
+
+    public var description: String {
+        switch self {
+        case .unavailable(let why): "etcd unavailable: \(why)"
+        case .refused(let path, let why): "etcd refused \(path): \(why)"
+        case .compacted(let revision): "etcd compacted its history up to revision \(revision); list again"
+        case .badArgument(let why): why
+        case .unexpected(let why): "etcd: \(why)"
+        }
+    }
+}

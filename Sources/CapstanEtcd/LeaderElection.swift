@@ -1,0 +1,115 @@
+import Foundation
+
+/// One leader among several servers, elected through etcd like Kubernetes' leader election:
+/// the leader holds a key (`/capstan/leader`) written with a lease it keeps renewing; when it
+/// stops renewing (killed, cut off), etcd deletes the key at the lease's expiry and a waiting
+/// member takes it — no consensus of Capstan's own.
+///
+/// A **term** is identified by the revision that wrote the key. A leader's writes carry
+/// ``fence(_:)`` in their transaction: once the key is gone or rewritten by a newer leader the
+/// comparison fails, so a deposed leader that has not noticed yet cannot write.
+public final class LeaderElection: Sendable {
+    public struct Term: Sendable, Hashable {
+        /// Who leads (its identity).
+        public var leader: String
+        /// The revision that wrote the leader key: the term's number and its fence.
+        public var revision: Int64
+        public var lease: Int64
+    }
+
+    public enum State: Sendable, Hashable {
+        /// This member leads.
+        case leading(Term)
+        /// Another member leads (its identity), or none does right now (nil).
+        case following(String?)
+    }
+
+    public let client: EtcdClient
+    public let key: [UInt8]
+    public let identity: String
+    /// Seconds a leader that stopped renewing keeps the key.
+    public let ttl: Int64
+
+    /// Whether cancelling a leader's campaign revokes its lease (resigns at once). False
+    /// behaves as a crash: the key stays until the lease expires (for tests of failover).
+    public let resignsOnCancel: Bool
+
+    public init(client: EtcdClient, key: String = "/capstan/leader", identity: String, ttl: Int64 = 3, resignsOnCancel: Bool = true) {
+        self.client = client
+        self.key = Array(key.utf8)
+        self.identity = identity
+        self.ttl = max(1, min(ttl, 60))
+        self.resignsOnCancel = resignsOnCancel
+    }
+
+    /// The comparison that holds only while `term` is current: put it in every leader write.
+    public func fence(_ term: Term) -> EtcdClient.Compare {
+        .unchanged(key, since: term.revision)
+    }
+
+    /// Campaigns until cancelled, reporting each change of state: `.leading` when this member
+    /// wins, `.following` while another leads (waiting on a watch of the key, not a timer).
+    /// A leader renews its lease every third of the TTL; when a renewal fails past the TTL it
+    /// reports `.following(nil)` — it must stop acting — and campaigns again. Cancelling a
+    /// leader resigns (revokes its lease), so the next one need not wait for the expiry.
+    public func campaign() -> AsyncStream<State> {
+        AsyncStream { continuation in
+            let task = Task {
+                var last: State?
+                func report(_ state: State) {
+                    if state != last { continuation.yield(state); last = state }
+                }
+                while !Task.isCancelled {
+                    do {
+                        let lease = try await client.grantLease(ttl: ttl)
+                        let attempt = try await client.txn([.absent(key)], success: [.put(key: key, value: Array(identity.utf8), lease: lease)], failure: [.get(key: key)])
+                        if attempt.succeeded {
+                            let term = Term(leader: identity, revision: attempt.revision, lease: lease)
+                            report(.leading(term))
+                            await hold(term)
+                            if Task.isCancelled {
+                                if resignsOnCancel { try? await client.revoke(lease: lease) }
+                                break
+                            }
+                            report(.following(nil))
+                        } else {
+                            try? await client.revoke(lease: lease)
+                            let holder = attempt.kvs.first
+                            report(.following(holder.map { String(decoding: $0.value, as: UTF8.self) }))
+                            if let holder { try await waitForRelease(after: holder.modRevision) }
+                        }
+                    } catch {
+                        if Task.isCancelled { break }
+                        report(.following(nil))
+                        try? await Task.sleep(for: .milliseconds(Int(ttl) * 1000 / 3))
+                    }
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// Renews the lease until it cannot (for longer than the TTL) or the task is cancelled.
+    private func hold(_ term: Term) async {
+        let period = Duration.milliseconds(Int(ttl) * 1000 / 3)
+        var lastRenewal = ContinuousClock.now
+        while !Task.isCancelled {
+            try? await Task.sleep(for: period)
+            if Task.isCancelled { return }
+            do {
+                guard try await client.keepAlive(lease: term.lease) > 0 else { return }
+                lastRenewal = ContinuousClock.now
+            } catch {
+                if ContinuousClock.now - lastRenewal >= .seconds(ttl) { return }
+            }
+        }
+    }
+
+    /// Returns once the leader key is deleted (its lease expired or was revoked).
+    private func waitForRelease(after revision: Int64) async throws {
+        for try await events in client.watch(key, startRevision: revision + 1) {
+            if events.contains(where: { $0.kind == .delete }) { return }
+        }
+    }
+}

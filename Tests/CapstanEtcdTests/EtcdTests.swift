@@ -1,0 +1,188 @@
+import CapstanEtcd
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real etcd (Debian's etcd-server) on loopback ports of its own, in a temporary folder.
+final class EtcdServer: @unchecked Sendable {
+    static let binary = ["/usr/bin/etcd", "/usr/local/bin/etcd"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    static var available: Bool { binary != nil }
+
+    let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("capstan-etcd-\(UUID().uuidString.prefix(8))")
+    let clientPort: Int
+    let process = Process()
+    var endpoint: String { "http://127.0.0.1:\(clientPort)" }
+
+    init() throws {
+        clientPort = Self.freePort()
+        let peerPort = Self.freePort()
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        process.executableURL = URL(fileURLWithPath: Self.binary!)
+        process.arguments = ["--name", "t", "--data-dir", directory.appendingPathComponent("data").path,
+                             "--listen-client-urls", "http://127.0.0.1:\(clientPort)", "--advertise-client-urls", "http://127.0.0.1:\(clientPort)",
+                             "--listen-peer-urls", "http://127.0.0.1:\(peerPort)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
+                             "--initial-cluster", "t=http://127.0.0.1:\(peerPort)"]
+        let log = directory.appendingPathComponent("etcd.log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: log)
+        process.standardError = try FileHandle(forWritingTo: log)
+        try process.run()
+    }
+
+    /// Waits until it answers.
+    func ready() async throws {
+        let client = EtcdClient(endpoints: [endpoint])
+        for _ in 0..<100 {
+            if (try? await client.range(Array("probe".utf8))) != nil { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw EtcdError.unavailable("etcd did not start: \((try? String(contentsOf: directory.appendingPathComponent("etcd.log"), encoding: .utf8)) ?? "")")
+    }
+
+    func stop() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// A port the kernel had free a moment ago (bind to 0, read it, close).
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+func withEtcd(_ body: (EtcdServer, EtcdClient) async throws -> Void) async throws {
+    let server = try EtcdServer()
+    defer { server.stop() }
+    try await server.ready()
+    try await body(server, EtcdClient(endpoints: [server.endpoint]))
+}
+
+func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+/// The etcd client and leader election against a real etcd: the operations the store backend and
+/// several servers rest on (issue 13).
+@Suite(.serialized, .enabled(if: EtcdServer.available, "needs Debian's etcd-server (CI installs it)"))
+struct EtcdTests {
+    @Test func compareAndSwapGivesOneWinnerAndRevisionsOrderEveryWrite() async throws {
+        try await withEtcd { _, client in
+            let key = bytes("/capstan/objects/Instance/a")
+            let created = try await client.txn([.absent(key)], success: [.put(key: key, value: bytes("v1"), lease: nil)])
+            #expect(created.succeeded)
+            let again = try await client.txn([.absent(key)], success: [.put(key: key, value: bytes("v2"), lease: nil)], failure: [.get(key: key)])
+            #expect(!again.succeeded)
+            #expect(again.kvs.first?.value == bytes("v1"))
+            // An update that names the revision it read wins once; a stale one loses.
+            let read = try #require(try await client.range(key).kvs.first)
+            let update = try await client.txn([.unchanged(key, since: read.modRevision)], success: [.put(key: key, value: bytes("v2"), lease: nil)])
+            #expect(update.succeeded && update.revision > read.modRevision)
+            let stale = try await client.txn([.unchanged(key, since: read.modRevision)], success: [.put(key: key, value: bytes("v3"), lease: nil)])
+            #expect(!stale.succeeded)
+            #expect(try await client.range(key).kvs.first?.value == bytes("v2"))
+            // A delete under compare-and-swap, and a list by prefix.
+            _ = try await client.put(bytes("/capstan/objects/Instance/b"), bytes("b"))
+            _ = try await client.put(bytes("/capstan/objects/Node/n"), bytes("n"))
+            let instances = try await client.prefix("/capstan/objects/Instance/")
+            #expect(instances.kvs.map(\.keyString) == ["/capstan/objects/Instance/a", "/capstan/objects/Instance/b"])
+            let current = try #require(instances.kvs.first)
+            let deleted = try await client.txn([.unchanged(key, since: current.modRevision)], success: [.delete(key: key)])
+            #expect(deleted.succeeded && deleted.kvs.first?.value == bytes("v2"))
+            // A list at an older revision still sees it.
+            #expect(try await client.range(key, revision: current.modRevision).kvs.first?.value == bytes("v2"))
+        }
+    }
+
+    @Test func aWatchResumesFromARevisionAndACompactedOneSaysSo() async throws {
+        try await withEtcd { _, client in
+            let prefix = "/capstan/objects/Workload/"
+            var revisions: [Int64] = []
+            for index in 0..<5 { revisions.append(try await client.put(bytes(prefix + "w\(index)"), bytes("\(index)"))) }
+            try await client.delete(bytes(prefix + "w0"))
+            // From the third write on: the rest, in order, then the delete.
+            var seen: [String] = []
+            for try await batch in client.watch(bytes(prefix), rangeEnd: EtcdClient.prefixEnd(bytes(prefix)), startRevision: revisions[2]) {
+                seen += batch.map { "\($0.kind == .delete ? "-" : "+")\($0.kv.keyString.dropFirst(prefix.count))" }
+                if seen.count >= 4 { break }
+            }
+            #expect(seen == ["+w2", "+w3", "+w4", "-w0"])
+            try await client.compact(revisions[4])
+            do {
+                for try await _ in client.watch(bytes(prefix), rangeEnd: EtcdClient.prefixEnd(bytes(prefix)), startRevision: revisions[1]) {}
+                Issue.record("a watch from a compacted revision ran")
+            } catch let error as EtcdError {
+                #expect(error == .compacted(revisions[4]))
+            }
+        }
+    }
+
+    @Test func aKeyOnALeaseGoesWithIt() async throws {
+        try await withEtcd { _, client in
+            let lease = try await client.grantLease(ttl: 2)
+            _ = try await client.put(bytes("/capstan/leases/x"), bytes("x"), lease: lease)
+            #expect(try await client.keepAlive(lease: lease) > 0)
+            try await client.revoke(lease: lease)
+            #expect(try await client.range(bytes("/capstan/leases/x")).kvs.isEmpty)
+            #expect(try await client.keepAlive(lease: lease) == 0)
+        }
+    }
+
+    @Test func aDeadMemberIsSkipped() async throws {
+        try await withEtcd { (server: EtcdServer, _: EtcdClient) async throws in
+            let client = EtcdClient(endpoints: ["http://127.0.0.1:\(EtcdServer.freePort())", server.endpoint])
+            #expect(try await client.put(bytes("k"), bytes("v")) > 0)
+            #expect(try await client.range(bytes("k")).kvs.count == 1)
+            #expect(throws: EtcdError.self) { try EtcdClient.endpoints(from: "etcd://nohost") }
+            #expect(try EtcdClient.endpoints(from: "etcd://10.0.0.1:2379,10.0.0.2:2379") == ["http://10.0.0.1:2379", "http://10.0.0.2:2379"])
+        }
+    }
+
+    /// Two members campaign; one leads. The leader stops renewing (as when killed): the other
+    /// takes over within the lease TTL, and the old leader's fenced write is refused.
+    @Test func oneLeaderAtATimeAndADeposedLeaderCannotWrite() async throws {
+        try await withEtcd { server, client in
+            let first = LeaderElection(client: client, identity: "server-a", ttl: 2, resignsOnCancel: false)
+            let second = LeaderElection(client: EtcdClient(endpoints: [server.endpoint]), identity: "server-b", ttl: 2)
+            let aStates = first.campaign()
+            var aIterator = aStates.makeAsyncIterator()
+            guard case .leading(let term)? = await aIterator.next() else { Issue.record("a did not lead"); return }
+            #expect(term.leader == "server-a")
+            let bStates = second.campaign()
+            var bIterator = bStates.makeAsyncIterator()
+            #expect(await bIterator.next() == .following("server-a"))
+            // The leader's writes carry the fence.
+            let write = try await client.txn([first.fence(term)], success: [.put(key: bytes("/capstan/objects/Node/x"), value: bytes("by a"), lease: nil)])
+            #expect(write.succeeded)
+            // The leader dies without resigning (as kill -9 would): its renewals stop, its
+            // lease expires after the TTL.
+            let killed = ContinuousClock.now
+            _ = consume aIterator
+            _ = consume aStates
+            var took: Duration?
+            while let state = await bIterator.next() {
+                if case .leading(let newTerm) = state {
+                    took = ContinuousClock.now - killed
+                    #expect(newTerm.leader == "server-b" && newTerm.revision > term.revision)
+                    let fenced = try await client.txn([first.fence(term)], success: [.put(key: bytes("/capstan/objects/Node/x"), value: bytes("by a, deposed"), lease: nil)])
+                    #expect(!fenced.succeeded, "a deposed leader wrote")
+                    break
+                }
+            }
+            let failover = try #require(took)
+            print("leader election: the second member led \(failover) after the first stopped (TTL 2 s)")
+            #expect(failover < .seconds(5))
+            #expect(try await client.range(bytes("/capstan/objects/Node/x")).kvs.first?.value == bytes("by a"))
+        }
+    }
+}
