@@ -84,8 +84,8 @@ let package = Package(
         .target(name: "CapstanScheduling", dependencies: [core, sdk], path: "Sources/CapstanScheduling"),
 
         // The cluster's objects in SQLite (GRDB): one global revision, every write on the event bus.
-        .target(name: "CapstanStore", dependencies: [core, .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto")], path: "Sources/CapstanStore"),
-        .testTarget(name: "CapstanStoreTests", dependencies: ["CapstanStore", core], path: "Tests/CapstanStoreTests"),
+        .target(name: "CapstanStore", dependencies: [core, "CapstanEtcd", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto")], path: "Sources/CapstanStore"),
+        .testTarget(name: "CapstanStoreTests", dependencies: ["CapstanStore", "CapstanEtcd", core], path: "Tests/CapstanStoreTests"),
         .testTarget(name: "CapstanSchedulingTests", dependencies: ["CapstanScheduling", "PluginHost", core, sdk], path: "Tests/CapstanSchedulingTests"),
 
         // Loads, verifies and registers plugins; reads capstan.yaml; builds scheduling profiles.
@@ -108,7 +108,7 @@ let package = Package(
             ],
             path: "Sources/CapstanEtcd"
         ),
-        .testTarget(name: "CapstanEtcdTests", dependencies: ["CapstanEtcd"], path: "Tests/CapstanEtcdTests"),
+        .testTarget(name: "CapstanEtcdTests", dependencies: ["CapstanEtcd", "CapstanStore", core], path: "Tests/CapstanEtcdTests"),
         .testTarget(name: "PluginHostTests", dependencies: ["PluginHost", core, sdk, storageTestKit], path: "Tests/PluginHostTests"),
         .testTarget(name: "CapstanCoreTests", dependencies: [core], path: "Tests/CapstanCoreTests"),
 

@@ -123,6 +123,8 @@ public final class EtcdClient: Sendable {
         public enum Kind: Sendable, Hashable { case put, delete }
         public var kind: Kind
         public var kv: KeyValue
+        /// The key before this change, when the watch asked for it (`prevKV`).
+        public var previous: KeyValue?
     }
 
     // MARK: KV
@@ -201,8 +203,9 @@ public final class EtcdClient: Sendable {
     /// The changes to `key` (or the range to `rangeEnd`) from `startRevision` on, in batches as
     /// etcd sends them, until the stream is cancelled. A revision already compacted ends the
     /// stream with ``EtcdError/compacted(_:)`` (Capstan answers 410 Gone for it).
-    public func watch(_ key: [UInt8], rangeEnd: [UInt8]? = nil, startRevision: Int64) -> AsyncThrowingStream<[WatchEvent], any Error> {
+    public func watch(_ key: [UInt8], rangeEnd: [UInt8]? = nil, startRevision: Int64, prevKV: Bool = false) -> AsyncThrowingStream<[WatchEvent], any Error> {
         var create: [String: Any] = ["key": Data(key).base64EncodedString(), "start_revision": String(startRevision)]
+        if prevKV { create["prev_kv"] = true }
         if let rangeEnd { create["range_end"] = Data(rangeEnd).base64EncodedString() }
         let body = (try? JSONSerialization.data(withJSONObject: ["create_request": create])) ?? Data()
         return AsyncThrowingStream { continuation in
@@ -228,7 +231,7 @@ public final class EtcdClient: Sendable {
                             }
                             let events = (result["events"] as? [Any] ?? []).compactMap { item -> WatchEvent? in
                                 guard let event = item as? [String: Any], let kv = Self.kv(event["kv"]) else { return nil }
-                                return WatchEvent(kind: event["type"] as? String == "DELETE" ? .delete : .put, kv: kv)
+                                return WatchEvent(kind: event["type"] as? String == "DELETE" ? .delete : .put, kv: kv, previous: Self.kv(event["prev_kv"]))
                             }
                             if !events.isEmpty { continuation.yield(events) }
                         }

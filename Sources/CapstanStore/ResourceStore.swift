@@ -345,7 +345,7 @@ public final class ResourceStore: Sendable {
 
     // MARK: - Plumbing
 
-    private static func check(_ object: AnyResource) -> Result<Void, StoreError> {
+    static func check(_ object: AnyResource) -> Result<Void, StoreError> {
         let problems = object.validate()
         if !problems.isEmpty { return .failure(.invalid(ValidationError(subject: "\(object.kind) \"\(object.name)\"", problems: problems))) }
         return .success(())
@@ -373,12 +373,12 @@ public final class ResourceStore: Sendable {
 
     /// The stored form, refused past ``FieldLimits/maxObjectBytes`` (whatever the request's
     /// size was: YAML anchors can make a small body a large object).
-    private static func encodeWithinLimit(_ object: AnyResource, _ cipher: SecretCipher) throws -> Data {
+    static func encodeWithinLimit(_ object: AnyResource, _ cipher: SecretCipher) throws -> Data {
         try sealWithinLimit(try encode(object), object, cipher)
     }
 
     /// `plain` (the JSON of `object`) as stored: sealed if a secret, refused past the limit.
-    private static func sealWithinLimit(_ plain: Data, _ object: AnyResource, _ cipher: SecretCipher) throws -> Data {
+    static func sealWithinLimit(_ plain: Data, _ object: AnyResource, _ cipher: SecretCipher) throws -> Data {
         let data = try cipher.sealIfSecret(plain, kind: object.kind)
         if data.count > FieldLimits.maxObjectBytes {
             throw StoreError.invalid(ValidationError(subject: "\(object.kind) \"\(object.name)\"", problems: [
@@ -389,7 +389,7 @@ public final class ResourceStore: Sendable {
     }
 
     /// The JSON of the object's spec alone, as ``encode(_:)`` writes it inside the object.
-    private static func specJSON(of object: AnyResource) throws -> Data {
+    static func specJSON(of object: AnyResource) throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         switch object {
@@ -409,14 +409,14 @@ public final class ResourceStore: Sendable {
         }
     }
 
-    private static func encode(_ object: AnyResource) throws -> Data {
+    static func encode(_ object: AnyResource) throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         return try encoder.encode(object)
     }
 
     /// Stored documents were checked on the way in: no unknown-key scan on the way out.
-    private static func decode(_ data: Data, _ cipher: SecretCipher) throws -> AnyResource {
+    static func decode(_ data: Data, _ cipher: SecretCipher) throws -> AnyResource {
         let decoder = JSONDecoder()
         decoder.userInfo[.capstanTrustedDocument] = true
         return try decoder.decode(AnyResource.self, from: try cipher.openIfSealed(data))

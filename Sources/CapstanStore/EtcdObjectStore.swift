@@ -1,0 +1,187 @@
+import CapstanCore
+import CapstanEtcd
+import Foundation
+
+/// Capstan's objects in etcd, with the semantics of the SQLite ``ResourceStore`` (issue 13):
+/// - one object per key, `/capstan/objects/<Kind>/<name>`, its JSON as the SQLite store writes
+///   it (secrets sealed with the same cipher); its `metadata.revision` is the key's
+///   `mod_revision` — etcd's one global revision is Capstan's;
+/// - create is a transaction on `create_revision == 0`; update and delete compare the key's
+///   `mod_revision` with the one the caller read (`metadata.revision`): a change in between is a
+///   ``StoreError/conflict(kind:name:expected:stored:)``, and nothing is written;
+/// - `uid`, `creationTimestamp` and `generation` (raised only when the spec changes) are kept as
+///   the SQLite store keeps them; invalid or oversized objects are refused before etcd is asked;
+/// - ``events(after:)`` is etcd's watch from a revision: committed writes only, in revision
+///   order, from any server; a revision etcd compacted away ends it with
+///   ``EtcdError/compacted(_:)`` (the API's 410 Gone: list again).
+///
+/// Every write that may be contended (update, delete) is a single transaction; a write that
+/// names no revision retries its read-compare-write a few times instead of overwriting blindly.
+public final class EtcdObjectStore: Sendable {
+    public let client: EtcdClient
+    public let prefix: String
+    let cipher: SecretCipher
+
+    /// - Parameters:
+    ///   - cipher: seals Secrets before they leave the server (the data directory's key).
+    ///   - prefix: the key prefix of every object (one etcd may hold several clusters).
+    public init(client: EtcdClient, cipher: SecretCipher, prefix: String = "/capstan/objects/") {
+        self.client = client
+        self.cipher = cipher
+        self.prefix = prefix.hasSuffix("/") ? prefix : prefix + "/"
+    }
+
+    func key(_ kind: String, _ name: String) -> [UInt8] { Array("\(prefix)\(kind)/\(name)".utf8) }
+
+    // MARK: Reads
+
+    public func get(kind: String, name: String) async throws(StoreError) -> AnyResource? {
+        let kvs = try await etcd { try await self.client.range(self.key(kind, name)).kvs }
+        return try kvs.first.map(object)
+    }
+
+    /// Every object of a kind and the revision the list was read at (to watch from).
+    public func list(kind: String) async throws(StoreError) -> (items: [AnyResource], revision: UInt64) {
+        let (kvs, revision) = try await etcd { try await self.client.prefix("\(self.prefix)\(kind)/") }
+        return (try kvs.map(object), UInt64(max(revision, 0)))
+    }
+
+    // MARK: Writes
+
+    public func create(_ object: AnyResource) async throws(StoreError) -> AnyResource {
+        if case .failure(let error) = ResourceStore.check(object) { throw error }
+        var stored = object
+        stored.metadata.uid = UUID().uuidString.lowercased()
+        stored.metadata.creationTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
+        stored.metadata.revision = nil
+        stored.metadata.generation = 1
+        let body = try encoded(stored)
+        let key = key(object.kind, object.name)
+        let result = try await etcd { try await self.client.txn([.absent(key)], success: [.put(key: key, value: body, lease: nil)]) }
+        guard result.succeeded else { throw .alreadyExists(kind: object.kind, name: object.name) }
+        stored.metadata.revision = UInt64(result.revision)
+        return stored
+    }
+
+    public func update(_ object: AnyResource) async throws(StoreError) -> AnyResource {
+        if case .failure(let error) = ResourceStore.check(object) { throw error }
+        let key = key(object.kind, object.name)
+        for _ in 0..<5 {
+            guard let currentKV = try await etcd({ try await self.client.range(key).kvs.first }) else {
+                throw .notFound(kind: object.kind, name: object.name)
+            }
+            let current = try self.object(currentKV)
+            let stored = UInt64(currentKV.modRevision)
+            if let expected = object.metadata.revision, expected != stored {
+                throw .conflict(kind: object.kind, name: object.name, expected: expected, stored: stored)
+            }
+            var next = object
+            next.metadata.uid = current.metadata.uid
+            next.metadata.creationTimestamp = current.metadata.creationTimestamp
+            next.metadata.revision = nil
+            let generation = max(current.metadata.generation ?? 1, 1)
+            next.metadata.generation = try sameSpec(next, current) ? generation : generation &+ 1
+            let body = try encoded(next)
+            let result = try await etcd { try await self.client.txn([.unchanged(key, since: currentKV.modRevision)], success: [.put(key: key, value: body, lease: nil)]) }
+            if result.succeeded {
+                next.metadata.revision = UInt64(result.revision)
+                return next
+            }
+            // Written in between: a caller that named a revision is told; one that did not reads again.
+            if let expected = object.metadata.revision {
+                throw .conflict(kind: object.kind, name: object.name, expected: expected, stored: UInt64(result.revision))
+            }
+        }
+        throw .storage("\(object.kind) \"\(object.name)\" kept changing while it was being written; retry")
+    }
+
+    /// Deletes; returns the object as it was.
+    public func delete(kind: String, name: String, revision expected: UInt64? = nil) async throws(StoreError) -> AnyResource {
+        let key = key(kind, name)
+        for _ in 0..<5 {
+            guard let currentKV = try await etcd({ try await self.client.range(key).kvs.first }) else {
+                throw .notFound(kind: kind, name: name)
+            }
+            if let expected, expected != UInt64(currentKV.modRevision) {
+                throw .conflict(kind: kind, name: name, expected: expected, stored: UInt64(currentKV.modRevision))
+            }
+            let result = try await etcd { try await self.client.txn([.unchanged(key, since: currentKV.modRevision)], success: [.delete(key: key)]) }
+            if result.succeeded { return try object(currentKV) }
+            if let expected { throw .conflict(kind: kind, name: name, expected: expected, stored: UInt64(result.revision)) }
+        }
+        throw .storage("\(kind) \"\(name)\" kept changing while it was being deleted; retry")
+    }
+
+    // MARK: Watch
+
+    /// Every committed change after `revision`, in order, with the revision of each (a delete
+    /// carries the object as it was). Ends with ``EtcdError/compacted(_:)`` when etcd no longer
+    /// holds that history: list again.
+    public func events(after revision: UInt64) -> AsyncThrowingStream<(ResourceEvent, UInt64), any Error> {
+        let keyPrefix = Array(prefix.utf8)
+        let upstream = client.watch(keyPrefix, rangeEnd: EtcdClient.prefixEnd(keyPrefix), startRevision: Int64(revision) + 1, prevKV: true)
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    for try await batch in upstream {
+                        for event in batch {
+                            switch event.kind {
+                            case .put:
+                                let change: ResourceEvent.Change = event.kv.createRevision == event.kv.modRevision ? .added : .modified
+                                continuation.yield((ResourceEvent(change, try self.object(event.kv)), UInt64(event.kv.modRevision)))
+                            case .delete:
+                                guard var previous = event.previous else { continue }
+                                previous.modRevision = event.kv.modRevision
+                                continuation.yield((ResourceEvent(.deleted, try self.object(previous)), UInt64(event.kv.modRevision)))
+                            }
+                        }
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    // MARK: Plumbing
+
+    /// The stored form: the SQLite store's (sealed secrets, the size limit), without a revision.
+    private func encoded(_ object: AnyResource) throws(StoreError) -> [UInt8] {
+        do {
+            return Array(try ResourceStore.encodeWithinLimit(object, cipher))
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw .storage("cannot encode \(object.kind) \"\(object.name)\": \(error)")
+        }
+    }
+
+    private func object(_ kv: EtcdClient.KeyValue) throws(StoreError) -> AnyResource {
+        do {
+            var object = try ResourceStore.decode(Data(kv.value), cipher)
+            object.metadata.revision = UInt64(max(kv.modRevision, 0))
+            return object
+        } catch {
+            throw .storage("\(kv.keyString) does not hold a Capstan object: \(error)")
+        }
+    }
+
+    private func sameSpec(_ a: AnyResource, _ b: AnyResource) throws(StoreError) -> Bool {
+        do {
+            return try ResourceStore.specJSON(of: a) == ResourceStore.specJSON(of: b)
+        } catch {
+            throw .storage("cannot compare specs: \(error)")
+        }
+    }
+
+    /// An etcd call, its failure as a store error (the API answers 500/503 for it).
+    private func etcd<T: Sendable>(_ body: @Sendable () async throws -> T) async throws(StoreError) -> T {
+        do {
+            return try await body()
+        } catch {
+            throw .storage("\(error)")
+        }
+    }
+}
