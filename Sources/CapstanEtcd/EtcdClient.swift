@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOFoundationCompat
+import NIOPosix
 import Synchronization
 
 /// A client of etcd's v3 API through its JSON gateway (`/v3/…` on the client port), which every
@@ -17,16 +18,25 @@ import Synchronization
 /// operations and semantics on it, watches included (a stream of newline-separated messages).
 public final class EtcdClient: Sendable {
     public let endpoints: [String]
-    private let http: HTTPClient
     private let preferred = Mutex(0)
     /// How long one unary request may take.
     public let timeout: TimeAmount
+
+    /// Unary calls; shared by every client of the process and never shut down (a client is
+    /// cheap to make, and no deinit blocks a thread on a shutdown).
+    private static let unary = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .seconds(2))))
+    /// Watches, each holding a connection for its life: a pool of their own, so they never
+    /// queue the unary calls (a lease renewal above all) behind them.
+    private static let streaming: HTTPClient = {
+        var configuration = HTTPClient.Configuration(timeout: .init(connect: .seconds(2)))
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
 
     /// - Parameter endpoints: `http://host:port`, one per member.
     public init(endpoints: [String], timeout: TimeAmount = .seconds(10)) {
         self.endpoints = endpoints.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         self.timeout = timeout
-        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .seconds(2))))
     }
 
     /// `etcd://host:port[,host:port…]` (or `http://…`, comma-separated) as endpoints.
@@ -42,10 +52,6 @@ public final class EtcdClient: Sendable {
             }
             return "http://\(address)"
         }
-    }
-
-    deinit {
-        try? http.syncShutdown()
     }
 
     // MARK: Types
@@ -189,8 +195,13 @@ public final class EtcdClient: Sendable {
     }
 
     /// Renews a lease; returns its new TTL, 0 when it has expired (it cannot be renewed).
-    public func keepAlive(lease: Int64) async throws -> Int64 {
-        let answer = try await call("/v3/lease/keepalive", ["ID": String(lease)])
+    /// - Parameter timeout: how long the renewal may take (a leader gives less than its TTL).
+    public func keepAlive(lease: Int64, timeout: TimeAmount? = nil) async throws -> Int64 {
+        let answer = try await call("/v3/lease/keepalive", ["ID": String(lease)], timeout: timeout)
+        // A stream method: its errors (no leader, …) come inside a 200 answer.
+        if let error = answer["error"] as? [String: Any] {
+            throw EtcdError.refused("/v3/lease/keepalive", error["message"] as? String ?? "\(error)")
+        }
         return Self.int((answer["result"] as? [String: Any])?["TTL"])
     }
 
@@ -204,20 +215,25 @@ public final class EtcdClient: Sendable {
     /// etcd sends them, until the stream is cancelled. A revision already compacted ends the
     /// stream with ``EtcdError/compacted(_:)`` (Capstan answers 410 Gone for it).
     public func watch(_ key: [UInt8], rangeEnd: [UInt8]? = nil, startRevision: Int64, prevKV: Bool = false) -> AsyncThrowingStream<[WatchEvent], any Error> {
-        var create: [String: Any] = ["key": Data(key).base64EncodedString(), "start_revision": String(startRevision)]
+        // Progress notifications keep an idle watch's connection busy, so a dead one is noticed.
+        var create: [String: Any] = ["key": Data(key).base64EncodedString(), "start_revision": String(startRevision), "progress_notify": true]
         if prevKV { create["prev_kv"] = true }
         if let rangeEnd { create["range_end"] = Data(rangeEnd).base64EncodedString() }
         let body = (try? JSONSerialization.data(withJSONObject: ["create_request": create])) ?? Data()
         return AsyncThrowingStream { continuation in
             let task = Task {
                 do {
-                    let response = try await self.send("/v3/watch", body, timeout: .hours(24 * 365))
+                    // Only from a member that has a leader (a partitioned one would stay silent).
+                    let response = try await self.send("/v3/watch", body, timeout: .hours(24 * 365), streaming: true, headers: [("Grpc-Metadata-hasleader", "true")])
                     var pending: [UInt8] = []
+                    var scanned = 0
                     for try await buffer in response.body {
                         pending += buffer.readableBytesView
-                        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                        // Only the new bytes are searched for the end of a message.
+                        while let newline = pending[scanned...].firstIndex(of: UInt8(ascii: "\n")) {
                             let line = Array(pending[..<newline])
                             pending.removeFirst(newline + 1)
+                            scanned = 0
                             guard !line.isEmpty else { continue }
                             guard let message = try JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else { continue }
                             if let error = message["error"] as? [String: Any] {
@@ -235,6 +251,7 @@ public final class EtcdClient: Sendable {
                             }
                             if !events.isEmpty { continuation.yield(events) }
                         }
+                        scanned = pending.count
                     }
                     continuation.finish(throwing: EtcdError.unavailable("etcd ended the watch"))
                 } catch {
@@ -247,9 +264,9 @@ public final class EtcdClient: Sendable {
 
     // MARK: Wire
 
-    private func call(_ path: String, _ body: [String: Any]) async throws -> [String: Any] {
+    private func call(_ path: String, _ body: [String: Any], timeout: TimeAmount? = nil) async throws -> [String: Any] {
         let data = try JSONSerialization.data(withJSONObject: body)
-        let response = try await send(path, data, timeout: timeout)
+        let response = try await send(path, data, timeout: timeout ?? self.timeout)
         let bytes = try await response.body.collect(upTo: 64 << 20)
         guard let object = try JSONSerialization.jsonObject(with: Data(buffer: bytes)) as? [String: Any] else {
             throw EtcdError.unexpected("\(path): the answer is not a JSON object")
@@ -261,8 +278,11 @@ public final class EtcdClient: Sendable {
         return object
     }
 
-    /// Sends to the preferred member, then to the others while none can be reached.
-    private func send(_ path: String, _ body: Data, timeout: TimeAmount) async throws -> HTTPClientResponse {
+    /// Sends to the preferred member, then to the others while none can be connected to. A
+    /// request that may have reached a member (it timed out or broke after connecting) is not
+    /// sent again: etcd may have applied it, and a retry would answer about the retry (a create
+    /// told `alreadyExists` of its own write). The caller gets ``EtcdError/outcomeUnknown(_:)``.
+    private func send(_ path: String, _ body: Data, timeout: TimeAmount, streaming: Bool = false, headers: [(String, String)] = []) async throws -> HTTPClientResponse {
         let first = preferred.withLock { $0 }
         var failures: [String] = []
         for offset in 0..<endpoints.count {
@@ -270,16 +290,29 @@ public final class EtcdClient: Sendable {
             var request = HTTPClientRequest(url: endpoints[index] + path)
             request.method = .POST
             request.headers.add(name: "Content-Type", value: "application/json")
+            for (name, value) in headers { request.headers.add(name: name, value: value) }
             request.body = .bytes(ByteBuffer(bytes: body))
             do {
-                let response = try await http.execute(request, timeout: timeout)
+                let response = try await (streaming ? Self.streaming : Self.unary).execute(request, timeout: timeout)
                 if index != first { preferred.withLock { $0 = index } }
                 return response
             } catch {
+                guard Self.neverConnected(error) else { throw EtcdError.outcomeUnknown("\(endpoints[index])\(path): \(error)") }
                 failures.append("\(endpoints[index]): \(error)")
             }
         }
         throw EtcdError.unavailable("no etcd member answered (\(failures.joined(separator: "; ")))")
+    }
+
+    /// True for failures before a connection existed (refused, unreachable, connect timeout):
+    /// the request was never sent.
+    static func neverConnected(_ error: any Error) -> Bool {
+        if error is NIOConnectionError { return true }
+        if let error = error as? HTTPClientError, error == .connectTimeout { return true }
+        if let error = error as? ChannelError, case .connectTimeout = error { return true }
+        if let error = error as? IOError, [ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EADDRNOTAVAIL].contains(error.errnoCode) { return true }
+        let text = "\(error)"
+        return text.contains("connectTimeout") || text.contains("Connection refused") || text.contains("connection refused")
     }
 
     static func revision(of answer: [String: Any]) -> Int64 { int((answer["header"] as? [String: Any])?["revision"]) }
@@ -327,6 +360,8 @@ public enum EtcdError: Error, Sendable, CustomStringConvertible, Equatable {
     case compacted(Int64)
     case badArgument(String)
     case unexpected(String)
+    /// The request may or may not have been applied (it broke after it was sent): read again.
+    case outcomeUnknown(String)
 
     public var description: String {
         switch self {
@@ -335,6 +370,7 @@ public enum EtcdError: Error, Sendable, CustomStringConvertible, Equatable {
         case .compacted(let revision): "etcd compacted its history up to revision \(revision); list again"
         case .badArgument(let why): why
         case .unexpected(let why): "etcd: \(why)"
+        case .outcomeUnknown(let why): "etcd did not answer, the request may have been applied; read again: \(why)"
         }
     }
 }

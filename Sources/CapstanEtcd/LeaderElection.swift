@@ -68,7 +68,8 @@ public final class LeaderElection: Sendable {
                             report(.leading(term))
                             await hold(term)
                             if Task.isCancelled {
-                                if resignsOnCancel { try? await client.revoke(lease: lease) }
+                                // In a task of its own: this one is cancelled, and would cancel the call.
+                                if resignsOnCancel { await Task { try? await client.revoke(lease: lease) }.value }
                                 break
                             }
                             report(.following(nil))
@@ -90,19 +91,41 @@ public final class LeaderElection: Sendable {
         }
     }
 
-    /// Renews the lease until it cannot (for longer than the TTL) or the task is cancelled.
+    /// Leads until the lease may have lapsed, the key changed, or the task is cancelled. The
+    /// lease is renewed every third of the TTL, each renewal allowed a third of the TTL; leading
+    /// ends once no renewal *sent* in the last two thirds of the TTL succeeded — before etcd can
+    /// expire the lease and let another member in. A watch of the key ends it at once when the
+    /// key is deleted or rewritten while the lease still lives.
     private func hold(_ term: Term) async {
-        let period = Duration.milliseconds(Int(ttl) * 1000 / 3)
-        var lastRenewal = ContinuousClock.now
-        while !Task.isCancelled {
-            try? await Task.sleep(for: period)
-            if Task.isCancelled { return }
-            do {
-                guard try await client.keepAlive(lease: term.lease) > 0 else { return }
-                lastRenewal = ContinuousClock.now
-            } catch {
-                if ContinuousClock.now - lastRenewal >= .seconds(ttl) { return }
+        let third = Duration.milliseconds(Int(ttl) * 1000 / 3)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                var lastSent = ContinuousClock.now
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: third)
+                    if Task.isCancelled { return }
+                    let sent = ContinuousClock.now
+                    do {
+                        guard try await self.client.keepAlive(lease: term.lease, timeout: .milliseconds(Int64(self.ttl) * 1000 / 3)) > 0 else { return }
+                        lastSent = sent
+                    } catch {
+                        if ContinuousClock.now - lastSent >= third * 2 { return }
+                    }
+                }
             }
+            group.addTask {
+                // Any change of the key after this term's write ends the term. A watch that
+                // breaks is made again (from the same revision: nothing is missed).
+                while !Task.isCancelled {
+                    do {
+                        for try await events in self.client.watch(self.key, startRevision: term.revision + 1) where !events.isEmpty { return }
+                    } catch {
+                        try? await Task.sleep(for: third)
+                    }
+                }
+            }
+            await group.next()
+            group.cancelAll()
         }
     }
 

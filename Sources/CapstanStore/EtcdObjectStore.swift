@@ -48,7 +48,9 @@ public final class EtcdObjectStore: Sendable {
 
     // MARK: Writes
 
-    public func create(_ object: AnyResource) async throws(StoreError) -> AnyResource {
+    /// - Parameter fence: comparisons the write also needs to hold, e.g. the leader's
+    ///   ``LeaderElection/fence(_:)``: a deposed leader's write then fails (`storage`).
+    public func create(_ object: AnyResource, fence: [EtcdClient.Compare] = []) async throws(StoreError) -> AnyResource {
         if case .failure(let error) = ResourceStore.check(object) { throw error }
         var stored = object
         stored.metadata.uid = UUID().uuidString.lowercased()
@@ -57,13 +59,16 @@ public final class EtcdObjectStore: Sendable {
         stored.metadata.generation = 1
         let body = try encoded(stored)
         let key = key(object.kind, object.name)
-        let result = try await etcd { try await self.client.txn([.absent(key)], success: [.put(key: key, value: body, lease: nil)]) }
-        guard result.succeeded else { throw .alreadyExists(kind: object.kind, name: object.name) }
+        let result = try await etcd { try await self.client.txn([.absent(key)] + fence, success: [.put(key: key, value: body, lease: nil)], failure: [.get(key: key)]) }
+        guard result.succeeded else {
+            if result.kvs.isEmpty && !fence.isEmpty { throw Self.fenced }
+            throw .alreadyExists(kind: object.kind, name: object.name)
+        }
         stored.metadata.revision = UInt64(result.revision)
         return stored
     }
 
-    public func update(_ object: AnyResource) async throws(StoreError) -> AnyResource {
+    public func update(_ object: AnyResource, fence: [EtcdClient.Compare] = []) async throws(StoreError) -> AnyResource {
         if case .failure(let error) = ResourceStore.check(object) { throw error }
         let key = key(object.kind, object.name)
         for _ in 0..<5 {
@@ -82,21 +87,24 @@ public final class EtcdObjectStore: Sendable {
             let generation = max(current.metadata.generation ?? 1, 1)
             next.metadata.generation = try sameSpec(next, current) ? generation : generation &+ 1
             let body = try encoded(next)
-            let result = try await etcd { try await self.client.txn([.unchanged(key, since: currentKV.modRevision)], success: [.put(key: key, value: body, lease: nil)]) }
+            let result = try await etcd { try await self.client.txn([.unchanged(key, since: currentKV.modRevision)] + fence, success: [.put(key: key, value: body, lease: nil)], failure: [.get(key: key)]) }
             if result.succeeded {
                 next.metadata.revision = UInt64(result.revision)
                 return next
             }
-            // Written in between: a caller that named a revision is told; one that did not reads again.
+            // Written or deleted in between: a caller that named a revision is told (with the
+            // key's own revision); one that did not reads again.
+            guard let now = result.kvs.first else { throw .notFound(kind: object.kind, name: object.name) }
+            if now.modRevision == currentKV.modRevision && !fence.isEmpty { throw Self.fenced }
             if let expected = object.metadata.revision {
-                throw .conflict(kind: object.kind, name: object.name, expected: expected, stored: UInt64(result.revision))
+                throw .conflict(kind: object.kind, name: object.name, expected: expected, stored: UInt64(max(now.modRevision, 0)))
             }
         }
         throw .storage("\(object.kind) \"\(object.name)\" kept changing while it was being written; retry")
     }
 
     /// Deletes; returns the object as it was.
-    public func delete(kind: String, name: String, revision expected: UInt64? = nil) async throws(StoreError) -> AnyResource {
+    public func delete(kind: String, name: String, revision expected: UInt64? = nil, fence: [EtcdClient.Compare] = []) async throws(StoreError) -> AnyResource {
         let key = key(kind, name)
         for _ in 0..<5 {
             guard let currentKV = try await etcd({ try await self.client.range(key).kvs.first }) else {
@@ -105,12 +113,22 @@ public final class EtcdObjectStore: Sendable {
             if let expected, expected != UInt64(currentKV.modRevision) {
                 throw .conflict(kind: kind, name: name, expected: expected, stored: UInt64(currentKV.modRevision))
             }
-            let result = try await etcd { try await self.client.txn([.unchanged(key, since: currentKV.modRevision)], success: [.delete(key: key)]) }
-            if result.succeeded { return try object(currentKV) }
-            if let expected { throw .conflict(kind: kind, name: name, expected: expected, stored: UInt64(result.revision)) }
+            let result = try await etcd { try await self.client.txn([.unchanged(key, since: currentKV.modRevision)] + fence, success: [.delete(key: key)], failure: [.get(key: key)]) }
+            if result.succeeded {
+                // As the SQLite store: the deleted object carries the delete's revision.
+                var deleted = try object(currentKV)
+                deleted.metadata.revision = UInt64(max(result.revision, 0))
+                return deleted
+            }
+            guard let now = result.kvs.first else { throw .notFound(kind: kind, name: name) }
+            if now.modRevision == currentKV.modRevision && !fence.isEmpty { throw Self.fenced }
+            if let expected { throw .conflict(kind: kind, name: name, expected: expected, stored: UInt64(max(now.modRevision, 0))) }
         }
         throw .storage("\(kind) \"\(name)\" kept changing while it was being deleted; retry")
     }
+
+    /// A write refused by its fence: this server no longer leads.
+    static let fenced = StoreError.storage("this server is no longer the leader: a newer term holds the leader key; the write was refused")
 
     // MARK: Watch
 
@@ -119,7 +137,10 @@ public final class EtcdObjectStore: Sendable {
     /// holds that history: list again.
     public func events(after revision: UInt64) -> AsyncThrowingStream<(ResourceEvent, UInt64), any Error> {
         let keyPrefix = Array(prefix.utf8)
-        let upstream = client.watch(keyPrefix, rangeEnd: EtcdClient.prefixEnd(keyPrefix), startRevision: Int64(revision) + 1, prevKV: true)
+        guard let start = Int64(exactly: revision), start < Int64.max else {
+            return AsyncThrowingStream { $0.finish(throwing: EtcdError.badArgument("revision \(revision) is beyond any etcd revision")) }
+        }
+        let upstream = client.watch(keyPrefix, rangeEnd: EtcdClient.prefixEnd(keyPrefix), startRevision: start + 1, prevKV: true)
         return AsyncThrowingStream { continuation in
             let task = Task {
                 do {
@@ -128,11 +149,17 @@ public final class EtcdObjectStore: Sendable {
                             switch event.kind {
                             case .put:
                                 let change: ResourceEvent.Change = event.kv.createRevision == event.kv.modRevision ? .added : .modified
-                                continuation.yield((ResourceEvent(change, try self.object(event.kv)), UInt64(event.kv.modRevision)))
+                                // A value this server cannot read (another cipher key) is passed
+                                // over, not allowed to end every watch that meets it.
+                                guard let object = try? self.object(event.kv) else { continue }
+                                continuation.yield((ResourceEvent(change, object), UInt64(max(event.kv.modRevision, 0))))
                             case .delete:
-                                guard var previous = event.previous else { continue }
+                                // Without the object as it was (history compacted) the delete
+                                // cannot be told: the watcher lists again.
+                                guard var previous = event.previous else { throw EtcdError.compacted(event.kv.modRevision) }
                                 previous.modRevision = event.kv.modRevision
-                                continuation.yield((ResourceEvent(.deleted, try self.object(previous)), UInt64(event.kv.modRevision)))
+                                guard let object = try? self.object(previous) else { continue }
+                                continuation.yield((ResourceEvent(.deleted, object), UInt64(max(event.kv.modRevision, 0))))
                             }
                         }
                     }

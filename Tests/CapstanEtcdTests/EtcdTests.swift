@@ -185,4 +185,29 @@ struct EtcdTests {
             #expect(try await client.range(bytes("/capstan/objects/Node/x")).kvs.first?.value == bytes("by a"))
         }
     }
+
+    /// A leader whose key is taken from under it steps down at once (it watches its key), and a
+    /// leader that resigns lets the next one in without waiting for the lease to expire.
+    @Test func aLeaderNoticesItsKeyGoAndResigningHandsOverAtOnce() async throws {
+        try await withEtcd { server, client in
+            let first = LeaderElection(client: client, identity: "server-a", ttl: 5)
+            var firstStates: AsyncStream<LeaderElection.State>? = first.campaign()
+            var a = firstStates!.makeAsyncIterator()
+            guard case .leading(let term)? = await a.next() else { Issue.record("a did not lead"); return }
+            try await client.delete(Array("/capstan/leader".utf8))
+            #expect(await a.next() == .following(nil))
+            guard case .leading(let again)? = await a.next() else { Issue.record("a did not lead again"); return }
+            #expect(again.revision > term.revision)
+            let second = LeaderElection(client: EtcdClient(endpoints: [server.endpoint]), identity: "server-b", ttl: 5)
+            var b = second.campaign().makeAsyncIterator()
+            #expect(await b.next() == .following("server-a"))
+            let resigned = ContinuousClock.now
+            _ = consume a
+            firstStates = nil
+            guard case .leading? = await b.next() else { Issue.record("b did not lead"); return }
+            let handover = ContinuousClock.now - resigned
+            print("leader election: handover after a resignation took \(handover) (TTL 5 s)")
+            #expect(handover < .seconds(3), "resigning should not wait for the 5 s lease")
+        }
+    }
 }

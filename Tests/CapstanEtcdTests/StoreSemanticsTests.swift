@@ -106,6 +106,7 @@ enum StoreSemantics {
         // Delete: returns what was there; then it is gone; deleting again is notFound.
         let deleted = try await store.delete(kind: "Workload", name: "web", revision: rescaled.metadata.revision)
         #expect(deleted.metadata.uid == created.metadata.uid)
+        #expect((deleted.metadata.revision ?? 0) > (rescaled.metadata.revision ?? 0), "a delete takes a revision of its own")
         #expect(try await store.get(kind: "Workload", name: "web") == nil)
         await #expect(throws: StoreError.notFound(kind: "Workload", name: "web")) { _ = try await store.delete(kind: "Workload", name: "web", revision: nil) }
         // A new object of the old name is a new object.
@@ -140,6 +141,19 @@ enum StoreSemantics {
             }
             #expect(seen.map { "\($0.0) \($0.1)" } == ["Added Workload/web", "Modified Workload/web", "Modified Workload/web", "Added Workload/api", "Added Secret/db", "Deleted Workload/web", "Added Workload/web"])
             #expect(seen.map(\.2) == seen.map(\.2).sorted() && Set(seen.map(\.2)).count == seen.count)
+            // Writes fenced by a term: refused once another term holds the leader key.
+            let leaderKey = Array("/capstan/leader".utf8)
+            let term = try await client.put(leaderKey, Array("a".utf8))
+            let fence = [EtcdClient.Compare.unchanged(leaderKey, since: term)]
+            _ = try await store.create(StoreSemantics.workload("fenced"), fence: fence)
+            _ = try await client.put(leaderKey, Array("b".utf8))
+            do {
+                _ = try await store.create(StoreSemantics.workload("deposed"), fence: fence)
+                Issue.record("a deposed leader's write was stored")
+            } catch let error as StoreError {
+                #expect(error.description.contains("no longer the leader"))
+            }
+            #expect(try await store.get(kind: "Workload", name: "deposed") == nil)
             // A second server's store on the same etcd sees the same objects and revisions.
             let other = EtcdObjectStore(client: EtcdClient(endpoints: client.endpoints), cipher: try SecretCipher(path: directory.appendingPathComponent("secrets.key").path))
             #expect(try await other.get(kind: "Workload", name: "api") == (try await store.get(kind: "Workload", name: "api")))
