@@ -83,10 +83,16 @@ public struct ClusterInfo: Codable, Sendable, Hashable {
     public var serviceCIDR: String
     /// Service names resolve as `<name>.<clusterDomain>` (and as `<name>`).
     public var clusterDomain: String
-    public init(clusterCIDR: String, serviceCIDR: String, clusterDomain: String) {
+    /// A node whose lease is not renewed for this long is NotReady; after `evictionTimeoutSeconds`
+    /// more its instances are replaced elsewhere. Agents fence themselves before that (issue 13).
+    public var nodeTimeoutSeconds: Double?
+    public var evictionTimeoutSeconds: Double?
+    public init(clusterCIDR: String, serviceCIDR: String, clusterDomain: String, nodeTimeoutSeconds: Double? = nil, evictionTimeoutSeconds: Double? = nil) {
         self.clusterCIDR = clusterCIDR
         self.serviceCIDR = serviceCIDR
         self.clusterDomain = clusterDomain
+        self.nodeTimeoutSeconds = nodeTimeoutSeconds
+        self.evictionTimeoutSeconds = evictionTimeoutSeconds
     }
 }
 

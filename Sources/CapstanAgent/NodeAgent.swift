@@ -53,6 +53,8 @@ public final class NodeAgent: Sendable {
     public let plugins: PluginHost
     private let server: @Sendable () async -> String?
     private let supervisors = Mutex<[String: InstanceSupervisor]>([:])
+    /// When the node's lease was last renewed, and whether the agent fenced itself since.
+    private let renewal = Mutex<(last: ContinuousClock.Instant?, fenced: Bool)>((nil, false))
     /// Which instances use which volumes here (stage before the first publish, unstage after the last).
     private let volumeUsage = VolumeUsage()
     private let agentAddress = Mutex<String?>(nil)
@@ -124,6 +126,7 @@ public final class NodeAgent: Sendable {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { await network.run() }
             group.addTask { await self.heartbeat(api) }
+            group.addTask { await self.fenceWhenCutOff(api, events: events) }
             group.addTask { await self.follow(api, events: events) }
             group.addTask { await StorageSync(api: api, plugins: self.plugins, nodeName: self.options.nodeName, events: events, logger: self.logger, usage: self.volumeUsage,
                                       attacher: VolumeAttacher(api: api, plugins: self.plugins, nodeName: self.options.nodeName, directory: self.volumeDirectory, usage: self.volumeUsage, events: events)).run() }
@@ -226,6 +229,12 @@ public final class NodeAgent: Sendable {
                     lease = stored
                 }
                 retried = false
+                let wasFenced = renewal.withLock { state -> Bool in
+                    let fenced = state.fenced
+                    state = (ContinuousClock.now, false)
+                    return fenced
+                }
+                if wasFenced { await resumeAfterFence(api) }
             } catch let error as APIError where (error.status == 409 || error.status == 404) && !retried {
                 // Someone else wrote it (or it was deleted): read it again at once, once.
                 lease = nil
@@ -239,6 +248,45 @@ public final class NodeAgent: Sendable {
             }
             try? await Task.sleep(for: options.heartbeatInterval)
         }
+    }
+
+    /// **Self-fencing** (issue 13). A node whose lease the server has not seen renewed for its
+    /// node timeout plus its eviction timeout has its instances replaced elsewhere. An agent cut
+    /// off from the server (a partition, not a crash) would go on running them: two copies. So
+    /// the agent stops every instance once it has not renewed for three quarters of that time —
+    /// before the server replaces them — and, once it renews again, restarts those the server
+    /// still binds to it (the others were replaced: they stay stopped). Off when the server does
+    /// not say its timeouts.
+    private func fenceWhenCutOff(_ api: APIClient, events: EventRecorder) async {
+        var limit: Duration?
+        while !Task.isCancelled, limit == nil {
+            if let info = try? await api.cluster(), let node = info.nodeTimeoutSeconds, let eviction = info.evictionTimeoutSeconds, node + eviction > 0 {
+                limit = .milliseconds(Int64(min(node + eviction, FieldLimits.maxSeconds) * 750))
+                break
+            }
+            try? await Task.sleep(for: options.heartbeatInterval)
+        }
+        guard let limit else { return }
+        while !Task.isCancelled {
+            try? await Task.sleep(for: min(options.heartbeatInterval, .seconds(1)))
+            let cutOff = renewal.withLock { state -> Bool in
+                guard !state.fenced, let last = state.last, ContinuousClock.now - last >= limit else { return false }
+                state.fenced = true
+                return true
+            }
+            guard cutOff else { continue }
+            let names = supervisors.withLock { Array($0.keys) }
+            logger.warning("node \(options.nodeName) has not renewed its lease for \(limit): the server replaces its instances soon; stopping \(names.count) instance(s) so none runs twice")
+            for name in names { await forget(name) }
+        }
+    }
+
+    /// After a fence: the instances the server still binds here start again.
+    private func resumeAfterFence(_ api: APIClient) async {
+        logger.info("node \(options.nodeName) renewed its lease again after fencing itself; restarting the instances still bound here")
+        guard let list = try? await api.list(.instance, query: ["nodeName": options.nodeName]) else { return }
+        let events = EventRecorder(writer: api, source: "agent/\(options.nodeName)")
+        for case .instance(let instance) in list.items { await sync(instance, deleted: false, api: api, events: events) }
     }
 
     /// List, re-adopt, then watch; on any break, list again.

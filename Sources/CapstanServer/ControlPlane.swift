@@ -205,7 +205,8 @@ public final class ControlPlane: Sendable {
             routes.addresses = AddressAllocator(settings: .init(clusterCIDR: clusterCIDR, serviceCIDR: serviceCIDR, nodeMaskSize: options.nodeCIDRMaskSize)) { kind in
                 informer.read { Array($0.all(kind)) }
             }
-            routes.cluster = ClusterInfo(clusterCIDR: options.clusterCIDR, serviceCIDR: options.serviceCIDR, clusterDomain: options.clusterDomain)
+            routes.cluster = ClusterInfo(clusterCIDR: options.clusterCIDR, serviceCIDR: options.serviceCIDR, clusterDomain: options.clusterDomain,
+                                         nodeTimeoutSeconds: options.heartbeatTimeout, evictionTimeoutSeconds: options.evictionTimeout)
         }
         let server: HTTPServerBuilder
         if let identity, let tls = try? identity.serverConfiguration(clientCertificates: .optional), let builder = try? HTTPServerBuilder.tls(.http1(), tlsConfiguration: tls) {

@@ -55,7 +55,7 @@ import Glibc
         func instances() async throws -> [Instance] { try await json([Instance].self, "get instances") }
 
         /// - Parameter storage: also load the hostpath storage plugin on every agent (its default).
-        func start(agentArguments: [String] = [], storage: Bool = false) async throws {
+        func start(agentArguments: [String] = [], storage: Bool = false, serverArguments: [String] = ["--node-timeout", "5"]) async throws {
             let plugins = PluginsCLITests.products.path
             _ = try write("server.yaml", """
                 apiVersion: capstan.dev/v1
@@ -65,7 +65,7 @@ import Glibc
                 plugins: [{name: CapstanSpread}]
                 defaults: {scheduler: spread}
                 """)
-            try hosts.start(in: 1, capstan, ["server", "--listen", "\(hosts.address(1)):\(port)", "--insecure", "--data-dir", "srv", "--config", "server.yaml", "--node-timeout", "5"],
+            try hosts.start(in: 1, capstan, ["server", "--listen", "\(hosts.address(1)):\(port)", "--insecure", "--data-dir", "srv", "--config", "server.yaml"] + serverArguments,
                             directory: directory, environment: environment, log: "server.log")
             try await eventually("the server answers", timeout: 30) { (try? await self.cli("get nodes"))?.status == 0 }
             for (index, node) in nodes.enumerated() {
