@@ -187,7 +187,7 @@ let package = Package(
         // direct call with the same code reached through the loaded .so.
         .executableTarget(
             name: "CapstanBench",
-            dependencies: ["PluginHost", "CapstanScheduling", "CapstanAPI", "CapstanAgent", core, sdk, "CapstanBinpack"],
+            dependencies: ["PluginHost", "CapstanScheduling", "CapstanAPI", "CapstanAgent", "CapstanEtcd", core, sdk, "CapstanBinpack"],
             path: "Sources/CapstanBench",
             linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath=$ORIGIN"])]
         ),

@@ -1,4 +1,4 @@
-// Capstan benchmarks. Run in release:  swift build -c release && .build/release/capstan-bench [plugin-call|bus|scheduling|control-plane|network|storage|all]
+// Capstan benchmarks. Run in release:  swift build -c release && .build/release/capstan-bench [plugin-call|bus|scheduling|control-plane|network|storage|election|all]
 import CapstanBinpack
 import CapstanSDK
 import Foundation
@@ -16,3 +16,4 @@ if which == "control-plane" || which == "all" { await ControlPlaneBenchmark.run(
 if which == "network" || which == "all" { await NetworkBenchmark.run(products: products) }
 if which == "network-inside" { await NetworkBenchmark.inside(products: products) }
 if which == "storage" || which == "all" { await StorageBenchmark.run(products: products) }
+if which == "election" || which == "all" { await ElectionBenchmark.run() }

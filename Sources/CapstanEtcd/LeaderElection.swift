@@ -34,7 +34,7 @@ public final class LeaderElection: Sendable {
     /// behaves as a crash: the key stays until the lease expires (for tests of failover).
     public let resignsOnCancel: Bool
 
-    public init(client: EtcdClient, key: String = "/capstan/leader", identity: String, ttl: Int64 = 3, resignsOnCancel: Bool = true) {
+    public init(client: EtcdClient, key: String = "/capstan/leader", identity: String, ttl: Int64 = 2, resignsOnCancel: Bool = true) {
         self.client = client
         self.key = Array(key.utf8)
         self.identity = identity

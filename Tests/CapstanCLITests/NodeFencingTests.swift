@@ -8,7 +8,9 @@ import Glibc
 /// A node cut off from the server (its test host's link down — a partition, not a crash): its
 /// agent stops its instances before the server replaces them elsewhere, so no instance ever runs
 /// twice; when the link heals, what was replaced stays stopped (issue 13).
-@Suite(.serialized) struct NodeFencingTests {
+/// In the networking suite, which runs its two-host tests one at a time (test hosts are
+/// CPU-heavy on two cores, and its timings must not suffer from a neighbour).
+extension NetworkingTests {
     @Test(.enabled(if: NetworkingTests.ready, "needs root, Debian's containernetworking-plugins, nftables and busybox (CI installs them)"))
     func aPartitionedNodeStopsItsInstancesBeforeTheyAreReplaced() async throws {
         let cluster = try NetworkingTests.Cluster(hosts: 2)

@@ -4,7 +4,9 @@ import Testing
 
 /// Access modes across machines: two test hosts (network namespaces joined by veths), a server
 /// and an agent on each, the spread scheduler (which, left alone, puts replicas on both).
-@Suite(.serialized) struct StorageTwoHostTests {
+/// In the networking suite, which runs its two-host tests one at a time (test hosts are
+/// CPU-heavy on two cores, and its timings must not suffer from a neighbour).
+extension NetworkingTests {
     /// A ReadWriteOnce claim of node-local storage serves one node: all four replicas that mount
     /// it land on the node its volume was provisioned on — also those placed in the same
     /// scheduling pass as the first, before the volume existed — while replicas without a
