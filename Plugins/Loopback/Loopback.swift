@@ -187,7 +187,7 @@ actor Loopback: StorageProvisioner {
     private func expandVolumeSerially(_ request: ExpandVolumeRequest) async throws -> VolumeInfo {
         guard var record = try record(request.volumeID) else { throw notFound(request.volumeID) }
         guard request.sizeBytes > record.sizeBytes else { return info(record) }
-        guard request.sizeBytes <= FieldLimitsBridge.maxBytes else { throw PluginError(.invalidArgument, "size \(request.sizeBytes) is more than 1Pi") }
+        guard request.sizeBytes <= VolumeSize.maxBytes else { throw PluginError(.invalidArgument, "size \(request.sizeBytes) is more than 1Pi") }
         try reserve(request.sizeBytes - record.sizeBytes)
         let image = imagePath(request.volumeID)
         try grow(image, to: request.sizeBytes)
@@ -451,11 +451,6 @@ actor Loopback: StorageProvisioner {
     nonisolated static func detachLoops(backing image: String) {
         for device in loopDevices(backing: image) { device.detach() }
     }
-}
-
-/// 1Pi, as Core's limit on every size.
-enum FieldLimitsBridge {
-    static let maxBytes: Int64 = 1 << 50
 }
 
 /// `FIFREEZE` / `FITHAW` on a mounted file system, for consistent snapshots.

@@ -260,7 +260,8 @@ public final class NodeAgent: Sendable {
     private func fenceWhenCutOff(_ api: APIClient, events: EventRecorder) async {
         var limit: Duration?
         while !Task.isCancelled, limit == nil {
-            if let info = try? await api.cluster(), let node = info.nodeTimeoutSeconds, let eviction = info.evictionTimeoutSeconds, node + eviction > 0 {
+            if let info = try? await api.cluster(), let node = info.nodeTimeoutSeconds, let eviction = info.evictionTimeoutSeconds,
+               (node + eviction).isFinite, node + eviction > 0 {
                 limit = .milliseconds(Int64(min(node + eviction, FieldLimits.maxSeconds) * 750))
                 break
             }

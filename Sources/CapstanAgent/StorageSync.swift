@@ -182,8 +182,22 @@ struct StorageSync: Sendable {
     /// A volume an operator made (no size reported yet): what the plugin says it holds, so a
     /// later expansion has something to compare with.
     private func learnCapacity(_ volume: Volume) async {
-        guard let storage = plugins.registry.storage(named: volume.spec.provisioner),
-              let found = try? await storage.listVolumes().first(where: { $0.volumeID == volume.spec.volumeHandle }) else { return }
+        guard let storage = plugins.registry.storage(named: volume.spec.provisioner) else { return }
+        let found: VolumeInfo
+        do {
+            guard let listed = try await storage.listVolumes().first(where: { $0.volumeID == volume.spec.volumeHandle }) else {
+                throw PluginError(.notFound, "storage plugin \(volume.spec.provisioner) does not list handle \(volume.spec.volumeHandle)")
+            }
+            found = listed
+        } catch {
+            var failed = volume
+            if failed.status.conditions.set(Condition(type: "Resized", status: false, reason: "SizeUnknown", message: "node \(nodeName) cannot learn the volume's size: \(error)",
+                                                      lastTransitionTime: Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970))) {
+                _ = try? await api.updateStatus(.volume(failed))
+                await events.record("Volume/\(volume.metadata.name)", reason: "SizeUnknown", message: "node \(nodeName) cannot learn the volume's size: \(error)", type: .warning)
+            }
+            return
+        }
         var updated = volume
         updated.status.capacity = VolumeSize.quantity(bytes: found.sizeBytes)
         _ = try? await api.updateStatus(.volume(updated))

@@ -236,7 +236,7 @@ struct VolumeAttacher: Sendable {
             do {
                 _ = try await api.create(.volume(volume))
             } catch {
-                try? await storage.deleteVolume(DeleteVolumeRequest(volumeID: info.volumeID))
+                await giveBack(info.volumeID, named: volumeName, of: claimName, storage: storage, provisioner: plan.provisioner)
                 throw error
             }
             claim.spec.volumeName = volumeName
@@ -247,11 +247,21 @@ struct VolumeAttacher: Sendable {
                 // Not bound to ours (another agent bound it first: 409, use theirs; or the
                 // write failed): give ours back, object and data, so nothing is orphaned.
                 _ = try? await api.delete(.volume, volumeName, force: true)
-                try? await storage.deleteVolume(DeleteVolumeRequest(volumeID: info.volumeID))
+                await giveBack(info.volumeID, named: volumeName, of: claimName, storage: storage, provisioner: plan.provisioner)
                 if error.status != 409 { throw error }
             }
         }
         throw PluginError(.unavailable, "VolumeClaim \"\(claimName)\" kept changing while it was being bound; retrying")
+    }
+
+    /// Deletes a volume this agent made but could not record or bind; if the plugin refuses,
+    /// the claim's Events say which volume is left on the node.
+    private func giveBack(_ volumeID: String, named name: String, of claim: String, storage: any StorageProvisioner, provisioner: String) async {
+        do {
+            try await storage.deleteVolume(DeleteVolumeRequest(volumeID: volumeID))
+        } catch {
+            await events.record("VolumeClaim/\(claim)", reason: "VolumeLeaked", message: "volume \(name) (storage plugin \(provisioner), handle \(volumeID)) was made for this claim but not bound, and could not be deleted on node \(nodeName): \(error)", type: .warning)
+        }
     }
 }
 
@@ -296,7 +306,14 @@ actor VolumeUsage {
                 users[volume, default: []].insert(Use(instance: instance, target: target))
                 return result
             } catch {
-                if uses.isEmpty { try? await unstage() }
+                // Nothing stays staged for nobody; if that fails too, the error says both.
+                if uses.isEmpty {
+                    do {
+                        try await unstage()
+                    } catch let unstageError {
+                        throw PluginError(.internal, "\(error); and unstaging volume \(volume) after it also failed: \(unstageError)")
+                    }
+                }
                 throw error
             }
         }

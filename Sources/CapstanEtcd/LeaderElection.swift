@@ -49,7 +49,7 @@ public final class LeaderElection: Sendable {
 
     /// Campaigns until cancelled, reporting each change of state: `.leading` when this member
     /// wins, `.following` while another leads (waiting on a watch of the key, not a timer).
-    /// A leader renews its lease every third of the TTL; when a renewal fails past the TTL it
+    /// A leader renews its lease every quarter of the TTL; when no renewal succeeded for ¾ of it, it
     /// reports `.following(nil)` — it must stop acting — and campaigns again. Cancelling a
     /// leader resigns (revokes its lease), so the next one need not wait for the expiry.
     public func campaign() -> AsyncStream<State> {
@@ -72,6 +72,9 @@ public final class LeaderElection: Sendable {
                                 if resignsOnCancel { await Task { try? await client.revoke(lease: lease) }.value }
                                 break
                             }
+                            // Stepped down without being cancelled: give the lease back (best effort,
+                            // in a task of its own), so nobody waits out its TTL.
+                            await Task { try? await client.revoke(lease: term.lease) }.value
                             report(.following(nil))
                         } else {
                             try? await client.revoke(lease: lease)
@@ -92,24 +95,25 @@ public final class LeaderElection: Sendable {
     }
 
     /// Leads until the lease may have lapsed, the key changed, or the task is cancelled. The
-    /// lease is renewed every third of the TTL, each renewal allowed a third of the TTL; leading
-    /// ends once no renewal *sent* in the last two thirds of the TTL succeeded — before etcd can
-    /// expire the lease and let another member in. A watch of the key ends it at once when the
-    /// key is deleted or rewritten while the lease still lives.
+    /// lease is renewed every quarter of the TTL, each renewal allowed half the TTL; leading
+    /// ends once no renewal *sent* in the last three quarters of the TTL succeeded — before etcd
+    /// can expire the lease and let another member in (a loaded machine's slow answer is not
+    /// taken for a loss). A watch of the key ends it at once when the key is deleted or rewritten
+    /// while the lease still lives.
     private func hold(_ term: Term) async {
-        let third = Duration.milliseconds(Int(ttl) * 1000 / 3)
+        let quarter = Duration.milliseconds(Int(ttl) * 1000 / 4)
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 var lastSent = ContinuousClock.now
                 while !Task.isCancelled {
-                    try? await Task.sleep(for: third)
+                    try? await Task.sleep(for: quarter)
                     if Task.isCancelled { return }
                     let sent = ContinuousClock.now
                     do {
-                        guard try await self.client.keepAlive(lease: term.lease, timeout: .milliseconds(Int64(self.ttl) * 1000 / 3)) > 0 else { return }
+                        guard try await self.client.keepAlive(lease: term.lease, timeout: .milliseconds(Int64(self.ttl) * 1000 / 2)) > 0 else { return }
                         lastSent = sent
                     } catch {
-                        if ContinuousClock.now - lastSent >= third * 2 { return }
+                        if ContinuousClock.now - lastSent >= quarter * 3 { return }
                     }
                 }
             }
@@ -120,7 +124,7 @@ public final class LeaderElection: Sendable {
                     do {
                         for try await events in self.client.watch(self.key, startRevision: term.revision + 1) where !events.isEmpty { return }
                     } catch {
-                        try? await Task.sleep(for: third)
+                        try? await Task.sleep(for: quarter)
                     }
                 }
             }

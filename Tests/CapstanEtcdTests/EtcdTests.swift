@@ -74,7 +74,7 @@ func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
 /// The etcd client and leader election against a real etcd: the operations the store backend and
 /// several servers rest on (issue 13).
-@Suite(.serialized, .enabled(if: EtcdServer.available, "needs Debian's etcd-server (CI installs it)"))
+@Suite(.serialized, .timeLimit(.minutes(2)), .enabled(if: EtcdServer.available, "needs Debian's etcd-server (CI installs it)"))
 struct EtcdTests {
     @Test func compareAndSwapGivesOneWinnerAndRevisionsOrderEveryWrite() async throws {
         try await withEtcd { _, client in

@@ -115,7 +115,7 @@ enum StoreSemantics {
     }
 }
 
-@Suite struct StoreSemanticsTests {
+@Suite(.timeLimit(.minutes(2))) struct StoreSemanticsTests {
     let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("capstan-semantics-\(UUID().uuidString.prefix(8))")
 
     @Test func theSQLiteStoreKeepsTheContract() async throws {

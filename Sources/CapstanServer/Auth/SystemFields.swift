@@ -22,35 +22,29 @@ enum SystemFields {
         func forbid(_ field: String, _ why: String) -> APIFailure {
             APIFailure(.forbidden, "Forbidden", "\(object.kind) \"\(object.name)\": \(field) \(why); leave it out of what you send")
         }
+        /// The object with the status a new object of its kind starts with.
+        func fresh<Spec>(_ resource: Resource<Spec>) -> Resource<Spec> {
+            var resource = resource
+            resource.status = Spec.initialStatus
+            return resource
+        }
         guard let stored else {
             if object.metadata.owner != nil { throw forbid("metadata.owner", "is set by the controller that owns an object") }
             switch object {
-            case .instance(var instance):
+            case .instance(let instance):
                 if instance.spec.nodeName != nil { throw forbid("spec.nodeName", "is set by the scheduler when it binds the instance") }
                 if !instance.spec.gpuDevices.isEmpty { throw forbid("spec.gpuDevices", "is set by the scheduler when it binds the instance") }
-                instance.status = InstanceSpec.initialStatus
-                result = .instance(instance)
-            case .node(var node):
+                result = .instance(fresh(instance))
+            case .node(let node):
                 if node.spec.agentAddress != nil { throw forbid("spec.agentAddress", "is set by the node's own agent") }
                 if node.spec.podCIDR != nil { throw forbid("spec.podCIDR", "is given by the control plane from the cluster CIDR") }
-                node.status = NodeSpec.initialStatus
-                result = .node(node)
-            case .workload(var workload):
-                workload.status = WorkloadSpec.initialStatus
-                result = .workload(workload)
-            case .service(var service):
-                service.status = ServiceSpec.initialStatus
-                result = .service(service)
-            case .volumeClaim(var claim):
-                claim.status = VolumeClaimSpec.initialStatus
-                result = .volumeClaim(claim)
-            case .volume(var volume):
-                // An operator's static volume: the controller sets its phase.
-                volume.status = VolumeSpec.initialStatus
-                result = .volume(volume)
-            case .volumeSnapshot(var snapshot):
-                snapshot.status = VolumeSnapshotSpec.initialStatus
-                result = .volumeSnapshot(snapshot)
+                result = .node(fresh(node))
+            case .workload(let workload): result = .workload(fresh(workload))
+            case .service(let service): result = .service(fresh(service))
+            case .volumeClaim(let claim): result = .volumeClaim(fresh(claim))
+            // An operator's static volume: the controller sets its phase.
+            case .volume(let volume): result = .volume(fresh(volume))
+            case .volumeSnapshot(let snapshot): result = .volumeSnapshot(fresh(snapshot))
             default:
                 break
             }

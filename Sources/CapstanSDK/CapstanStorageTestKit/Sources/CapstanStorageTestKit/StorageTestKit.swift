@@ -35,7 +35,7 @@ public enum StorageTestKit {
         /// Folders the provisioner writes (its state directory): anything new in them after the
         /// kit deleted what it created is a leak.
         public var watchedFolders: [URL]
-        /// The size of the volumes the kit creates (default 32 MiB).
+        /// The size of the volumes the kit creates (default 32 MiB; kept within 8 MiB…1 TiB).
         public var volumeSize: Int64
         /// How many volumes the concurrency check drives at once (default 4).
         public var concurrency: Int
@@ -104,7 +104,8 @@ struct Run: Sendable {
     let prefix = "kit-\(UUID().uuidString.prefix(8).lowercased())"
 
     var capabilities: StorageCapabilities { provisioner.capabilities }
-    var size: Int64 { options.volumeSize }
+    /// The caller's size, kept within 8 MiB…1 TiB: the checks double and quadruple it.
+    var size: Int64 { min(max(options.volumeSize, 8 << 20), 1 << 40) }
 
     func check(_ rule: String, _ name: String, _ body: () async throws -> String?) async {
         do {
