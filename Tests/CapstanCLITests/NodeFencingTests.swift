@@ -15,7 +15,7 @@ extension NetworkingTests {
     func aPartitionedNodeStopsItsInstancesBeforeTheyAreReplaced() async throws {
         let cluster = try NetworkingTests.Cluster(hosts: 2)
         do {
-            // NotReady after 1 s without a lease renewal, replaced 2 s later: agents fence at 2.25 s.
+            // NotReady after 1 s without a lease renewal, replaced 2 s later: agents fence at 2 s.
             try await cluster.start(serverArguments: ["--node-timeout", "1", "--eviction-timeout", "2"])
             let manifest = try cluster.write("fenced.yaml", """
                 apiVersion: capstan.dev/v1
