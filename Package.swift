@@ -102,6 +102,7 @@ let package = Package(
         .target(
             name: "CapstanEtcd",
             dependencies: [
+                "CapstanAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
@@ -109,7 +110,7 @@ let package = Package(
             ],
             path: "Sources/CapstanEtcd"
         ),
-        .testTarget(name: "CapstanEtcdTests", dependencies: ["CapstanEtcd", "CapstanStore", core], path: "Tests/CapstanEtcdTests"),
+        .testTarget(name: "CapstanEtcdTests", dependencies: ["CapstanEtcd", "CapstanStore", "CapstanAPI", core], path: "Tests/CapstanEtcdTests"),
         .testTarget(name: "PluginHostTests", dependencies: ["PluginHost", core, sdk, storageTestKit], path: "Tests/PluginHostTests"),
         .testTarget(name: "CapstanCoreTests", dependencies: [core], path: "Tests/CapstanCoreTests"),
 
@@ -134,7 +135,7 @@ let package = Package(
         .target(
             name: "CapstanServer",
             dependencies: [
-                "CapstanAPI", "CapstanStore", "CapstanScheduling", "PluginHost", core, sdk,
+                "CapstanAPI", "CapstanStore", "CapstanEtcd", "CapstanScheduling", "PluginHost", core, sdk,
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -171,7 +172,7 @@ let package = Package(
         .executableTarget(
             name: "capstan",
             dependencies: [
-                "PluginHost", "CapstanScheduling", "CapstanAPI", "CapstanServer", "CapstanAgent", core, sdk, storageTestKit,
+                "PluginHost", "CapstanScheduling", "CapstanAPI", "CapstanServer", "CapstanAgent", "CapstanStore", "CapstanEtcd", core, sdk, storageTestKit,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -3,6 +3,8 @@ import CapstanCore
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
+import Synchronization
 
 /// A failed API call: the server's answer (status and ``ErrorBody``), or a transport failure.
 public struct APIError: Error, Sendable, CustomStringConvertible {
@@ -36,8 +38,15 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
 /// The Capstan HTTP API, for the CLI and the node agent. Every method is one request; none
 /// retries, so callers decide what a conflict means.
 public struct APIClient: Sendable {
-    /// `http://host:port`, without a trailing slash.
+    /// `http://host:port`, without a trailing slash (several, comma-separated, for a cluster
+    /// of servers).
     public let server: String
+    /// The servers to try, in order: a request that cannot connect to one goes to the next
+    /// (any request), as does a read that fails after connecting; the one that answered is
+    /// tried first from then on. A write that may have reached a server is not sent again (it
+    /// may have been applied): its error is returned.
+    public let servers: [String]
+    private let preferred: Preferred
     /// Sent as `Authorization: Bearer <token>` on every request.
     public let token: String?
     private let http: HTTPClient
@@ -52,7 +61,9 @@ public struct APIClient: Sendable {
     ///     the system's roots.
     ///   - identity: a client certificate to present (the server's, when it calls agents).
     public init(server: String, token: String? = nil, caPEM: String? = nil, identity: TLSIdentity? = nil, timeout: TimeAmount = .seconds(30)) {
-        self.server = server.hasSuffix("/") ? String(server.dropLast()) : server
+        servers = Self.split(server)
+        self.server = servers.joined(separator: ",")
+        preferred = Preferred()
         self.token = token
         self.http = HTTPClients.client(caPEM: caPEM, identity: identity, streaming: false)
         self.streamingHTTP = HTTPClients.client(caPEM: caPEM, identity: identity, streaming: true)
@@ -119,6 +130,11 @@ public struct APIClient: Sendable {
         try await decode([PluginInfo].self, from: call(.GET, "/v1/plugins"))
     }
 
+    /// The API servers of the cluster and which leads (`GET /v1/servers`).
+    public func servers() async throws(APIError) -> [ServerInfo] {
+        try await decode([ServerInfo].self, from: call(.GET, "/v1/servers"))
+    }
+
     /// The cluster's address plan (`GET /v1/cluster`).
     public func cluster() async throws(APIError) -> ClusterInfo {
         try await decode(ClusterInfo.self, from: call(.GET, "/v1/cluster"))
@@ -148,12 +164,8 @@ public struct APIClient: Sendable {
     public func watch(_ kind: ResourceKind, after revision: UInt64, query: [String: String] = [:]) async throws(APIError) -> AsyncThrowingStream<WatchEvent, any Error> {
         var query = query
         query["revision"] = String(revision)
-        let request = makeRequest(.GET, "/v1/watch/\(kind.plural)", query: query, body: nil)
-        let response: HTTPClientResponse
-        do {
-            response = try await streamingHTTP.execute(request, deadline: .distantFuture)
-        } catch {
-            throw .unreachable(server, error)
+        let response = try await send(.GET, "/v1/watch/\(kind.plural)", query: query, body: nil) { request in
+            try await streamingHTTP.execute(request, deadline: .distantFuture)
         }
         guard response.status == .ok else {
             let body = (try? await response.body.collect(upTo: 1 << 20)) ?? ByteBuffer()
@@ -204,7 +216,51 @@ public struct APIClient: Sendable {
         }
     }
 
-    private func makeRequest(_ method: HTTPMethod, _ path: String, query: [String: String], body: ByteBuffer?) -> HTTPClientRequest {
+    /// `a,b/,c` as URLs without trailing slashes.
+    public static func split(_ server: String) -> [String] {
+        let parts = server.split(separator: ",").map { part -> String in
+            let trimmed = part.trimmingCharacters(in: .whitespaces)
+            return trimmed.hasSuffix("/") ? String(trimmed.dropLast()) : trimmed
+        }.filter { !$0.isEmpty }
+        return parts.isEmpty ? [server] : parts
+    }
+
+    /// Which server answered last.
+    final class Preferred: Sendable {
+        let index = Mutex(0)
+    }
+
+    /// Sends to the preferred server, then to the others (see ``servers``).
+    private func send(_ method: HTTPMethod, _ path: String, query: [String: String], body: ByteBuffer?,
+                      _ execute: (HTTPClientRequest) async throws -> HTTPClientResponse) async throws(APIError) -> HTTPClientResponse {
+        let first = preferred.index.withLock { $0 } % servers.count
+        var lastError: (any Error)?
+        for offset in 0..<servers.count {
+            let index = (first + offset) % servers.count
+            do {
+                let response = try await execute(makeRequest(method, path, query: query, body: body, server: servers[index]))
+                if index != first { preferred.index.withLock { $0 = index } }
+                return response
+            } catch {
+                lastError = error
+                guard Self.neverConnected(error) || method == .GET, servers.count > 1 else { throw .unreachable(servers[index], error) }
+            }
+        }
+        throw .unreachable(server, lastError ?? HTTPClientError.connectTimeout)
+    }
+
+    /// True for failures before a connection existed (refused, unreachable, connect timeout):
+    /// the request was never sent, so sending it elsewhere cannot apply it twice.
+    public static func neverConnected(_ error: any Error) -> Bool {
+        if error is NIOConnectionError { return true }
+        if let error = error as? HTTPClientError, error == .connectTimeout { return true }
+        if let error = error as? ChannelError, case .connectTimeout = error { return true }
+        if let error = error as? IOError, [ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EADDRNOTAVAIL].contains(error.errnoCode) { return true }
+        let text = "\(error)"
+        return text.contains("connectTimeout") || text.contains("Connection refused") || text.contains("connection refused")
+    }
+
+    private func makeRequest(_ method: HTTPMethod, _ path: String, query: [String: String], body: ByteBuffer?, server: String) -> HTTPClientRequest {
         var url = server + path
         if !query.isEmpty {
             var components = URLComponents()
@@ -226,11 +282,9 @@ public struct APIClient: Sendable {
     }
 
     private func callWithHeaders(_ method: HTTPMethod, _ path: String, query: [String: String] = [:], body: ByteBuffer? = nil) async throws(APIError) -> (body: ByteBuffer, headers: HTTPHeaders) {
-        let request = makeRequest(method, path, query: query, body: body)
-        let response: HTTPClientResponse
+        let response = try await send(method, path, query: query, body: body) { request in try await http.execute(request, timeout: timeout) }
         let collected: ByteBuffer
         do {
-            response = try await http.execute(request, timeout: timeout)
             collected = try await response.body.collect(upTo: 256 << 20)
         } catch {
             throw .unreachable(server, error)

@@ -114,6 +114,28 @@ public struct PluginInfo: Codable, Sendable, Hashable {
     }
 }
 
+/// One API server as `GET /v1/servers` lists it (`capstan get servers`).
+public struct ServerInfo: Codable, Sendable, Hashable {
+    public var name: String
+    /// Where it serves the API.
+    public var address: String
+    /// Whether it leads (runs the scheduler and the controllers).
+    public var leader: Bool
+    /// The leader's term (the etcd revision that wrote the leader key); nil for followers and
+    /// a server on SQLite.
+    public var term: Int64?
+    /// When it started (seconds since 1970).
+    public var since: Double
+
+    public init(name: String, address: String, leader: Bool, term: Int64?, since: Double) {
+        self.name = name
+        self.address = address
+        self.leader = leader
+        self.term = term
+        self.since = since
+    }
+}
+
 /// A piece of an instance's output (`GET /v1/instances/<name>/log`); the bytes are the body and
 /// the next offset is in the `capstan-next-offset` header.
 public enum LogHeaders {

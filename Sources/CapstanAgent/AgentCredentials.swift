@@ -22,7 +22,9 @@ public struct AgentCredentials: Sendable {
         public var description: String
     }
 
-    public static func prepare(server: String, nodeName: String, directory: String, token: String?, joinToken: String?, caHash: String?, caFile: String?, hosts: [String]) async throws -> AgentCredentials {
+    public static func prepare(server servers: String, nodeName: String, directory: String, token: String?, joinToken: String?, caHash: String?, caFile: String?, hosts: [String]) async throws -> AgentCredentials {
+        // Several servers (a cluster) share one CA: the first one given is asked for it and for the join.
+        let server = APIClient.split(servers)[0]
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         chmod(directory, 0o700)
         let caPath = directory + "/ca.crt", tokenPath = directory + "/node.token", keyPath = directory + "/node.key", certificatePath = directory + "/node.crt"

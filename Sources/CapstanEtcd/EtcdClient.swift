@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CapstanAPI
 import Foundation
 import NIOCore
 import NIOFoundationCompat
@@ -304,16 +305,7 @@ public final class EtcdClient: Sendable {
         throw EtcdError.unavailable("no etcd member answered (\(failures.joined(separator: "; ")))")
     }
 
-    /// True for failures before a connection existed (refused, unreachable, connect timeout):
-    /// the request was never sent.
-    static func neverConnected(_ error: any Error) -> Bool {
-        if error is NIOConnectionError { return true }
-        if let error = error as? HTTPClientError, error == .connectTimeout { return true }
-        if let error = error as? ChannelError, case .connectTimeout = error { return true }
-        if let error = error as? IOError, [ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EADDRNOTAVAIL].contains(error.errnoCode) { return true }
-        let text = "\(error)"
-        return text.contains("connectTimeout") || text.contains("Connection refused") || text.contains("connection refused")
-    }
+    static func neverConnected(_ error: any Error) -> Bool { APIClient.neverConnected(error) }
 
     static func revision(of answer: [String: Any]) -> Int64 { int((answer["header"] as? [String: Any])?["revision"]) }
 

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import CapstanAPI
 import CapstanCore
+import CapstanEtcd
 import CapstanStore
 import Foundation
 import Hummingbird
@@ -45,6 +46,15 @@ public final class ControlPlane: Sendable {
         public var nodeCIDRMaskSize = 24
         /// Service names resolve under it.
         public var clusterDomain = "capstan.local"
+        /// The members of the etcd cluster that holds the store (`--store etcd://…`); nil keeps
+        /// it in SQLite in the data directory.
+        public var etcdEndpoints: [String]? = nil
+        /// With etcd: seconds a leader's lease lasts without renewal (the failover time).
+        public var leaderTTL: Int64 = 2
+        /// With etcd: this server's name among the others (default: host name and process id).
+        public var serverName: String? = nil
+        /// With etcd: how often the leader compacts etcd's history (keeping one period of it).
+        public var compactionInterval: Duration = .seconds(300)
 
         /// Problems with the address plan: networks that do not parse, overlap, or cannot hold
         /// one node subnet.
@@ -81,8 +91,11 @@ public final class ControlPlane: Sendable {
 
     public let options: Options
     public let bus: EventBus
-    public let store: ResourceStore
     public let writer: StoreWriter
+    /// With etcd: the shared store and who leads.
+    public let cluster: EtcdCluster?
+    public let leadership: LeadershipState
+    public let serverName: String
     public let plugins: PluginHost
     public let metrics = ServerMetrics()
     private let listening = Mutex<String?>(nil)
@@ -93,16 +106,34 @@ public final class ControlPlane: Sendable {
     public let ca: ClusterCA?
     public let identity: TLSIdentity?
 
-    /// Opens the store. The plugins are the server's own (scheduler plugins run here).
-    public init(options: Options, plugins: PluginHost) throws(StoreError) {
+    /// Opens the store (or connects to etcd). The plugins are the server's own (scheduler
+    /// plugins run here).
+    public init(options: Options, plugins: PluginHost) async throws(StoreError) {
         self.options = options
         self.plugins = plugins
         // The data directory holds the store, tokens and keys: the server's alone.
         try? FileManager.default.createDirectory(atPath: options.dataDirectory, withIntermediateDirectories: true)
         chmod(options.dataDirectory, 0o700)
         bus = EventBus(subscriberCapacity: 16_384, replayWindow: max(1, options.watchWindow))
-        store = try ResourceStore(path: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("capstan.db").path, bus: bus, acceptRollback: options.acceptRollback)
-        writer = StoreWriter(store: store)
+        serverName = options.serverName ?? "\(ProcessInfo.processInfo.hostName.lowercased())-\(getpid())"
+        if let endpoints = options.etcdEndpoints {
+            // Every server of the cluster seals secrets with the same key: copy secrets.keys
+            // into each server's data directory (docs/configuration.md).
+            let cipher: SecretCipher
+            do {
+                cipher = try SecretCipher(path: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("secrets.keys").path)
+            } catch {
+                throw .storage("\(error)")
+            }
+            let cluster = try await EtcdCluster(client: EtcdClient(endpoints: endpoints), cipher: cipher, bus: bus)
+            self.cluster = cluster
+            writer = StoreWriter(etcd: cluster)
+            leadership = LeadershipState(server: serverName, leading: false)
+        } else {
+            cluster = nil
+            writer = StoreWriter(store: try ResourceStore(path: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("capstan.db").path, bus: bus, acceptRollback: options.acceptRollback))
+            leadership = LeadershipState(server: serverName, leading: true)
+        }
         audit = AuditLog(path: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("audit.log").path)
         if options.tls {
             let pki = URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("pki").path
@@ -118,8 +149,8 @@ public final class ControlPlane: Sendable {
             ca = nil
             identity = nil
         }
-        adminToken = try Self.bootstrapAdminToken(store: store, file: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("admin.token").path)
-        try Self.keepConfiguredStorageClasses(plugins.storageClasses, in: store)
+        adminToken = try await Self.bootstrapAdminToken(writer: writer, file: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("admin.token").path)
+        try await Self.keepConfiguredStorageClasses(plugins.storageClasses, in: writer)
     }
 
     /// The owner of StorageClasses that come from capstan.yaml.
@@ -127,33 +158,45 @@ public final class ControlPlane: Sendable {
 
     /// Stores the config's StorageClasses as written there (owner `Config`), and removes those it
     /// no longer names. A class of the same name made through the API is left alone.
-    static func keepConfiguredStorageClasses(_ classes: [String: StorageClassSpec], in store: ResourceStore) throws(StoreError) {
+    /// (Several servers starting at once may race here: a class another one wrote in between is
+    /// left to it.)
+    static func keepConfiguredStorageClasses(_ classes: [String: StorageClassSpec], in writer: StoreWriter) async throws(StoreError) {
+        func tolerant(_ operation: StoreOperation) async throws(StoreError) {
+            do {
+                _ = try await writer.perform(operation)
+            } catch {
+                switch error {
+                case .alreadyExists, .conflict, .notFound: return
+                default: throw error
+                }
+            }
+        }
         for (name, spec) in classes.sorted(by: { $0.key < $1.key }) {
-            switch try store.get(kind: "StorageClass", name: name) {
+            switch try await writer.get(kind: "StorageClass", name: name) {
             case .storageClass(var stored)?:
                 guard stored.metadata.owner == configOwner, stored.spec != spec else { continue }
                 stored.spec = spec
-                _ = try store.update(.storageClass(stored))
+                try await tolerant(.update(.storageClass(stored)))
             case nil:
                 var fresh = StorageClass(name: name, spec: spec)
                 fresh.metadata.owner = configOwner
-                _ = try store.create(.storageClass(fresh))
+                try await tolerant(.create(.storageClass(fresh)))
             default:
                 continue
             }
         }
-        for case .storageClass(let stored) in try store.list(kind: "StorageClass").items where stored.metadata.owner == configOwner && classes[stored.metadata.name] == nil {
-            _ = try store.delete(kind: "StorageClass", name: stored.metadata.name)
+        for case .storageClass(let stored) in try await writer.list(kind: "StorageClass").items where stored.metadata.owner == configOwner && classes[stored.metadata.name] == nil {
+            try await tolerant(.delete(kind: "StorageClass", name: stored.metadata.name, revision: stored.metadata.revision))
         }
     }
 
     /// On first start (no admin token yet) creates one and writes it 0600 to
     /// `<data-dir>/admin.token`; later starts read that file back.
-    private static func bootstrapAdminToken(store: ResourceStore, file: String) throws(StoreError) -> String? {
-        if try store.tokens().contains(where: { $0.role == Principal.Role.admin.rawValue }) {
-            return TokenFile.read(file).flatMap { store.authenticate($0) != nil ? $0 : nil }
+    private static func bootstrapAdminToken(writer: StoreWriter, file: String) async throws(StoreError) -> String? {
+        if try await writer.tokens().contains(where: { $0.role == Principal.Role.admin.rawValue }) {
+            return TokenFile.read(file).flatMap { writer.authenticate($0) != nil ? $0 : nil }
         }
-        let created = try store.createToken(role: Principal.Role.admin.rawValue, description: "first admin token, written to \(file)")
+        let created = try await writer.createToken(role: Principal.Role.admin.rawValue, description: "first admin token, written to \(file)")
         do {
             try TokenFile.write(created.token, to: file)
         } catch {
@@ -164,12 +207,12 @@ public final class ControlPlane: Sendable {
 
     /// A node token for the agent `capstan dev` runs in this process, kept 0600 in
     /// `<data-dir>/agent.token` and reused while it is valid.
-    public func localAgentToken(node: String) throws(StoreError) -> String {
+    public func localAgentToken(node: String) async throws(StoreError) -> String {
         let file = URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("agent.token").path
-        if let token = TokenFile.read(file), let record = store.authenticate(token), record.role == Principal.Role.node.rawValue, record.node == node {
+        if let token = TokenFile.read(file), let record = writer.authenticate(token), record.role == Principal.Role.node.rawValue, record.node == node {
             return token
         }
-        let created = try store.createToken(role: Principal.Role.node.rawValue, node: node, description: "capstan dev's local agent")
+        let created = try await writer.createToken(role: Principal.Role.node.rawValue, node: node, description: "capstan dev's local agent")
         do {
             try TokenFile.write(created.token, to: file)
         } catch {
@@ -191,15 +234,25 @@ public final class ControlPlane: Sendable {
 
     /// The services to run, in start order: the API last, so it answers only once the loops run.
     public func services(logger: Logger) -> [any ServiceLifecycle.Service] {
-        let readiness = ReadinessGate(["scheduler", "workloads", "nodes", "endpoints"])
-        // One subscription, one list, one indexed cache for the three loops.
-        let informer = SharedInformer(store: store)
-        let scheduler = SchedulerLoop(writer: writer, informer: informer, host: plugins, metrics: metrics, readiness: readiness)
-        let workloads = WorkloadController(writer: writer, informer: informer, readiness: readiness)
-        let nodes = NodeLifecycleController(writer: writer, informer: informer, options: options, readiness: readiness)
-        let endpoints = EndpointsController(writer: writer, informer: informer, readiness: readiness)
-        let volumes = VolumeController(writer: writer, informer: informer)
+        // With SQLite this server is the only one, and ready once its loops listed; with etcd a
+        // follower runs no loops, and is ready once its informer listed.
+        let readiness = ReadinessGate(cluster == nil ? ["scheduler", "workloads", "nodes", "endpoints"] : ["informer"])
+        // One subscription, one list, one indexed cache for the loops.
+        let informer = SharedInformer(writer: writer, onListed: { readiness.ready("informer") })
+        let plugins = self.plugins
+        let metrics = self.metrics
+        let options = self.options
+        let makeLoops: @Sendable (StoreWriter) -> [(service: any ServiceLifecycle.Service, feed: SharedInformer.Feed?)] = { writer in
+            let scheduler = SchedulerLoop(writer: writer, informer: informer, host: plugins, metrics: metrics, readiness: readiness)
+            let workloads = WorkloadController(writer: writer, informer: informer, readiness: readiness)
+            let nodes = NodeLifecycleController(writer: writer, informer: informer, options: options, readiness: readiness)
+            let endpoints = EndpointsController(writer: writer, informer: informer, readiness: readiness)
+            let volumes = VolumeController(writer: writer, informer: informer)
+            return [(scheduler, scheduler.feed), (workloads, workloads.feed), (nodes, nodes.feed), (endpoints, endpoints.feed), (volumes, volumes.feed)]
+        }
         var routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { readiness.isReady }, maxInstances: options.maxInstances, audit: audit, ca: ca, identity: identity)
+        routes.servers = { [self] in await self.servers() }
+        routes.leadership = leadership
         routes.cached = { kind, name in informer.read { $0.objects[kind]?[name] } }
         if let clusterCIDR = IPv4Network(options.clusterCIDR), let serviceCIDR = IPv4Network(options.serviceCIDR) {
             routes.addresses = AddressAllocator(settings: .init(clusterCIDR: clusterCIDR, serviceCIDR: serviceCIDR, nodeMaskSize: options.nodeCIDRMaskSize)) { kind in
@@ -242,7 +295,31 @@ public final class ControlPlane: Sendable {
             },
             logger: logger
         )
-        return [informer, scheduler, workloads, nodes, endpoints, volumes, app, BusShutdown(bus: bus, store: store)]
+        let shutdown = BusShutdown(bus: bus, writer: writer)
+        guard let cluster else {
+            return [informer] + makeLoops(writer).map(\.service) + [app, shutdown]
+        }
+        let election = LeaderElection(client: cluster.client, identity: serverName, ttl: options.leaderTTL)
+        let leadership = Leadership(election: election, state: self.leadership, informer: informer, writer: writer, cluster: cluster,
+                                    compactionInterval: options.compactionInterval, log: { logger.info("\($0)") }, makeLoops: makeLoops)
+        let registry = ServerRegistry(client: cluster.client, name: serverName, address: { [self] in await self.address })
+        return [EtcdWatchPump(cluster: cluster), informer, leadership, app, registry, shutdown]
+    }
+
+    /// The servers of this cluster and who leads: with etcd, every live server's entry; with
+    /// SQLite, this one.
+    func servers() async -> [ServerInfo] {
+        let state = leadership.snapshot
+        guard let cluster else {
+            return [ServerInfo(name: serverName, address: listening.withLock { $0 } ?? "", leader: true, term: nil, since: state.lastTransition)]
+        }
+        let entries = (try? await ServerRegistry.all(cluster.client)) ?? []
+        let leader = try? await cluster.client.range(Array("/capstan/leader".utf8)).kvs.first
+        let leaderName = leader.map { String(decoding: $0.value, as: UTF8.self) }
+        return entries.sorted { $0.name < $1.name }.map { entry in
+            ServerInfo(name: entry.name, address: entry.address, leader: entry.name == leaderName,
+                       term: entry.name == leaderName ? leader?.modRevision : nil, since: entry.started)
+        }
     }
 
     /// The server's plugins and each registered node's, as its agent reported them in the
@@ -252,7 +329,7 @@ public final class ControlPlane: Sendable {
         var all = plugins.registry.entries.map {
             PluginInfo(name: $0.name, kind: "\($0.kind)", library: $0.library, isDefault: defaults[$0.kind] == $0.name, loadedBy: "server")
         }
-        let nodes = (try? store.list(kind: "Node").items) ?? []
+        let nodes = (try? await writer.list(kind: "Node").items) ?? []
         for case .node(let node) in nodes {
             all += node.status.plugins.map {
                 PluginInfo(name: $0.name, kind: $0.kind, library: $0.library, isDefault: $0.isDefault, loadedBy: "node/\(node.metadata.name)")
@@ -267,10 +344,10 @@ public final class ControlPlane: Sendable {
 /// graceful stop would otherwise wait for its open watch streams.
 struct BusShutdown: ServiceLifecycle.Service {
     let bus: EventBus
-    let store: ResourceStore
+    let writer: StoreWriter
     func run() async throws {
         try? await gracefulShutdown()
         bus.finish()
-        store.close()
+        writer.close()
     }
 }

@@ -6,7 +6,9 @@ import Prometheus
 /// - `capstan_scheduling_duration_seconds{profile,result}`: one scheduling decision;
 /// - `capstan_scheduler_plugin_calls_total{plugin,stage}`, `capstan_scheduler_plugin_seconds_total{plugin}`,
 ///   `capstan_scheduler_plugin_errors_total{plugin}`: per-plugin calls, time and reserve failures;
-/// - `capstan_store_revision`, `capstan_watchers`.
+/// - `capstan_store_revision`, `capstan_watchers`;
+/// - `capstan_leader` (1 while this server leads), `capstan_leader_term`,
+///   `capstan_leader_transitions_total`, `capstan_leader_last_transition_timestamp_seconds`.
 public final class ServerMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
     private static let latencyBuckets: [Duration] = [
@@ -16,8 +18,16 @@ public final class ServerMetrics: Sendable {
     ]
     let watchers: Gauge
     let revision: Gauge
+    let leader: Gauge
+    let leaderTerm: Gauge
+    let leaderTransitions: Gauge
+    let leaderLastTransition: Gauge
 
     public init() {
+        leader = registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "capstan", metricName: "leader", unitName: "", helpText: "1 while this server leads (runs the scheduler and controllers), else 0."))
+        leaderTerm = registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "capstan", metricName: "leader_term", unitName: "", helpText: "The term this server leads (the etcd revision of the leader key), 0 when following."))
+        leaderTransitions = registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "capstan", subsystem: "leader", metricName: "transitions", unitName: "total", helpText: "Times this server started or stopped leading."))
+        leaderLastTransition = registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "capstan", subsystem: "leader", metricName: "last_transition_timestamp", unitName: "seconds", helpText: "When this server last started or stopped leading."))
         watchers = registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "capstan", metricName: "watchers", unitName: "", helpText: "Open watch streams."))
         revision = registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "capstan", metricName: "store_revision", unitName: "", helpText: "The newest store revision."))
     }
@@ -48,6 +58,13 @@ public final class ServerMetrics: Sendable {
             registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "capstan", subsystem: "scheduler", metricName: "plugin_seconds", unitName: "total", helpText: "Time spent inside a scheduler plugin."), labels: [("plugin", name)]).increment(by: Double(timing.nanoseconds) / 1e9)
             registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "capstan", subsystem: "scheduler", metricName: "plugin_errors", unitName: "total", helpText: "Reserve failures of a scheduler plugin."), labels: [("plugin", name)]).increment(by: Int64(timing.reserveFailures))
         }
+    }
+
+    func record(_ leadership: LeadershipState.Snapshot) {
+        leader.set(leadership.leading ? 1.0 : 0.0)
+        leaderTerm.set(Double(leadership.term ?? 0))
+        leaderTransitions.set(Double(leadership.transitions) as Double)
+        leaderLastTransition.set(leadership.lastTransition as Double)
     }
 
     /// The text exposition.

@@ -41,8 +41,9 @@ public final class EtcdObjectStore: Sendable {
     }
 
     /// Every object of a kind and the revision the list was read at (to watch from).
-    public func list(kind: String) async throws(StoreError) -> (items: [AnyResource], revision: UInt64) {
-        let (kvs, revision) = try await etcd { try await self.client.prefix("\(self.prefix)\(kind)/") }
+    /// - Parameter revision: read as of this revision (0: now); compacted history fails.
+    public func list(kind: String, revision at: UInt64 = 0) async throws(StoreError) -> (items: [AnyResource], revision: UInt64) {
+        let (kvs, revision) = try await etcd { try await self.client.prefix("\(self.prefix)\(kind)/", revision: Int64(clamping: at)) }
         return (try kvs.map(object), UInt64(max(revision, 0)))
     }
 
@@ -125,6 +126,42 @@ public final class EtcdObjectStore: Sendable {
             if let expected { throw .conflict(kind: kind, name: name, expected: expected, stored: UInt64(max(now.modRevision, 0))) }
         }
         throw .storage("\(kind) \"\(name)\" kept changing while it was being deleted; retry")
+    }
+
+    /// What ``copy(_:)`` did with one object.
+    public enum CopyOutcome: Sendable, Hashable {
+        /// Not in etcd before: stored.
+        case added
+        /// The same object (same uid, same content) was there: left alone.
+        case unchanged
+        /// The same object (same uid) with other content: replaced by this one.
+        case updated
+        /// An object of that name but another uid (made in etcd, not copied): left alone.
+        case different(uid: String?)
+    }
+
+    /// Copies an object from another store as it is — uid, creation time and generation kept —
+    /// for `capstan store migrate`. Safe to repeat: an object already copied is left alone or
+    /// brought up to date, one made in etcd by other means is never overwritten.
+    public func copy(_ object: AnyResource) async throws(StoreError) -> CopyOutcome {
+        var stored = object
+        stored.metadata.revision = nil
+        let body = try encoded(stored)
+        let key = key(object.kind, object.name)
+        let result = try await etcd { try await self.client.txn([.absent(key)], success: [.put(key: key, value: body, lease: nil)], failure: [.get(key: key)]) }
+        if result.succeeded { return .added }
+        guard let currentKV = result.kvs.first else {
+            throw .storage("\(object.kind) \"\(object.name)\" was deleted in etcd while it was being copied; run the migration again")
+        }
+        var current = try self.object(currentKV)
+        guard current.metadata.uid == object.metadata.uid else { return .different(uid: current.metadata.uid) }
+        current.metadata.revision = nil
+        if (try? ResourceStore.encode(current)) == (try? ResourceStore.encode(stored)) { return .unchanged }
+        let replaced = try await etcd { try await self.client.txn([.unchanged(key, since: currentKV.modRevision)], success: [.put(key: key, value: body, lease: nil)]) }
+        guard replaced.succeeded else {
+            throw .storage("\(object.kind) \"\(object.name)\" changed in etcd while it was being copied; run the migration again")
+        }
+        return .updated
     }
 
     /// A write refused by its fence: this server no longer leads.

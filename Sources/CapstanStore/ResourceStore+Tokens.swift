@@ -38,6 +38,21 @@ public struct TokenRecord: Sendable, Hashable, Codable {
     }
 }
 
+extension TokenRecord {
+    /// The record of a presented token (`<id>.<secret>`) found by `lookup`, or nil when it is
+    /// unknown, revoked or malformed. The secret is compared in constant time.
+    static func match(_ token: String, _ lookup: (String) -> TokenRecord?) -> TokenRecord? {
+        guard token.utf8.count <= 256, let dot = token.firstIndex(of: ".") else { return nil }
+        let id = String(token[..<dot])
+        let secret = token[token.index(after: dot)...]
+        guard let record = lookup(id) else { return nil }
+        let presented = Array(SHA256.hash(data: Data(secret.utf8)))
+        var difference: UInt8 = 0
+        for (a, b) in zip(presented, record.secretSHA256) { difference |= a ^ b }
+        return difference == 0 && presented.count == record.secretSHA256.count ? record : nil
+    }
+}
+
 extension ResourceStore {
     /// Creates a token; returns its record and the whole token (`<id>.<secret>`), which is shown
     /// once and never stored.
@@ -82,14 +97,8 @@ extension ResourceStore {
     /// The record of a presented token, or nil when it is unknown, revoked or malformed. The
     /// secret is compared in constant time.
     public func authenticate(_ token: String) -> TokenRecord? {
-        guard token.utf8.count <= 256, let dot = token.firstIndex(of: ".") else { return nil }
-        let id = String(token[..<dot])
-        let secret = token[token.index(after: dot)...]
-        guard let tokens = try? loadedTokens(), let record = tokens[id] else { return nil }
-        let presented = Array(SHA256.hash(data: Data(secret.utf8)))
-        var difference: UInt8 = 0
-        for (a, b) in zip(presented, record.secretSHA256) { difference |= a ^ b }
-        return difference == 0 && presented.count == record.secretSHA256.count ? record : nil
+        guard let tokens = try? loadedTokens() else { return nil }
+        return TokenRecord.match(token) { tokens[$0] }
     }
 
     private func loadedTokens() throws(StoreError) -> [String: TokenRecord] {

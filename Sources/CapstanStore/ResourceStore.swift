@@ -175,6 +175,11 @@ public final class ResourceStore: Sendable {
         }
     }
 
+    /// The kinds that have objects, by name.
+    public func kinds() throws(StoreError) -> [String] {
+        try reading { db in try String.fetchAll(db, sql: "SELECT DISTINCT kind FROM objects ORDER BY kind") }
+    }
+
     /// How many objects of a kind there are; with `withoutField` (a JSON path such as
     /// `$.metadata.owner`), only those where that field is absent.
     public func count(kind: String, withoutField field: String? = nil) throws(StoreError) -> Int {

@@ -127,7 +127,7 @@ struct ApplyCommand: AsyncParsableCommand {
 struct GetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "get", abstract: "List objects of a kind, or show one.")
     @OptionGroup var client: ClientOptions
-    @Argument(help: "The kind: instances (inst, i), workloads (wl), nodes (no), events (ev), services, volumes…") var kind: String
+    @Argument(help: "The kind: instances (inst, i), workloads (wl), nodes (no), events (ev), services, volumes…; or servers (the API servers and which leads).") var kind: String
     @Argument(help: "One object's name.") var name: String?
     @Option(name: .shortAndLong, help: "table, wide, json or yaml.") var output = "table"
     @Option(name: .shortAndLong, help: "Only objects with these labels (k=v,k2=v2).") var selector: String?
@@ -135,6 +135,7 @@ struct GetCommand: AsyncParsableCommand {
     @Flag(help: "Print Secrets' values (left out by default).") var showSecrets = false
 
     func run() async throws {
+        if ["servers", "server"].contains(kind) { return try await servers() }
         let kind = try resourceKind(kind)
         guard let format = OutputFormat(rawValue: output) else { throw ValidationError("-o \(output): use table, wide, json or yaml") }
         let api = client.client
@@ -165,6 +166,30 @@ struct GetCommand: AsyncParsableCommand {
                 // Deletions are shown as such: the last state, marked.
                 emit(event.type == .deleted && (format == .table || format == .wide) ? line + "  (deleted)" : line)
             }
+        } catch let error as APIError {
+            throw CLIExit.fail(error)
+        }
+    }
+}
+
+extension GetCommand {
+    /// `capstan get servers`: every live API server, its address, and which one leads.
+    func servers() async throws {
+        guard ["table", "wide", "json"].contains(output) else { throw ValidationError("-o \(output): servers print as table, wide or json") }
+        do {
+            let servers = try await client.client.servers()
+            if output == "json" {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                print(String(decoding: try encoder.encode(servers), as: UTF8.self))
+                return
+            }
+            var rows = [["NAME", "ADDRESS", "ROLE", "TERM", "AGE"]]
+            for server in servers {
+                rows.append([server.name, server.address, server.leader ? "leader" : "follower", server.term.map(String.init) ?? "-",
+                             ResourceTable.age(Timestamp(secondsSinceEpoch: server.since))])
+            }
+            print(PluginTable.table(rows))
         } catch let error as APIError {
             throw CLIExit.fail(error)
         }

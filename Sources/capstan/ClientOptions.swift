@@ -4,7 +4,7 @@ import Foundation
 
 /// `--server` and `--token`, shared by every verb that talks to the API.
 struct ClientOptions: ParsableArguments {
-    @Option(help: "The API server (default: $CAPSTAN_SERVER, else the current server of ~/.capstan/config, else http://127.0.0.1:7070).")
+    @Option(help: "The API server, or several of one cluster comma-separated (tried in turn when one cannot be reached) (default: $CAPSTAN_SERVER, else the current server of ~/.capstan/config, else http://127.0.0.1:7070).")
     var server: String?
 
     @Option(help: "The bearer token (default: $CAPSTAN_TOKEN, else the server's entry in ~/.capstan/config, else ./.capstan/admin.token).")
@@ -19,15 +19,15 @@ struct ClientOptions: ParsableArguments {
     /// PEM file), or the CA of a server whose data directory is ./.capstan.
     static func certificateAuthority(for server: String) -> String? {
         guard server.hasPrefix("https://") else { return nil }
-        if let ca = ClientConfig.load().servers[server]?.ca { return ca }
+        let config = ClientConfig.load()
+        for one in APIClient.split(server) { if let ca = config.servers[one]?.ca { return ca } }
         if let file = ProcessInfo.processInfo.environment["CAPSTAN_CA"], let pem = try? String(contentsOfFile: file, encoding: .utf8) { return pem }
         return try? String(contentsOfFile: ".capstan/pki/ca.crt", encoding: .utf8)
     }
 
     static func resolve(_ server: String?) -> String {
-        var address = server ?? ProcessInfo.processInfo.environment["CAPSTAN_SERVER"] ?? ClientConfig.load().current ?? "http://127.0.0.1:7070"
-        if !address.contains("://") { address = "http://" + address }
-        return address
+        let address = server ?? ProcessInfo.processInfo.environment["CAPSTAN_SERVER"] ?? ClientConfig.load().current ?? "http://127.0.0.1:7070"
+        return APIClient.split(address).map { $0.contains("://") ? $0 : "http://" + $0 }.joined(separator: ",")
     }
 
     /// The token for `server`: the flag, `$CAPSTAN_TOKEN`, the config file's entry, or the
@@ -35,7 +35,8 @@ struct ClientOptions: ParsableArguments {
     static func token(_ flag: String?, for server: String) -> String? {
         if let flag { return flag }
         if let token = ProcessInfo.processInfo.environment["CAPSTAN_TOKEN"], !token.isEmpty { return token }
-        if let entry = ClientConfig.load().servers[server] { return entry.token }
+        let config = ClientConfig.load()
+        for one in APIClient.split(server) { if let entry = config.servers[one] { return entry.token } }
         return TokenFile.read(".capstan/admin.token")
     }
 }

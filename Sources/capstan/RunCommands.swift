@@ -2,6 +2,7 @@ import ArgumentParser
 import CapstanAPI
 import CapstanAgent
 import struct CapstanCore.IPv4Address
+import CapstanEtcd
 import CapstanServer
 import Foundation
 import Logging
@@ -182,13 +183,63 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Where the API listens (host:port; port 0 picks one, written to <data-dir>/server.address).")
     var listen = ListenAddress(argument: "127.0.0.1:7070")!
 
+    @Option(help: "Where the cluster is kept: sqlite (one file in the data directory, one server) or etcd://host:port[,host:port…] (shared by any number of servers; one of them leads).")
+    var store = "sqlite"
+
+    @Option(help: "With etcd: this server's name among the others (default: host name and process id).")
+    var name: String?
+
+    @Option(help: "With etcd: seconds the leader's lease lasts without renewal; a dead leader is replaced after about this long (1-60).")
+    var leaderTTL: Int64 = 2
+
+    @Option(help: "With etcd: seconds between compactions of etcd's history (a watch may resume from any revision of the last period).")
+    var compactionInterval: Double = 300
+
+    @Flag(help: "Talk to etcd members that are not on loopback over plain HTTP (etcd's client TLS is not supported yet: use a private network).")
+    var allowPlaintextEtcd = false
+
+    /// The etcd members of `--store`, nil for sqlite.
+    func etcdEndpoints() throws -> [String]? {
+        if store == "sqlite" { return nil }
+        guard store.hasPrefix("etcd://") else {
+            throw ValidationError("--store \(store): give sqlite or etcd://host:port[,host:port…]")
+        }
+        let endpoints: [String]
+        do {
+            endpoints = try EtcdClient.endpoints(from: store)
+        } catch {
+            throw ValidationError("--store: \(error)")
+        }
+        for endpoint in endpoints {
+            let host = URL(string: endpoint)?.host ?? ""
+            if !allowPlaintextEtcd && !["127.0.0.1", "localhost", "::1", "[::1]"].contains(host) && !host.hasPrefix("127.") {
+                throw ValidationError("--store: \(endpoint) is not on loopback, and Capstan talks to etcd over plain HTTP: keep etcd on a private network and say --allow-plaintext-etcd")
+            }
+        }
+        return endpoints
+    }
+
+    func validate() throws {
+        _ = try etcdEndpoints()
+        guard (1...60).contains(leaderTTL) else { throw ValidationError("--leader-ttl \(leaderTTL): give 1 to 60 seconds") }
+        try checkSeconds(compactionInterval, "--compaction-interval", 10...86_400)
+        if let name, name.isEmpty || name.utf8.count > 128 || name.contains("/") {
+            throw ValidationError("--name \"\(name)\": give 1 to 128 characters, no /")
+        }
+    }
+
     func run() async throws {
         let logger = Runner.logger("capstan.server")
         let tls = !serverOptions.insecure
         try serverOptions.checkTransport(listen, tls: tls)
         if serverOptions.insecure { logger.warning("serving plain HTTP (--insecure): tokens travel in the clear") }
         let plugins = try options.loadPlugins(nodeName: nil, logger: logger)
-        let plane = try ControlPlane(options: serverOptions.planeOptions(listen, tls: tls, dataDirectory: options.dataDirectory), plugins: plugins)
+        var planeOptions = serverOptions.planeOptions(listen, tls: tls, dataDirectory: options.dataDirectory)
+        planeOptions.etcdEndpoints = try etcdEndpoints()
+        planeOptions.serverName = name
+        planeOptions.leaderTTL = leaderTTL
+        planeOptions.compactionInterval = .milliseconds(Int64(compactionInterval * 1000))
+        let plane = try await ControlPlane(options: planeOptions, plugins: plugins)
         try await Runner.run(plane.services(logger: logger), logger: logger)
     }
 }
@@ -268,9 +319,9 @@ struct DevCommand: AsyncParsableCommand {
         var agentOptions = NodeAgent.Options(nodeName: nodeName, heartbeatInterval: .milliseconds(Int64(heartbeat * 1000)))
         dns.apply(to: &agentOptions)
         let plugins = try options.loadPlugins(nodeName: agentOptions.nodeName, logger: logger)
-        let plane = try ControlPlane(options: serverOptions.planeOptions(listen, tls: tls, dataDirectory: options.dataDirectory), plugins: plugins)
+        let plane = try await ControlPlane(options: serverOptions.planeOptions(listen, tls: tls, dataDirectory: options.dataDirectory), plugins: plugins)
         agentOptions.caPEM = plane.ca?.certificatePEM
-        agentOptions.token = try plane.localAgentToken(node: agentOptions.nodeName)
+        agentOptions.token = try await plane.localAgentToken(node: agentOptions.nodeName)
         let agent = NodeAgent(options: agentOptions, plugins: plugins, logger: logger, server: { await plane.address })
         try await Runner.run(plane.services(logger: logger) + agent.services(), logger: logger)
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CapstanCore
+import CapstanEtcd
 import CapstanStore
 import Foundation
 
@@ -7,8 +8,8 @@ import Foundation
 struct StoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "store",
-        abstract: "Back up, restore or re-key the server's store (the SQLite file in its data directory).",
-        subcommands: [StoreBackupCommand.self, StoreRestoreCommand.self, StoreRotateKeyCommand.self])
+        abstract: "Back up, restore or re-key the server's store (the SQLite file in its data directory), or copy it to etcd.",
+        subcommands: [StoreBackupCommand.self, StoreRestoreCommand.self, StoreRotateKeyCommand.self, StoreMigrateCommand.self])
 
     /// Runs a store operation; its error is printed and exits 1.
     static func perform(_ body: () throws(StoreError) -> String) throws {
@@ -77,6 +78,73 @@ struct StoreRotateKeyCommand: ParsableCommand {
             let (key, count) = try store.rotateSecretsKey()
             store.close()
             return "secrets are sealed with key \(key) from now on; \(count) secret(s) sealed again"
+        }
+    }
+}
+
+/// `capstan store migrate --from sqlite:DIR --to etcd://…`: copies a single server's cluster into
+/// etcd, for servers started with `--store etcd://…` afterwards. Safe to run again: what was
+/// copied is left alone (or brought up to date if it changed in SQLite since), and an object
+/// made in etcd by other means is never overwritten — it is named, and the run fails.
+struct StoreMigrateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Copy the SQLite store (objects, API tokens) into etcd; stop the server first. Safe to run again.")
+
+    @Option(help: "sqlite:DIR (the server's data directory) or sqlite:FILE (its capstan.db).") var from: String
+    @Option(help: "etcd://host:port[,host:port…]") var to: String
+    @Flag(help: "Reach etcd members that are not on loopback over plain HTTP.") var allowPlaintextEtcd = false
+
+    func run() async throws {
+        guard from.hasPrefix("sqlite:") else { throw ValidationError("--from \(from): give sqlite:DIR or sqlite:FILE") }
+        var path = URL(fileURLWithPath: String(from.dropFirst("sqlite:".count))).standardizedFileURL.path
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue { path += "/capstan.db" }
+        guard FileManager.default.fileExists(atPath: path) else { throw CLIExit.fail("\(path) does not exist; give the server's data directory", code: CLIExit.refused) }
+        let endpoints: [String]
+        do {
+            endpoints = try EtcdClient.endpoints(from: to)
+        } catch {
+            throw ValidationError("--to: \(error)")
+        }
+        for endpoint in endpoints where !allowPlaintextEtcd {
+            let host = URL(string: endpoint)?.host ?? ""
+            if !host.hasPrefix("127.") && host != "localhost" && host != "::1" {
+                throw ValidationError("--to: \(endpoint) is not on loopback; Capstan talks to etcd over plain HTTP: say --allow-plaintext-etcd on a private network")
+            }
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        do {
+            let store = try ResourceStore(path: path, bus: EventBus())
+            defer { store.close() }
+            let cipher = try SecretCipher(path: directory + "/secrets.keys")
+            let client = EtcdClient(endpoints: endpoints)
+            let objects = EtcdObjectStore(client: client, cipher: cipher)
+            var counts: [String: Int] = [:]
+            var refused: [String] = []
+            for kind in try store.kinds() {
+                for object in try store.list(kind: kind).items {
+                    switch try await objects.copy(object) {
+                    case .added: counts["added", default: 0] += 1
+                    case .updated: counts["updated", default: 0] += 1
+                    case .unchanged: counts["unchanged", default: 0] += 1
+                    case .different(let uid):
+                        refused.append("\(kind) \"\(object.name)\": etcd holds another object of that name (uid \(uid ?? "none")); delete it there, or rename this one, and run again")
+                    }
+                }
+            }
+            let tokens = EtcdTokens(client: client)
+            var tokensAdded = 0
+            for record in try store.tokens() where try await tokens.put(record) { tokensAdded += 1 }
+            print("copied \(path) to \(endpoints.joined(separator: ",")): \(counts["added", default: 0]) objects added, \(counts["updated", default: 0]) updated, \(counts["unchanged", default: 0]) already there; \(tokensAdded) API tokens added")
+            print("start each server with --store \(to) and a data directory holding a copy of \(directory)/secrets.keys (and pki/ for TLS)")
+            if !refused.isEmpty {
+                throw CLIExit.fail((["\(refused.count) object(s) left alone:"] + refused.map { "  " + $0 }).joined(separator: "\n"), code: CLIExit.refused)
+            }
+        } catch let error as StoreError {
+            throw CLIExit.fail(error.description, code: CLIExit.refused)
+        } catch let error as EtcdError {
+            throw CLIExit.fail(error.description, code: CLIExit.unreachable)
         }
     }
 }

@@ -15,15 +15,15 @@ final class EtcdServer: @unchecked Sendable {
     let process = Process()
     var endpoint: String { "http://127.0.0.1:\(clientPort)" }
 
-    init() throws {
-        clientPort = Self.freePort()
-        let peerPort = Self.freePort()
+    /// One member alone, or member `name` of a cluster (`initialCluster`: name=peer URL, …).
+    init(name: String = "t", clientPort: Int = EtcdServer.freePort(), peerPort: Int = EtcdServer.freePort(), initialCluster: String? = nil) throws {
+        self.clientPort = clientPort
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         process.executableURL = URL(fileURLWithPath: Self.binary!)
-        process.arguments = ["--name", "t", "--data-dir", directory.appendingPathComponent("data").path,
+        process.arguments = ["--name", name, "--data-dir", directory.appendingPathComponent("data").path,
                              "--listen-client-urls", "http://127.0.0.1:\(clientPort)", "--advertise-client-urls", "http://127.0.0.1:\(clientPort)",
                              "--listen-peer-urls", "http://127.0.0.1:\(peerPort)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
-                             "--initial-cluster", "t=http://127.0.0.1:\(peerPort)"]
+                             "--initial-cluster", initialCluster ?? "\(name)=http://127.0.0.1:\(peerPort)"]
         let log = directory.appendingPathComponent("etcd.log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: log)
@@ -61,6 +61,15 @@ final class EtcdServer: @unchecked Sendable {
         _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
         return Int(UInt16(bigEndian: address.sin_port))
     }
+}
+
+/// Three members on loopback, one cluster.
+func etcdCluster(of count: Int = 3) async throws -> [EtcdServer] {
+    let ports = (0..<count).map { _ in (client: EtcdServer.freePort(), peer: EtcdServer.freePort()) }
+    let initial = ports.enumerated().map { "m\($0.offset)=http://127.0.0.1:\($0.element.peer)" }.joined(separator: ",")
+    let members = try ports.enumerated().map { try EtcdServer(name: "m\($0.offset)", clientPort: $0.element.client, peerPort: $0.element.peer, initialCluster: initial) }
+    for member in members { try await member.ready() }
+    return members
 }
 
 func withEtcd(_ body: (EtcdServer, EtcdClient) async throws -> Void) async throws {

@@ -193,7 +193,7 @@ import Testing
     @Test func theControllerFollowsReadinessAndDeletion() async throws {
         let store = try ResourceStore(path: directory + "/controller.db", bus: EventBus())
         let writer = StoreWriter(store: store)
-        let informer = SharedInformer(store: store)
+        let informer = SharedInformer(writer: StoreWriter(store: store))
         let controller = EndpointsController(writer: writer, informer: informer)
         let services = Task { try await informer.run() }
         let loop = Task { try await controller.run() }

@@ -22,7 +22,7 @@ import Testing
     @Test func feedsStartWithAResyncThenFollowTheStoreAndTheIndexesKeepUp() async throws {
         let store = try store()
         _ = try store.create(instance("a", node: "n1", owner: "Workload/web"))
-        let informer = SharedInformer(store: store)
+        let informer = SharedInformer(writer: StoreWriter(store: store))
         let first = informer.feed()
         let second = informer.feed()
         let running = Task { try await informer.run() }

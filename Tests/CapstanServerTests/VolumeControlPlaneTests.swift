@@ -204,19 +204,19 @@ import Testing
         #expect(created.status.phase == .pending)
     }
 
-    @Test func storageClassesFromTheConfigAreKeptAsWrittenThere() throws {
+    @Test func storageClassesFromTheConfigAreKeptAsWrittenThere() async throws {
         let path = NSTemporaryDirectory() + "capstan-classes-\(UUID().uuidString.prefix(8)).db"
         defer { try? FileManager.default.removeItem(atPath: path) }
         let store = try ResourceStore(path: path, bus: EventBus())
         // An operator's own class of a name the config also uses is left alone.
         _ = try store.create(.storageClass(try storageClass("mine")))
-        try ControlPlane.keepConfiguredStorageClasses(["fast": StorageClassSpec(provisioner: "loopback"), "mine": StorageClassSpec(provisioner: "hostpath")], in: store)
+        try await ControlPlane.keepConfiguredStorageClasses(["fast": StorageClassSpec(provisioner: "loopback"), "mine": StorageClassSpec(provisioner: "hostpath")], in: StoreWriter(store: store))
         guard case .storageClass(let fast)? = try store.get(kind: "StorageClass", name: "fast"),
               case .storageClass(let mine)? = try store.get(kind: "StorageClass", name: "mine") else { Issue.record("classes missing"); return }
         #expect(fast.metadata.owner == "Config" && fast.spec.provisioner == "loopback")
         #expect(mine.metadata.owner == nil && mine.spec.provisioner == "loopback")
         // Changed in the config: updated; gone from it: removed.
-        try ControlPlane.keepConfiguredStorageClasses(["slow": StorageClassSpec(provisioner: "hostpath")], in: store)
+        try await ControlPlane.keepConfiguredStorageClasses(["slow": StorageClassSpec(provisioner: "hostpath")], in: StoreWriter(store: store))
         #expect(try store.get(kind: "StorageClass", name: "fast") == nil)
         #expect(try store.get(kind: "StorageClass", name: "slow") != nil)
         #expect(try store.get(kind: "StorageClass", name: "mine") != nil)

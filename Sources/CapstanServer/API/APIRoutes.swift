@@ -34,9 +34,11 @@ struct APIRoutes: Sendable {
     var addresses: AddressAllocator? = nil
     /// What `GET /v1/cluster` answers.
     var cluster: ClusterInfo? = nil
+    /// Who leads, for `/metrics`.
+    var leadership: LeadershipState? = nil
+    /// What `GET /v1/servers` answers.
+    var servers: (@Sendable () async -> [ServerInfo])? = nil
     let encoded = EncodedEvents()
-
-    var store: ResourceStore { writer.store }
 
     func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
@@ -44,17 +46,21 @@ struct APIRoutes: Sendable {
         route(router, .get, "/healthz", "healthz", access: .open) { _, _, _ in text("ok\n") }
         route(router, .get, "/readyz", "readyz", access: .open) { _, _, _ in
             guard isReady() else { throw APIFailure(.serviceUnavailable, "Unavailable", "the control plane is starting") }
-            _ = try? store.revision
             return text("ok\n")
         }
         route(router, .get, "/metrics", "metrics") { _, _, _ in
-            if let revision = try? store.revision { metrics.revision.set(Double(revision)) }
+            if let revision = try? await writer.revision() { metrics.revision.set(Double(revision)) }
+            if let leadership { metrics.record(leadership.snapshot) }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
         }
         route(router, .get, "/v1/plugins", "plugins") { _, _, _ in try json(await plugins()) }
         route(router, .get, "/v1/cluster", "cluster") { _, _, _ in
             guard let cluster else { throw APIFailure.notFound("this server has no address plan") }
             return try json(cluster)
+        }
+        route(router, .get, "/v1/servers", "servers") { _, _, _ in
+            guard let servers else { throw APIFailure.notFound("this server does not list servers") }
+            return try json(await servers())
         }
         route(router, .get, "/v1/ca", "ca", access: .open) { _, _, _ in
             guard let ca else { throw APIFailure.notFound("this server does not serve TLS, so it has no CA") }
@@ -63,18 +69,18 @@ struct APIRoutes: Sendable {
         route(router, .post, "/v1/join", "join") { request, _, principal in try await join(request, principal) }
         route(router, .get, "/v1/tokens", "tokens") { _, _, principal in
             try requireAdmin(principal, "list tokens")
-            return try json(try await writer.read { store throws(StoreError) in try store.tokens() })
+            return try json(try await writer.tokens())
         }
         route(router, .post, "/v1/tokens", "token-create") { request, _, principal in try await createToken(request, principal) }
         route(router, .delete, "/v1/tokens/{name}", "token-revoke") { _, context, principal in
             try requireAdmin(principal, "revoke tokens")
             let id = try name(context)
-            guard try await writer.read({ store throws(StoreError) in try store.revokeToken(id: id) }) else {
+            guard try await writer.revokeToken(id: id) else {
                 throw APIFailure.notFound("no token with id \"\(id)\"")
             }
             return try json(["revoked": id])
         }
-        route(router, .get, "/v1/watch/{plural}", "watch") { request, context, principal in try watch(request, context, principal) }
+        route(router, .get, "/v1/watch/{plural}", "watch") { request, context, principal in try await watch(request, context, principal) }
         // Hummingbird's trie does not fall back from a constant segment to a parameter, so the log
         // and status routes are `/v1/{plural}/{name}/<what>` and check the kind themselves.
         route(router, .get, "/v1/{plural}/{name}/log", "log") { request, context, principal in
@@ -106,7 +112,7 @@ struct APIRoutes: Sendable {
         let kind = try kind(context)
         let filter = try ObjectFilter { request.uri.queryParameters.get($0) }
         try authorize(principal, .read, kind: kind.kind, name: nil, nodeFilter: filter.nodeName)
-        let (items, revision) = try await writer.read { store throws(StoreError) in try store.list(kind: kind.kind) }
+        let (items, revision) = try await writer.list(kind: kind.kind)
         return try json(ObjectList(kind: "\(kind.kind)List", revision: revision, items: items.filter(filter.matches).map { Self.redacted($0, for: principal) }))
     }
 
@@ -206,9 +212,7 @@ struct APIRoutes: Sendable {
             }
             certificate = try ca.issue(commonName: "node:\(asked.node)", hosts: asked.hosts, publicKey: key).serializeAsPEM().pemString
         }
-        let created = try await writer.read { store throws(StoreError) in
-            try store.createToken(role: Principal.Role.node.rawValue, node: asked.node, description: "joined with token \(principal.tokenID)")
-        }
+        let created = try await writer.createToken(role: Principal.Role.node.rawValue, node: asked.node, description: "joined with token \(principal.tokenID)")
         return try json(JoinResponse(token: created.token, certificate: certificate, ca: ca?.certificatePEM), status: .created)
     }
 
@@ -232,9 +236,7 @@ struct APIRoutes: Sendable {
             throw APIFailure(.unprocessableContent, "Invalid", "node: only node tokens name a node")
         }
         let description = String((asked.description ?? "").prefix(200))
-        let created = try await writer.read { store throws(StoreError) in
-            try store.createToken(role: role.rawValue, node: role == .node ? asked.node : nil, description: description)
-        }
+        let created = try await writer.createToken(role: role.rawValue, node: role == .node ? asked.node : nil, description: description)
         return try json(TokenCreated(id: created.record.id, role: created.record.role, node: created.record.node, token: created.token), status: .created)
     }
 
@@ -256,7 +258,7 @@ struct APIRoutes: Sendable {
         }
         let force = query.get("force") == "true"
         if kind.kind == "Instance" && !force {
-            guard let stored = try await writer.read({ store throws(StoreError) in try store.get(kind: kind.kind, name: name) }) else {
+            guard let stored = try await writer.get(kind: kind.kind, name: name) else {
                 throw APIFailure.notFound("Instance \"\(name)\" not found")
             }
             if case .instance(var instance) = stored, instance.spec.nodeName != nil {
@@ -269,7 +271,7 @@ struct APIRoutes: Sendable {
             }
         }
         if kind.kind == "Volume" && !force && principal.role != .node, case .volume(var volume)? = try await stored("Volume", name) {
-            let claims = try await writer.read { store throws(StoreError) in try store.list(kind: "VolumeClaim").items }
+            let claims = try await writer.list(kind: "VolumeClaim").items
             if let refusal = StorageAdmission.volumeDeletion(volume, claims: claims) { throw refusal }
             if volume.spec.effectiveReclaimPolicy == .delete, volume.spec.controllerNode != nil {
                 // Its node's agent deletes the data through the plugin, then the object.
@@ -290,7 +292,7 @@ struct APIRoutes: Sendable {
     }
 
     /// Newline-delimited ``WatchEvent``s after `revision` (or from now), filtered like a list.
-    private func watch(_ request: Request, _ context: BasicRequestContext, _ principal: Principal) throws -> Response {
+    private func watch(_ request: Request, _ context: BasicRequestContext, _ principal: Principal) async throws -> Response {
         let kind = try kind(context)
         let query = request.uri.queryParameters
         let filter = try ObjectFilter { query.get($0) }
@@ -303,19 +305,23 @@ struct APIRoutes: Sendable {
             guard let value = UInt64(text) else { throw APIFailure.badRequest("revision: \"\(text)\" is not a revision number") }
             after = value
         }
-        let current = try store.revision
+        // What this server's bus has delivered; with etcd, a revision another server wrote may
+        // be newer than that and is no future: etcd itself is asked.
+        let delivered = writer.bus.channel(.resources).lastRevision
+        let current = after.map { $0 > delivered } == true ? try await writer.revision() : delivered
         if let after, after > current {
             throw APIFailure.badRequest("revision: \(after) is in the future; the store is at revision \(current). List again and watch from the list's revision")
         }
         let subscription: BusSubscription<ResourceEvent>
         do {
-            subscription = try store.bus.subscribe(to: .resources, after: after ?? current)
+            subscription = try writer.bus.subscribe(to: .resources, after: after ?? current)
         } catch {
             if case .revisionTooOld = error { throw APIFailure(.gone, "Gone", error.description) }
             throw APIFailure(.serviceUnavailable, "Unavailable", error.description)
         }
         let metrics = self.metrics
         let encoded = self.encoded
+        let from = after ?? current
         metrics.watchers.increment(by: 1)
         return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: ResponseBody { writer in
             defer {
@@ -326,7 +332,8 @@ struct APIRoutes: Sendable {
             for await delivery in subscription {
                 switch delivery {
                 case .event(let revision, let event):
-                    guard event.object.kind == kind.kind, filter.matches(event.object) else { continue }
+                    // A bus behind the asked revision repeats what the client has seen.
+                    guard revision > from, event.object.kind == kind.kind, filter.matches(event.object) else { continue }
                     try await writer.write(try encoded.line(event, revision: revision))
                 case .resync(let revision):
                     var line = try encoder.encode(WatchEvent(type: .resync, revision: revision))
@@ -351,13 +358,13 @@ struct APIRoutes: Sendable {
         } catch {
             throw APIFailure.badRequest(error.message)
         }
-        guard case .instance(let instance)? = try await writer.read({ store throws(StoreError) in try store.get(kind: "Instance", name: name) }) else {
+        guard case .instance(let instance)? = try await writer.get(kind: "Instance", name: name) else {
             throw APIFailure.notFound("Instance \"\(name)\" not found")
         }
         guard let nodeName = instance.spec.nodeName else {
             throw APIFailure(.badRequest, "NotScheduled", "instance \"\(name)\" is not on a node yet, so it has no output")
         }
-        guard case .node(let node)? = try await writer.read({ store throws(StoreError) in try store.get(kind: "Node", name: nodeName) }),
+        guard case .node(let node)? = try await writer.get(kind: "Node", name: nodeName),
               let address = node.spec.agentAddress else {
             throw APIFailure(.serviceUnavailable, "Unavailable", "node \"\(nodeName)\" has no agent address; is its agent running?")
         }
@@ -398,10 +405,8 @@ struct APIRoutes: Sendable {
         switch object {
         case .workload(let workload):
             let name = workload.metadata.name
-            let others = try await writer.read { store throws(StoreError) in
-                try store.sum(kind: "Workload", field: "$.spec.replicas", excluding: name)
-            }
-            let standalone = try await writer.read { store throws(StoreError) in try store.count(kind: "Instance", withoutField: "$.metadata.owner") }
+            let others = try await writer.sum(kind: "Workload", field: "$.spec.replicas", excluding: name)
+            let standalone = try await writer.count(kind: "Instance", withoutField: "$.metadata.owner")
             let total = others.addingReportingOverflow(Int64(workload.spec.replicas)).partialValue + Int64(standalone)
             if total > Int64(limit) {
                 throw APIFailure(StoreError.invalid(ValidationError(subject: "Workload \"\(name)\"", problems: [
@@ -409,7 +414,7 @@ struct APIRoutes: Sendable {
                 ])))
             }
         case .instance(let instance) where creating && instance.metadata.owner == nil:
-            let count = try await writer.read { store throws(StoreError) in try store.count(kind: "Instance") }
+            let count = try await writer.count(kind: "Instance")
             if count >= limit {
                 throw APIFailure(StoreError.invalid(ValidationError(subject: "Instance \"\(instance.metadata.name)\"", problems: [
                     ValidationProblem(path: "", message: "the cluster holds \(count) instances, its maximum (capstan server --max-instances)"),
@@ -447,7 +452,7 @@ struct APIRoutes: Sendable {
                        _ handler: @escaping @Sendable (Request, BasicRequestContext, Principal) async throws -> Response) {
         let metrics = self.metrics
         let audit = self.audit
-        let store = self.store
+        let writer = self.writer
         router.on(path, method: method) { request, context -> Response in
             let started = ContinuousClock.now
             var response: Response
@@ -459,7 +464,7 @@ struct APIRoutes: Sendable {
                     guard request.headers[.authorization] != nil else {
                         throw APIFailure(.unauthorized, "Unauthorized", "send a token: Authorization: Bearer <token> (capstan finds it in $CAPSTAN_TOKEN, ~/.capstan/config or .capstan/admin.token; create more with capstan token create)")
                     }
-                    guard let authenticated = Self.authenticate(request, store) else {
+                    guard let authenticated = Self.authenticate(request, writer) else {
                         throw APIFailure(.unauthorized, "Unauthorized", "the token is not valid: unknown, revoked or malformed (a token is <id>.<secret>, from capstan token create)")
                     }
                     principal = authenticated
@@ -487,9 +492,9 @@ struct APIRoutes: Sendable {
         }
     }
 
-    static func authenticate(_ request: Request, _ store: ResourceStore) -> Principal? {
+    static func authenticate(_ request: Request, _ writer: StoreWriter) -> Principal? {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { return nil }
-        return store.authenticate(String(header.dropFirst("Bearer ".count))).flatMap(Principal.init)
+        return writer.authenticate(String(header.dropFirst("Bearer ".count))).flatMap(Principal.init)
     }
 
     /// Throws 403 with the reason when the policy says no. `coarse` checks only what the kind
@@ -505,7 +510,7 @@ struct APIRoutes: Sendable {
     /// For a node reading a Secret: whether an instance bound to it uses the secret.
     private func secretInUse(_ name: String, by principal: Principal, kind: String) async throws -> Bool {
         guard kind == "Secret", principal.role == .node, let node = principal.node else { return false }
-        let instances = try await writer.read { store throws(StoreError) in try store.list(kind: "Instance").items }
+        let instances = try await writer.list(kind: "Instance").items
         return instances.contains { object in
             guard case .instance(let instance) = object else { return false }
             return instance.spec.nodeName == node && instance.spec.template.secrets.contains { $0.secret == name }
@@ -530,7 +535,7 @@ struct APIRoutes: Sendable {
     }
 
     private func stored(_ kind: String, _ name: String) async throws -> AnyResource? {
-        try await writer.read { store throws(StoreError) in try store.get(kind: kind, name: name) }
+        try await writer.get(kind: kind, name: name)
     }
 }
 

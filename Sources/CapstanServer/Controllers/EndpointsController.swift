@@ -15,7 +15,7 @@ import ServiceLifecycle
 final class EndpointsController: ServiceLifecycle.Service {
     let writer: StoreWriter
     let informer: SharedInformer
-    private let feed: SharedInformer.Feed
+    let feed: SharedInformer.Feed
     let readiness: ReadinessGate?
     private let recorder: EventRecorder
     /// How often everything is recomputed regardless of changes.

@@ -20,7 +20,7 @@ import ServiceLifecycle
 final class NodeLifecycleController: ServiceLifecycle.Service {
     let writer: StoreWriter
     let informer: SharedInformer
-    private let feed: SharedInformer.Feed
+    let feed: SharedInformer.Feed
     /// `heartbeatTimeout` and `evictionTimeout` come from here.
     let options: ControlPlane.Options
     /// Events live this long (seconds).
@@ -102,7 +102,7 @@ final class NodeLifecycleController: ServiceLifecycle.Service {
     func markUnknown(_ instances: [String], node: String, silentFor seconds: Int) async {
         for name in instances {
             for _ in 0..<3 {
-                guard case .instance(var instance)? = try? await writer.read({ store throws(StoreError) in try store.get(kind: "Instance", name: name) }),
+                guard case .instance(var instance)? = try? await writer.get(kind: "Instance", name: name),
                       instance.status.phase != .succeeded, instance.status.phase != .failed, instance.status.phase != .unknown else { break }
                 instance.status.phase = .unknown
                 instance.status.ready = false

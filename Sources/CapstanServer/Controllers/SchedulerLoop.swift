@@ -36,7 +36,7 @@ final class SchedulerLoop: ServiceLifecycle.Service {
     let readiness: ReadinessGate?
 
     let informer: SharedInformer
-    private let feed: SharedInformer.Feed
+    let feed: SharedInformer.Feed
 
     init(writer: StoreWriter, informer: SharedInformer, host: PluginHost, metrics: ServerMetrics, retryPeriod: Duration = .seconds(30), readiness: ReadinessGate? = nil) {
         self.readiness = readiness

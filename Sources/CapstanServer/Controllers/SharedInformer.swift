@@ -23,11 +23,17 @@ final class SharedInformer: ServiceLifecycle.Service, Sendable {
         case resync
     }
 
-    let store: ResourceStore
+    let writer: StoreWriter
     private let cache = Mutex(Cache())
     private let feeds = Mutex<(all: [Feed], listed: Bool)>(([], false))
 
-    init(store: ResourceStore) { self.store = store }
+    /// Told when the first list is in the cache.
+    private let onListed: @Sendable () -> Void
+
+    init(writer: StoreWriter, onListed: @escaping @Sendable () -> Void = {}) {
+        self.writer = writer
+        self.onListed = onListed
+    }
 
     /// A new consumer. Before the first list its first batch waits for it; after, it starts
     /// with a `.resync`.
@@ -41,28 +47,38 @@ final class SharedInformer: ServiceLifecycle.Service, Sendable {
         return feed
     }
 
+    /// Stops delivering to `feed` (its consumer ended: a leader's loops when it steps down).
+    func remove(_ feed: Feed) {
+        feeds.withLock { state in state.all.removeAll { $0 === feed } }
+        feed.finish()
+    }
+
     /// Reads the cache under its lock: keep `body` short (copy out what is needed).
     func read<T>(_ body: (borrowing Cache) throws -> T) rethrows -> T {
         try cache.withLock { try body($0) }
     }
 
     func run() async throws {
-        let subscription = try store.bus.subscribe(to: .resources, after: try store.revision)
-        relist()
+        // Listed at one revision, then every change after it. (With etcd this server's bus may
+        // not have reached the list's revision yet: what it repeats is passed over.)
+        var listed = try await relist()
+        let subscription = try writer.bus.subscribe(to: .resources, after: listed)
         let all = feeds.withLock { state in
             state.listed = true
             return state.all
         }
         for feed in all { feed.deliver(.resync) }
+        onListed()
         // Ends when the bus finishes (graceful shutdown).
         for await delivery in subscription {
             let item: Delivery
             switch delivery {
-            case .event(_, let event):
+            case .event(let revision, let event):
+                if revision <= listed { continue }
                 cache.withLock { $0.apply(event) }
                 item = .event(event)
             case .resync:
-                relist()
+                listed = try await relist()
                 item = .resync
             }
             for feed in feeds.withLock({ $0.all }) { feed.deliver(item) }
@@ -71,10 +87,23 @@ final class SharedInformer: ServiceLifecycle.Service, Sendable {
         try? await gracefulShutdown()
     }
 
-    private func relist() {
-        var fresh = Cache()
-        for event in store.snapshot(of: Self.kinds) { fresh.apply(event) }
-        cache.withLock { $0 = fresh }
+    /// Replaces the cache with a fresh list; returns the list's revision. A store that cannot
+    /// be read is asked again (bounded back-off), so the loops never start from nothing.
+    private func relist() async throws -> UInt64 {
+        var delay = Duration.milliseconds(100)
+        while true {
+            do {
+                let (events, revision) = try await writer.snapshot(of: Self.kinds)
+                var fresh = Cache()
+                for event in events { fresh.apply(event) }
+                cache.withLock { $0 = fresh }
+                return revision
+            } catch {
+                try Task.checkCancellation()
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(2))
+            }
+        }
     }
 
     // MARK: The cache
@@ -233,6 +262,8 @@ final class SharedInformer: ServiceLifecycle.Service, Sendable {
                 // Wake signals coalesce (the newest one is kept): one wait, then all that is queued.
                 guard await wakes.next() != nil else {
                     ticker.cancel()
+                    // Cancelled (a leader stepping down stops its loops): the iteration ends.
+                    if Task.isCancelled { return nil }
                     return feed.take()
                 }
                 guard let batch = feed.take() else {

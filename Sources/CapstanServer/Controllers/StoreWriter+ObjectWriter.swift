@@ -4,7 +4,7 @@ import CapstanStore
 
 extension StoreWriter: ObjectWriter {
     public func fetch(kind: String, name: String) async throws -> AnyResource? {
-        try await read { store throws(StoreError) in try store.get(kind: kind, name: name) }
+        try await get(kind: kind, name: name)
     }
 
     public func isConflict(_ error: any Error) -> Bool {

@@ -22,7 +22,7 @@ import ServiceLifecycle
 final class VolumeController: ServiceLifecycle.Service {
     let writer: StoreWriter
     let informer: SharedInformer
-    private let feed: SharedInformer.Feed
+    let feed: SharedInformer.Feed
     private let recorder: EventRecorder
     static let resyncPeriod = Duration.seconds(30)
 

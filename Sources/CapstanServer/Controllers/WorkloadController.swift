@@ -21,7 +21,7 @@ import ServiceLifecycle
 final class WorkloadController: ServiceLifecycle.Service {
     let writer: StoreWriter
     let informer: SharedInformer
-    private let feed: SharedInformer.Feed
+    let feed: SharedInformer.Feed
     private let recorder: EventRecorder
     /// Told once the controller has listed the store.
     let readiness: ReadinessGate?

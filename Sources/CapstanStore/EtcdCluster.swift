@@ -1,0 +1,100 @@
+import CapstanCore
+import CapstanEtcd
+import Foundation
+
+/// A server's view of a cluster kept in etcd (`capstan server --store etcd://…`): the objects,
+/// the API tokens, and this server's event bus fed by etcd's watch — so every server sends its
+/// watchers and its controllers every committed write, whichever server made it, in etcd's
+/// revision order.
+public final class EtcdCluster: Sendable {
+    public let client: EtcdClient
+    public let objects: EtcdObjectStore
+    public let tokens: EtcdTokens
+    public let bus: EventBus
+    let channel: BusChannel<ResourceEvent>
+    /// The revision the bus starts after: etcd's when this server connected.
+    public let startRevision: UInt64
+    private let tokensRevision: Int64
+
+    /// Connects (reading etcd's revision and the tokens): fails when no member answers.
+    public init(client: EtcdClient, cipher: SecretCipher, bus: EventBus) async throws(StoreError) {
+        self.client = client
+        self.bus = bus
+        objects = EtcdObjectStore(client: client, cipher: cipher)
+        tokens = EtcdTokens(client: client)
+        tokensRevision = try await tokens.load()
+        startRevision = UInt64(max(tokensRevision, 0))
+        channel = bus.channel(.resources, startingRevision: startRevision)
+    }
+
+    /// etcd's revision now (a write of any server's may be newer than this server's bus).
+    public func currentRevision() async throws(StoreError) -> UInt64 {
+        do {
+            return UInt64(max(try await client.range(Array(objects.prefix.utf8), limit: 1).revision, 0))
+        } catch {
+            throw .storage("\(error)")
+        }
+    }
+
+    /// Feeds the bus and follows the tokens until cancelled. A broken watch is made again from
+    /// the last revision delivered (nothing is missed, nothing repeated). If etcd no longer
+    /// holds that history — this server was cut off from etcd for longer than the compaction
+    /// keeps — it throws: the server stops (and its supervisor starts it again with a fresh
+    /// list) rather than serve watches with a hole in them.
+    public func run() async throws {
+        let tokens = self.tokens
+        let tokensRevision = self.tokensRevision
+        let follower = Task { await tokens.follow(from: tokensRevision) }
+        defer { follower.cancel() }
+        var last = startRevision
+        while !Task.isCancelled {
+            do {
+                for try await (event, revision) in objects.events(after: last) {
+                    channel.publish(event, revision: revision)
+                    last = revision
+                }
+            } catch let error as EtcdError {
+                if case .compacted(let compacted) = error {
+                    throw StoreError.storage("etcd compacted its history to revision \(compacted) while this server was at \(last): restart the server to list again")
+                }
+                if Task.isCancelled { return }
+                try? await Task.sleep(for: .milliseconds(200))
+            } catch {
+                if Task.isCancelled { return }
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+        }
+    }
+
+    /// Compacts etcd's history every `period`, to the revision it had one period before (as
+    /// kube-apiserver does): watches may resume from any revision of the last period. Run by
+    /// the leader only (a second compactor would be harmless, only wasteful).
+    public func compactPeriodically(every period: Duration) async {
+        var previous: UInt64?
+        while !Task.isCancelled {
+            try? await Task.sleep(for: period)
+            if Task.isCancelled { return }
+            guard let now = try? await currentRevision() else { continue }
+            if let previous, previous > 0 {
+                do {
+                    try await client.compact(Int64(clamping: previous))
+                } catch {
+                    // Compacted already (by an earlier leader) is no failure; others are retried next period.
+                }
+            }
+            previous = now
+        }
+    }
+
+    /// Every object of `kinds`, read at one revision, and that revision.
+    public func snapshot(of kinds: [String]) async throws(StoreError) -> (events: [ResourceEvent], revision: UInt64) {
+        var events: [ResourceEvent] = []
+        var revision: UInt64 = 0
+        for kind in kinds {
+            let (items, at) = try await objects.list(kind: kind, revision: revision)
+            if revision == 0 { revision = at }
+            events += items.map { ResourceEvent(.added, $0) }
+        }
+        return (events, revision)
+    }
+}
