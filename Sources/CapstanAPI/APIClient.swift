@@ -239,6 +239,12 @@ public struct APIClient: Sendable {
             let index = (first + offset) % servers.count
             do {
                 let response = try await execute(makeRequest(method, path, query: query, body: body, server: servers[index]))
+                // 503: that server cannot serve now (starting, or cut off from its store) and did
+                // nothing; another may.
+                if response.status == .serviceUnavailable && offset < servers.count - 1 {
+                    lastError = HTTPClientError.remoteConnectionClosed
+                    continue
+                }
                 if index != first { preferred.index.withLock { $0 = index } }
                 return response
             } catch {

@@ -1,4 +1,4 @@
-// Capstan benchmarks. Run in release:  swift build -c release && .build/release/capstan-bench [plugin-call|bus|scheduling|control-plane|network|storage|election|all]
+// Capstan benchmarks. Run in release:  swift build -c release && .build/release/capstan-bench [plugin-call|bus|scheduling|control-plane|network|storage|election|ha|all]
 import CapstanBinpack
 import CapstanSDK
 import Foundation
@@ -17,3 +17,4 @@ if which == "network" || which == "all" { await NetworkBenchmark.run(products: p
 if which == "network-inside" { await NetworkBenchmark.inside(products: products) }
 if which == "storage" || which == "all" { await StorageBenchmark.run(products: products) }
 if which == "election" || which == "all" { await ElectionBenchmark.run() }
+if which == "ha" || which == "all" { await HABenchmark.run(products: products) }

@@ -80,11 +80,15 @@ public final class LeaderElection: Sendable {
                             try? await client.revoke(lease: lease)
                             let holder = attempt.kvs.first
                             report(.following(holder.map { String(decoding: $0.value, as: UTF8.self) }))
-                            if let holder { try await waitForRelease(after: holder.modRevision) }
+                            // From the transaction's revision, not the holder's: the holder's
+                            // write may be long compacted away, the transaction's is current.
+                            if holder != nil { try await waitForRelease(after: attempt.revision) }
                         }
                     } catch {
                         if Task.isCancelled { break }
-                        report(.following(nil))
+                        // Only a lapse of our own leadership is news; a broken wait is retried
+                        // without telling the world nobody leads.
+                        if case .leading? = last { report(.following(nil)) }
                         try? await Task.sleep(for: .milliseconds(Int(ttl) * 1000 / 3))
                     }
                 }
@@ -119,10 +123,20 @@ public final class LeaderElection: Sendable {
             }
             group.addTask {
                 // Any change of the key after this term's write ends the term. A watch that
-                // breaks is made again (from the same revision: nothing is missed).
+                // breaks is made again from the last revision known to hold the term; if etcd
+                // compacted that history, the key is read: still this term's, watch on from the
+                // read; else the term is over.
+                var from = term.revision + 1
                 while !Task.isCancelled {
                     do {
-                        for try await events in self.client.watch(self.key, startRevision: term.revision + 1) where !events.isEmpty { return }
+                        for try await events in self.client.watch(self.key, startRevision: from) where !events.isEmpty { return }
+                    } catch EtcdError.compacted {
+                        guard let (kvs, revision) = try? await self.client.range(self.key) else {
+                            try? await Task.sleep(for: quarter)
+                            continue
+                        }
+                        guard kvs.first?.modRevision == term.revision else { return }
+                        from = revision + 1
                     } catch {
                         try? await Task.sleep(for: quarter)
                     }

@@ -1,6 +1,7 @@
 import CapstanCore
 import CapstanEtcd
 import Foundation
+import Synchronization
 
 /// A server's view of a cluster kept in etcd (`capstan server --store etcd://…`): the objects,
 /// the API tokens, and this server's event bus fed by etcd's watch — so every server sends its
@@ -22,9 +23,30 @@ public final class EtcdCluster: Sendable {
         self.bus = bus
         objects = EtcdObjectStore(client: client, cipher: cipher)
         tokens = EtcdTokens(client: client)
+        try await Self.checkSecretsKey(client, cipher)
         tokensRevision = try await tokens.load()
         startRevision = UInt64(max(tokensRevision, 0))
         channel = bus.channel(.resources, startingRevision: startRevision)
+    }
+
+    /// Every server of a cluster must seal Secrets with the same key, or they cannot read each
+    /// other's. The first server stores a value sealed with its key (`/capstan/secrets-check`);
+    /// a server whose `secrets.keys` cannot open it refuses to start, saying what to copy.
+    static func checkSecretsKey(_ client: EtcdClient, _ cipher: SecretCipher) async throws(StoreError) {
+        let key = Array("/capstan/secrets-check".utf8)
+        let plain = Data("capstan secrets key check".utf8)
+        do {
+            let sealed = Array(try cipher.seal(plain).utf8)
+            let result = try await client.txn([.absent(key)], success: [.put(key: key, value: sealed, lease: nil)], failure: [.get(key: key)])
+            guard !result.succeeded, let stored = result.kvs.first else { return }
+            guard (try? cipher.open(String(decoding: stored.value, as: UTF8.self))) == plain else {
+                throw StoreError.storage("\(cipher.path) does not hold the key this cluster's Secrets are sealed with: copy secrets.keys from the data directory of a server of this cluster (the first one created it) into this server's data directory, then start it again")
+            }
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw .storage("cannot check the secrets key against etcd: \(error)")
+        }
     }
 
     /// etcd's revision now (a write of any server's may be newer than this server's bus).
@@ -47,19 +69,27 @@ public final class EtcdCluster: Sendable {
         let follower = Task { await tokens.follow(from: tokensRevision) }
         defer { follower.cancel() }
         var last = startRevision
+        let seen = ProgressBox(startRevision)
         while !Task.isCancelled {
             do {
-                for try await (event, revision) in objects.events(after: last) {
+                for try await (event, revision) in objects.events(after: last, progress: { seen.advance($0) }) {
                     channel.publish(event, revision: revision)
-                    last = revision
                 }
+                last = max(last, seen.value)
             } catch let error as EtcdError {
-                if case .compacted(let compacted) = error {
+                last = max(last, seen.value)
+                switch error {
+                case .compacted(let compacted):
                     throw StoreError.storage("etcd compacted its history to revision \(compacted) while this server was at \(last): restart the server to list again")
+                case .unexpected(let why):
+                    throw StoreError.storage("\(why) — restart the server to list again")
+                default:
+                    break
                 }
                 if Task.isCancelled { return }
                 try? await Task.sleep(for: .milliseconds(200))
             } catch {
+                last = max(last, seen.value)
                 if Task.isCancelled { return }
                 try? await Task.sleep(for: .milliseconds(200))
             }
@@ -70,11 +100,13 @@ public final class EtcdCluster: Sendable {
     /// kube-apiserver does): watches may resume from any revision of the last period. Run by
     /// the leader only (a second compactor would be harmless, only wasteful).
     public func compactPeriodically(every period: Duration) async {
-        var previous: UInt64?
+        var previous: Int64?
         while !Task.isCancelled {
             try? await Task.sleep(for: period)
             if Task.isCancelled { return }
-            guard let now = try? await currentRevision() else { continue }
+            // A write under the objects' prefix first: every server's watch sees this revision,
+            // so none is left behind the compaction point in a quiet cluster.
+            guard let now = try? await client.put(objects.progressKey, Array("compaction".utf8)) else { continue }
             if let previous, previous > 0 {
                 do {
                     try await client.compact(Int64(clamping: previous))
@@ -97,4 +129,12 @@ public final class EtcdCluster: Sendable {
         }
         return (events, revision)
     }
+}
+
+/// The newest revision a watch has seen.
+final class ProgressBox: Sendable {
+    private let revision: Mutex<UInt64>
+    init(_ start: UInt64) { revision = Mutex(start) }
+    func advance(_ to: UInt64) { revision.withLock { $0 = max($0, to) } }
+    var value: UInt64 { revision.withLock { $0 } }
 }

@@ -132,36 +132,47 @@ public final class EtcdObjectStore: Sendable {
     public enum CopyOutcome: Sendable, Hashable {
         /// Not in etcd before: stored.
         case added
-        /// The same object (same uid, same content) was there: left alone.
+        /// Copied before and the same now: left alone.
         case unchanged
-        /// The same object (same uid) with other content: replaced by this one.
+        /// Copied before, untouched in etcd since, changed in SQLite since: replaced.
         case updated
+        /// Copied before, then changed or deleted in etcd (by a server): etcd's is kept.
+        case changedInEtcd
         /// An object of that name but another uid (made in etcd, not copied): left alone.
         case different(uid: String?)
     }
 
     /// Copies an object from another store as it is — uid, creation time and generation kept —
-    /// for `capstan store migrate`. Safe to repeat: an object already copied is left alone or
-    /// brought up to date, one made in etcd by other means is never overwritten.
+    /// for `capstan store migrate`. Safe to repeat, even after servers have run on etcd: each
+    /// copy also writes a marker (`/capstan/migration/objects/…`) in the same transaction, so a
+    /// later run can tell an object nobody touched since (brought up to date from SQLite) from
+    /// one a server changed or deleted since (etcd's is kept), and never overwrites an object
+    /// made in etcd by other means.
     public func copy(_ object: AnyResource) async throws(StoreError) -> CopyOutcome {
         var stored = object
         stored.metadata.revision = nil
         let body = try encoded(stored)
         let key = key(object.kind, object.name)
-        let result = try await etcd { try await self.client.txn([.absent(key)], success: [.put(key: key, value: body, lease: nil)], failure: [.get(key: key)]) }
-        if result.succeeded { return .added }
-        guard let currentKV = result.kvs.first else {
-            throw .storage("\(object.kind) \"\(object.name)\" was deleted in etcd while it was being copied; run the migration again")
+        let marker = Array("/capstan/migration/objects/\(object.kind)/\(object.name)".utf8)
+        let uid = Array((object.metadata.uid ?? "").utf8)
+        let result = try await etcd {
+            try await self.client.txn([.absent(key), .absent(marker)], success: [.put(key: key, value: body, lease: nil), .put(key: marker, value: uid, lease: nil)],
+                                      failure: [.get(key: key), .get(key: marker)])
         }
+        if result.succeeded { return .added }
+        let currentKV = result.kvs.first { $0.key == key }
+        let markerKV = result.kvs.first { $0.key == marker }
+        guard let currentKV else { return .changedInEtcd }   // deleted in etcd since it was copied
         var current = try self.object(currentKV)
         guard current.metadata.uid == object.metadata.uid else { return .different(uid: current.metadata.uid) }
+        guard let markerKV, markerKV.modRevision == currentKV.modRevision else { return .changedInEtcd }
         current.metadata.revision = nil
         if (try? ResourceStore.encode(current)) == (try? ResourceStore.encode(stored)) { return .unchanged }
-        let replaced = try await etcd { try await self.client.txn([.unchanged(key, since: currentKV.modRevision)], success: [.put(key: key, value: body, lease: nil)]) }
-        guard replaced.succeeded else {
-            throw .storage("\(object.kind) \"\(object.name)\" changed in etcd while it was being copied; run the migration again")
+        let replaced = try await etcd {
+            try await self.client.txn([.unchanged(key, since: currentKV.modRevision), .unchanged(marker, since: markerKV.modRevision)],
+                                      success: [.put(key: key, value: body, lease: nil), .put(key: marker, value: uid, lease: nil)])
         }
-        return .updated
+        return replaced.succeeded ? .updated : .changedInEtcd
     }
 
     /// A write refused by its fence: this server no longer leads.
@@ -172,7 +183,10 @@ public final class EtcdObjectStore: Sendable {
     /// Every committed change after `revision`, in order, with the revision of each (a delete
     /// carries the object as it was). Ends with ``EtcdError/compacted(_:)`` when etcd no longer
     /// holds that history: list again.
-    public func events(after revision: UInt64) -> AsyncThrowingStream<(ResourceEvent, UInt64), any Error> {
+    /// - Parameter progress: told the revision of every event seen, those passed over too
+    ///   (a value this server cannot read, the compactor's progress key), so a watch made again
+    ///   resumes after them.
+    public func events(after revision: UInt64, progress: (@Sendable (UInt64) -> Void)? = nil) -> AsyncThrowingStream<(ResourceEvent, UInt64), any Error> {
         let keyPrefix = Array(prefix.utf8)
         guard let start = Int64(exactly: revision), start < Int64.max else {
             return AsyncThrowingStream { $0.finish(throwing: EtcdError.badArgument("revision \(revision) is beyond any etcd revision")) }
@@ -181,22 +195,35 @@ public final class EtcdObjectStore: Sendable {
         return AsyncThrowingStream { continuation in
             let task = Task {
                 do {
+                    var last: Int64 = start
                     for try await batch in upstream {
                         for event in batch {
+                            let revision = event.kv.modRevision
+                            // Capstan writes one key per transaction. Several object keys at one
+                            // revision is a write from outside (`etcdctl del --prefix …`): one
+                            // revision cannot carry several events, so the watcher must list again.
+                            if revision <= last {
+                                throw EtcdError.unexpected("several keys under \(self.prefix) changed in one etcd transaction (revision \(revision)), a write from outside Capstan: list again")
+                            }
+                            last = revision
+                            defer { progress?(UInt64(max(revision, 0))) }
                             switch event.kind {
                             case .put:
                                 let change: ResourceEvent.Change = event.kv.createRevision == event.kv.modRevision ? .added : .modified
-                                // A value this server cannot read (another cipher key) is passed
-                                // over, not allowed to end every watch that meets it.
+                                // A value this server cannot read (another cipher key, the
+                                // progress key) is passed over, not allowed to end every watch
+                                // that meets it.
                                 guard let object = try? self.object(event.kv) else { continue }
-                                continuation.yield((ResourceEvent(change, object), UInt64(max(event.kv.modRevision, 0))))
+                                continuation.yield((ResourceEvent(change, object), UInt64(max(revision, 0))))
                             case .delete:
-                                // Without the object as it was (history compacted) the delete
-                                // cannot be told: the watcher lists again.
-                                guard var previous = event.previous else { throw EtcdError.compacted(event.kv.modRevision) }
-                                previous.modRevision = event.kv.modRevision
+                                // Without the object as it was the delete cannot be told: the
+                                // watcher lists again.
+                                guard var previous = event.previous else {
+                                    throw EtcdError.unexpected("etcd sent the delete of \(event.kv.keyString) without the object as it was: list again")
+                                }
+                                previous.modRevision = revision
                                 guard let object = try? self.object(previous) else { continue }
-                                continuation.yield((ResourceEvent(.deleted, object), UInt64(max(event.kv.modRevision, 0))))
+                                continuation.yield((ResourceEvent(.deleted, object), UInt64(max(revision, 0))))
                             }
                         }
                     }
@@ -208,6 +235,11 @@ public final class EtcdObjectStore: Sendable {
             continuation.onTermination = { _ in task.cancel() }
         }
     }
+
+    /// A key under the prefix that holds no object: the leader rewrites it every compaction
+    /// period, so every server's watch sees a revision at least that often and never falls
+    /// behind the compaction point in a quiet cluster.
+    var progressKey: [UInt8] { Array("\(prefix)~progress".utf8) }
 
     // MARK: Plumbing
 
@@ -244,6 +276,9 @@ public final class EtcdObjectStore: Sendable {
     private func etcd<T: Sendable>(_ body: @Sendable () async throws -> T) async throws(StoreError) -> T {
         do {
             return try await body()
+        } catch let error as EtcdError {
+            if case .unavailable = error { throw .unavailable("\(error)") }
+            throw .storage("\(error)")
         } catch {
             throw .storage("\(error)")
         }

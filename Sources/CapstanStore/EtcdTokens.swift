@@ -103,15 +103,28 @@ public final class EtcdTokens: Sendable {
         return (record, "\(id).\(secret)")
     }
 
-    /// Stores a record as it is (a migration from SQLite keeps ids and hashes); false when a
-    /// token of that id is already there (left as it is).
-    @discardableResult
-    public func put(_ record: TokenRecord, onlyIfAbsent: Bool = true) async throws(StoreError) -> Bool {
-        let key = key(record.id)
-        let value: [UInt8]
+    /// Stores a new record.
+    private func put(_ record: TokenRecord) async throws(StoreError) {
         do {
-            value = Array(try JSONEncoder().encode(Stored(record)))
-            let result = try await client.txn(onlyIfAbsent ? [.absent(key)] : [], success: [.put(key: key, value: value, lease: nil)])
+            let result = try await client.txn([.absent(key(record.id))], success: [.put(key: key(record.id), value: Array(try JSONEncoder().encode(Stored(record))), lease: nil)])
+            guard result.succeeded else { throw StoreError.alreadyExists(kind: "Token", name: record.id) }
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw .storage("cannot store the token in etcd: \(error)")
+        }
+        cache.withLock { $0[record.id] = record }
+    }
+
+    /// Copies a record as it is (a migration from SQLite keeps ids and hashes), with a marker
+    /// (`/capstan/migration/tokens/<id>`) in the same transaction: false when the token is
+    /// there already, or was copied before and revoked since (it stays revoked).
+    public func copy(_ record: TokenRecord) async throws(StoreError) -> Bool {
+        let key = key(record.id)
+        let marker = Array("/capstan/migration/tokens/\(record.id)".utf8)
+        do {
+            let value = Array(try JSONEncoder().encode(Stored(record)))
+            let result = try await client.txn([.absent(key), .absent(marker)], success: [.put(key: key, value: value, lease: nil), .put(key: marker, value: [], lease: nil)])
             guard result.succeeded else { return false }
         } catch {
             throw .storage("cannot store the token in etcd: \(error)")

@@ -13,8 +13,12 @@ public enum StoreError: Error, Sendable, Hashable, CustomStringConvertible {
     case notFound(kind: String, name: String)
     /// The caller's revision is not the stored one: someone wrote in between; re-read and retry. [409]
     case conflict(kind: String, name: String, expected: UInt64, stored: UInt64)
-    /// SQLite failed (disk full, file unreadable); the write did not happen. [500]
+    /// SQLite failed (disk full, file unreadable), or etcd failed in a way that leaves the
+    /// outcome unknown; read again before retrying a write. [500]
     case storage(String)
+    /// The store cannot be reached (no etcd member answered); nothing was done. [503: another
+    /// server may serve it]
+    case unavailable(String)
     /// The database holds an older revision than this data directory last committed: its WAL
     /// was deleted or truncated, or an older copy was put in its place. Opening refuses, so
     /// acknowledged writes are never silently lost.
@@ -28,6 +32,7 @@ public enum StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         case .conflict(let kind, let name, let expected, let stored):
             return "\(kind) \"\(name)\" was changed: you wrote over revision \(expected), the store has \(stored); read it again and retry"
         case .storage(let message): return "the store failed: \(message)"
+        case .unavailable(let message): return "the store cannot be reached: \(message)"
         case .rolledBack(let path, let stored, let recorded):
             return """
                 the store \(path) is at revision \(stored), but this data directory last committed revision \(recorded) \

@@ -83,9 +83,11 @@ struct StoreRotateKeyCommand: ParsableCommand {
 }
 
 /// `capstan store migrate --from sqlite:DIR --to etcd://…`: copies a single server's cluster into
-/// etcd, for servers started with `--store etcd://…` afterwards. Safe to run again: what was
-/// copied is left alone (or brought up to date if it changed in SQLite since), and an object
-/// made in etcd by other means is never overwritten — it is named, and the run fails.
+/// etcd, for servers started with `--store etcd://…` afterwards. Safe to run again, even after
+/// servers ran on etcd: what was copied is left alone, brought up to date if it changed in
+/// SQLite and nobody touched it in etcd since, kept as etcd has it if a server changed or
+/// deleted it there (a revoked token stays revoked); an object made in etcd by other means is
+/// never overwritten — it is named, and the run fails.
 struct StoreMigrateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "migrate",
@@ -128,6 +130,7 @@ struct StoreMigrateCommand: AsyncParsableCommand {
                     case .added: counts["added", default: 0] += 1
                     case .updated: counts["updated", default: 0] += 1
                     case .unchanged: counts["unchanged", default: 0] += 1
+                    case .changedInEtcd: counts["etcd", default: 0] += 1
                     case .different(let uid):
                         refused.append("\(kind) \"\(object.name)\": etcd holds another object of that name (uid \(uid ?? "none")); delete it there, or rename this one, and run again")
                     }
@@ -135,8 +138,8 @@ struct StoreMigrateCommand: AsyncParsableCommand {
             }
             let tokens = EtcdTokens(client: client)
             var tokensAdded = 0
-            for record in try store.tokens() where try await tokens.put(record) { tokensAdded += 1 }
-            print("copied \(path) to \(endpoints.joined(separator: ",")): \(counts["added", default: 0]) objects added, \(counts["updated", default: 0]) updated, \(counts["unchanged", default: 0]) already there; \(tokensAdded) API tokens added")
+            for record in try store.tokens() where try await tokens.copy(record) { tokensAdded += 1 }
+            print("copied \(path) to \(endpoints.joined(separator: ",")): \(counts["added", default: 0]) objects added, \(counts["updated", default: 0]) updated, \(counts["unchanged", default: 0]) already there, \(counts["etcd", default: 0]) kept as etcd has them (changed or deleted there since they were copied); \(tokensAdded) API token(s) added")
             print("start each server with --store \(to) and a data directory holding a copy of \(directory)/secrets.keys (and pki/ for TLS)")
             if !refused.isEmpty {
                 throw CLIExit.fail((["\(refused.count) object(s) left alone:"] + refused.map { "  " + $0 }).joined(separator: "\n"), code: CLIExit.refused)

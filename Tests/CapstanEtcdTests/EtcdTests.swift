@@ -1,5 +1,6 @@
 import CapstanEtcd
 import Foundation
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -217,6 +218,39 @@ struct EtcdTests {
             let handover = ContinuousClock.now - resigned
             print("leader election: handover after a resignation took \(handover) (TTL 5 s)")
             #expect(handover < .seconds(3), "resigning should not wait for the 5 s lease")
+        }
+    }
+
+    /// A member that starts following after etcd compacted the leader key's write waits on a
+    /// watch (it does not spin, saying "nobody leads" twice a second), and a leader whose key's
+    /// history was compacted still notices when the key goes.
+    @Test func electionWorksAfterCompactionPassedTheLeadersTerm() async throws {
+        try await withEtcd { server, client in
+            let first = LeaderElection(client: client, identity: "server-a", ttl: 5)
+            var firstStates: AsyncStream<LeaderElection.State>? = first.campaign()
+            var a = firstStates!.makeAsyncIterator()
+            guard case .leading? = await a.next() else { Issue.record("a did not lead"); return }
+            for index in 0..<5 { try await client.put(bytes("/other/\(index)"), bytes("x")) }
+            let now = try await client.range(bytes("/other/0")).revision
+            try await client.compact(now)
+            let second = LeaderElection(client: EtcdClient(endpoints: [server.endpoint]), identity: "server-b", ttl: 5)
+            let states = Mutex<[LeaderElection.State]>([])
+            let following = Task {
+                for await state in second.campaign() {
+                    states.withLock { $0.append(state) }
+                    if case .leading = state { return }
+                }
+            }
+            defer { following.cancel() }
+            try await Task.sleep(for: .milliseconds(1500))
+            #expect(states.withLock { $0 } == [.following("server-a")], "b waits quietly: \(states.withLock { $0 })")
+            // The key goes (a resigns): b leads at once.
+            _ = consume a
+            firstStates = nil
+            for _ in 0..<100 where states.withLock({ $0.last }).map({ if case .leading = $0 { false } else { true } }) ?? true {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            guard case .leading? = states.withLock({ $0.last }) else { Issue.record("b did not lead: \(states.withLock { $0 })"); return }
         }
     }
 }

@@ -32,6 +32,8 @@ struct APIFailure: Error {
             self.init(.conflict, "Conflict", error.description)
         case .storage, .rolledBack:
             self.init(.internalServerError, "Internal", error.description)
+        case .unavailable:
+            self.init(.serviceUnavailable, "Unavailable", error.description)
         }
     }
 }
