@@ -255,7 +255,13 @@ public final class ControlPlane: Sendable {
         routes.leadership = leadership
         routes.cached = { kind, name in informer.read { $0.objects[kind]?[name] } }
         if let clusterCIDR = IPv4Network(options.clusterCIDR), let serviceCIDR = IPv4Network(options.serviceCIDR) {
-            routes.addresses = AddressAllocator(settings: .init(clusterCIDR: clusterCIDR, serviceCIDR: serviceCIDR, nodeMaskSize: options.nodeCIDRMaskSize)) { kind in
+            var reservations: AddressAllocator.Reservations?
+            if let cluster {
+                reservations = { @Sendable (address: String, owner: String, holds: @escaping @Sendable (String) -> Bool) async throws -> Bool in
+                    try await cluster.reserve(address, owner: owner, holds: holds)
+                }
+            }
+            routes.addresses = AddressAllocator(settings: .init(clusterCIDR: clusterCIDR, serviceCIDR: serviceCIDR, nodeMaskSize: options.nodeCIDRMaskSize), reservations: reservations) { kind in
                 informer.read { Array($0.all(kind)) }
             }
             routes.cluster = ClusterInfo(clusterCIDR: options.clusterCIDR, serviceCIDR: options.serviceCIDR, clusterDomain: options.clusterDomain,

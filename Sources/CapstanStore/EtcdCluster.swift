@@ -118,6 +118,28 @@ public final class EtcdCluster: Sendable {
         }
     }
 
+    /// Claims an address for `owner` across every server (`/capstan/addresses/<key>`); false when
+    /// another owner holds it. A claim whose owner does not hold the address (`holds`, from
+    /// the cache) and that is older than a minute is stale — its object was deleted, or its
+    /// create failed — and is taken over.
+    public func reserve(_ address: String, owner: String, holds: @Sendable (String) -> Bool) async throws(StoreError) -> Bool {
+        struct Claim: Codable { var owner: String; var at: Double }
+        let key = Array("/capstan/addresses/\(address)".utf8)
+        do {
+            let value = Array(try JSONEncoder().encode(Claim(owner: owner, at: Date().timeIntervalSince1970)))
+            let result = try await client.txn([.absent(key)], success: [.put(key: key, value: value, lease: nil)], failure: [.get(key: key)])
+            if result.succeeded { return true }
+            guard let current = result.kvs.first else { return false }
+            if let claim = try? JSONDecoder().decode(Claim.self, from: Data(current.value)) {
+                if claim.owner == owner { return true }
+                if holds(claim.owner) || Date().timeIntervalSince1970 - claim.at < 60 { return false }
+            }
+            return try await client.txn([.unchanged(key, since: current.modRevision)], success: [.put(key: key, value: value, lease: nil)]).succeeded
+        } catch {
+            throw .storage("cannot reserve \(address) in etcd: \(error)")
+        }
+    }
+
     /// Every object of `kinds`, read at one revision, and that revision.
     public func snapshot(of kinds: [String]) async throws(StoreError) -> (events: [ResourceEvent], revision: UInt64) {
         var events: [ResourceEvent] = []

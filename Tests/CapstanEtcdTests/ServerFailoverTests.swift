@@ -225,6 +225,51 @@ struct ServerFailoverTests {
 }
 
 extension ServerFailoverTests {
+    /// Services created at the same moment through two servers never share a virtual IP, nor
+    /// nodes a pod subnet: each new address is reserved in etcd first.
+    @Test func addressesGivenByTwoServersAtOnceNeverCollide() async throws {
+        try await withEtcd { etcd, _ in
+            let first = try ServerProcess(name: "alloc-a", etcd: [etcd.endpoint])
+            defer { first.stop() }
+            try await first.ready()
+            let second = try ServerProcess(name: "alloc-b", etcd: [etcd.endpoint], secretsFrom: first.directory)
+            defer { second.stop() }
+            try await second.ready()
+            let token = try #require(first.adminToken)
+            let clients = [APIClient(server: first.address, token: token), APIClient(server: second.address, token: token)]
+            let port = ServicePort(name: "http", port: 80, targetPort: 8080)
+            let results = try await withThrowingTaskGroup(of: String?.self) { group in
+                for index in 0..<20 {
+                    group.addTask {
+                        let created = try await clients[index % 2].create(.service(CapstanCore.Service(name: "svc-\(index)", spec: ServiceSpec(selector: ["app": "a"], ports: [port]))))
+                        guard case .service(let service) = created else { return nil }
+                        return service.spec.clusterIP
+                    }
+                }
+                var all: [String?] = []
+                for try await address in group { all.append(address) }
+                return all
+            }
+            let addresses = results.compactMap { $0 }
+            #expect(addresses.count == 20)
+            #expect(Set(addresses).count == 20, "duplicate virtual IPs: \(addresses.sorted())")
+            let subnets = try await withThrowingTaskGroup(of: String?.self) { group in
+                for index in 0..<10 {
+                    group.addTask {
+                        let nodeToken = try await clients[0].createToken(role: "node", node: "n\(index)").token
+                        let api = APIClient(server: (index % 2 == 0 ? first : second).address, token: nodeToken)
+                        guard case .node(let node) = try await api.create(.node(Node(name: "n\(index)", spec: NodeSpec(), status: NodeStatus()))) else { return nil }
+                        return node.spec.podCIDR
+                    }
+                }
+                var all: [String?] = []
+                for try await subnet in group { all.append(subnet) }
+                return all.compactMap { $0 }
+            }
+            #expect(subnets.count == 10 && Set(subnets).count == 10, "duplicate pod subnets: \(subnets.sorted())")
+        }
+    }
+
     /// A server whose secrets.keys is not the cluster's refuses to start, saying what to copy.
     @Test func aServerWithAnotherSecretsKeyRefusesToStart() async throws {
         try await withEtcd { etcd, _ in

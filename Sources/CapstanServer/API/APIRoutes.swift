@@ -125,7 +125,7 @@ struct APIRoutes: Sendable {
         }
         try authorize(principal, .create, kind: kind.kind, name: object.name, object: object)
         object = try SystemFields.clientWrite(object, stored: nil, by: principal)
-        object = try assignAddresses(object, stored: nil)
+        object = try await assignAddresses(object, stored: nil)
         try await StorageAdmission.check(object, stored: nil, lookup: stored)
         object.metadata.revision = nil
         object.metadata.deletionTimestamp = nil
@@ -135,22 +135,22 @@ struct APIRoutes: Sendable {
 
     private func update(_ request: Request, _ context: BasicRequestContext, _ principal: Principal) async throws -> Response {
         let (object, current) = try await replacement(request, context, principal, .update)
-        let written = try assignAddresses(try SystemFields.clientWrite(object, stored: current, by: principal), stored: current)
+        let written = try await assignAddresses(try SystemFields.clientWrite(object, stored: current, by: principal), stored: current)
         try await StorageAdmission.check(written, stored: current, lookup: stored)
         try await checkInstanceQuota(written, creating: false)
         return try json(try await writer.update(written))
     }
 
     /// A service's virtual IP and a node's pod subnet: kept when stored, given when missing.
-    private func assignAddresses(_ object: AnyResource, stored: AnyResource?) throws -> AnyResource {
+    private func assignAddresses(_ object: AnyResource, stored: AnyResource?) async throws -> AnyResource {
         guard let addresses else { return object }
         switch object {
         case .service(let service):
-            guard case .service(let current)? = stored else { return .service(try addresses.assign(service, stored: nil)) }
-            return .service(try addresses.assign(service, stored: current))
+            guard case .service(let current)? = stored else { return .service(try await addresses.assign(service, stored: nil)) }
+            return .service(try await addresses.assign(service, stored: current))
         case .node(let node):
-            guard case .node(let current)? = stored else { return .node(addresses.assign(node, stored: nil)) }
-            return .node(addresses.assign(node, stored: current))
+            guard case .node(let current)? = stored else { return .node(try await addresses.assign(node, stored: nil)) }
+            return .node(try await addresses.assign(node, stored: current))
         default:
             return object
         }

@@ -7,8 +7,13 @@ import Synchronization
 ///
 /// What is taken is read from the shared informer's cache; addresses given out since (whose
 /// writes the cache may not show yet) are remembered for a minute, so two creates in quick
-/// succession never get the same one.
+/// succession never get the same one. With several servers (etcd), each new assignment is also
+/// reserved in the store (``Reservations``): two servers creating at the same moment cannot
+/// both take one address — the second tries the next free one.
 final class AddressAllocator: Sendable {
+    /// Claims an address cluster-wide (`svc/10.96.0.5`, `node/10.244.3.0/24`) for `owner`;
+    /// false when another holds it.
+    typealias Reservations = @Sendable (_ key: String, _ owner: String, _ holds: @escaping @Sendable (_ owner: String) -> Bool) async throws -> Bool
     struct Settings: Sendable, Hashable {
         /// Every node's pod subnet lies in it.
         var clusterCIDR: IPv4Network
@@ -26,20 +31,36 @@ final class AddressAllocator: Sendable {
     /// must not interleave with another's (two creates would get the same address).
     private let assigning = Mutex(())
 
-    init(settings: Settings, objects: @escaping @Sendable (_ kind: String) -> [AnyResource]) {
+    private let reservations: Reservations?
+
+    init(settings: Settings, reservations: Reservations? = nil, objects: @escaping @Sendable (_ kind: String) -> [AnyResource]) {
         self.settings = settings
         self.objects = objects
+        self.reservations = reservations
     }
 
     /// The service as it should be stored: its stored virtual IP kept (an apply that leaves
     /// it out must not move it), a free one given when it has none.
     /// - Throws: 422 naming `spec.clusterIP` when it asks for another address than it has,
     ///   one outside the CIDR or taken, or when the CIDR is full.
-    func assign(_ service: CapstanCore.Service, stored: CapstanCore.Service?) throws -> CapstanCore.Service {
-        try assigning.withLock { _ in try assignLocked(service, stored: stored) }
+    func assign(_ service: CapstanCore.Service, stored: CapstanCore.Service?) async throws -> CapstanCore.Service {
+        var excluded = Set<String>()
+        // Bounded: each lost race excludes one more address.
+        for _ in 0..<64 {
+            let assigned = try assigning.withLock { _ in try assignLocked(service, stored: stored, excluded: excluded) }
+            guard let reservations, stored?.spec.clusterIP == nil, let ip = assigned.spec.clusterIP else { return assigned }
+            let name = service.metadata.name
+            let objects = self.objects
+            if try await reservations("svc/\(ip)", name, { owner in
+                objects("Service").contains { if case .service(let other) = $0 { other.metadata.name == owner && other.spec.clusterIP == ip } else { false } }
+            }) { return assigned }
+            if service.spec.clusterIP != nil { throw invalid("spec.clusterIP", "\(ip) is already the address of another service") }
+            excluded.insert("svc/\(ip)")
+        }
+        throw invalid("spec.clusterIP", "no free address could be reserved (many services are being created at once); try again")
     }
 
-    private func assignLocked(_ service: CapstanCore.Service, stored: CapstanCore.Service?) throws -> CapstanCore.Service {
+    private func assignLocked(_ service: CapstanCore.Service, stored: CapstanCore.Service?, excluded: Set<String>) throws -> CapstanCore.Service {
         var service = service
         if let stored, let current = stored.spec.clusterIP {
             if let asked = service.spec.clusterIP, asked != current {
@@ -63,7 +84,7 @@ final class AddressAllocator: Sendable {
         // The network's first address is never handed out; the last (broadcast) neither.
         var index: UInt64 = 1
         while index + 1 < settings.serviceCIDR.size, let address = settings.serviceCIDR.address(at: index) {
-            if taken[address] == nil {
+            if taken[address] == nil && !excluded.contains("svc/\(address)") {
                 service.spec.clusterIP = address.description
                 remember("svc/\(address)", owner: name)
                 return service
@@ -75,11 +96,21 @@ final class AddressAllocator: Sendable {
 
     /// The node as it should be stored: its pod subnet kept; one given when it has none. A
     /// full cluster CIDR leaves it without one (its network plugin then says why on attach).
-    func assign(_ node: Node, stored: Node?) -> Node {
-        assigning.withLock { _ in assignLocked(node, stored: stored) }
+    func assign(_ node: Node, stored: Node?) async throws -> Node {
+        var excluded = Set<String>()
+        for _ in 0..<64 {
+            let assigned = assigning.withLock { _ in assignLocked(node, stored: stored, excluded: excluded) }
+            guard let reservations, stored?.spec.podCIDR == nil, let cidr = assigned.spec.podCIDR else { return assigned }
+            let objects = self.objects
+            if try await reservations("node/\(cidr)", node.metadata.name, { owner in
+                objects("Node").contains { if case .node(let other) = $0 { other.metadata.name == owner && other.spec.podCIDR == cidr } else { false } }
+            }) { return assigned }
+            excluded.insert("node/\(cidr)")
+        }
+        return assigning.withLock { _ in assignLocked(node, stored: stored, excluded: excluded) }
     }
 
-    private func assignLocked(_ node: Node, stored: Node?) -> Node {
+    private func assignLocked(_ node: Node, stored: Node?, excluded: Set<String>) -> Node {
         var node = node
         if let current = stored?.spec.podCIDR {
             node.spec.podCIDR = current
@@ -94,7 +125,7 @@ final class AddressAllocator: Sendable {
         taken.formUnion(recentlyGiven(prefix: "node/", except: name))
         var index: UInt64 = 0
         while let subnet = settings.clusterCIDR.subnet(index, length: settings.nodeMaskSize) {
-            if !taken.contains(subnet.description) {
+            if !taken.contains(subnet.description) && !excluded.contains("node/\(subnet)") {
                 node.spec.podCIDR = subnet.description
                 remember("node/\(subnet)", owner: name)
                 return node
