@@ -254,8 +254,12 @@ public final class EtcdClient: Sendable {
                         }
                         scanned = pending.count
                     }
+                    self.tryAnotherMember()
                     continuation.finish(throwing: EtcdError.unavailable("etcd ended the watch"))
                 } catch {
+                    // A member that cancelled or broke a watch (it lost its leader, or stops)
+                    // is not asked first next time.
+                    if case EtcdError.compacted = error {} else if !Task.isCancelled { self.tryAnotherMember() }
                     continuation.finish(throwing: error)
                 }
             }
@@ -264,6 +268,12 @@ public final class EtcdClient: Sendable {
     }
 
     // MARK: Wire
+
+    /// The next member is tried first from now on.
+    func tryAnotherMember() {
+        guard endpoints.count > 1 else { return }
+        preferred.withLock { $0 = ($0 + 1) % endpoints.count }
+    }
 
     private func call(_ path: String, _ body: [String: Any], timeout: TimeAmount? = nil) async throws -> [String: Any] {
         let data = try JSONSerialization.data(withJSONObject: body)
@@ -295,9 +305,21 @@ public final class EtcdClient: Sendable {
             request.body = .bytes(ByteBuffer(bytes: body))
             do {
                 let response = try await (streaming ? Self.streaming : Self.unary).execute(request, timeout: timeout)
+                // 503 is gRPC's Unavailable. "no leader": this member could not propose it, so
+                // nothing was applied and another member may answer. Others ("leader changed",
+                // "request timed out") may have been applied: the outcome is unknown.
+                if response.status == .serviceUnavailable && !streaming {
+                    let text = String(buffer: (try? await response.body.collect(upTo: 1 << 16)) ?? ByteBuffer())
+                    if text.contains("no leader") && offset < endpoints.count - 1 {
+                        failures.append("\(endpoints[index]): no leader")
+                        continue
+                    }
+                    throw EtcdError.outcomeUnknown("\(endpoints[index])\(path): \(text)")
+                }
                 if index != first { preferred.withLock { $0 = index } }
                 return response
             } catch {
+                if let error = error as? EtcdError { throw error }
                 guard Self.neverConnected(error) else { throw EtcdError.outcomeUnknown("\(endpoints[index])\(path): \(error)") }
                 failures.append("\(endpoints[index]): \(error)")
             }

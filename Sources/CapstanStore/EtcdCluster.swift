@@ -76,18 +76,13 @@ public final class EtcdCluster: Sendable {
                     channel.publish(event, revision: revision)
                 }
                 last = max(last, seen.value)
-            } catch let error as EtcdError {
+            } catch EtcdError.compacted(let compacted) {
                 last = max(last, seen.value)
-                switch error {
-                case .compacted(let compacted):
-                    throw StoreError.storage("etcd compacted its history to revision \(compacted) while this server was at \(last): restart the server to list again")
-                case .unexpected(let why):
-                    throw StoreError.storage("\(why) — restart the server to list again")
-                default:
-                    break
-                }
-                if Task.isCancelled { return }
-                try? await Task.sleep(for: .milliseconds(200))
+                throw StoreError.storage("etcd compacted its history to revision \(compacted) while this server was at \(last): restart the server to list again")
+            } catch let error as StoreError {
+                // A change the bus cannot carry (see EtcdObjectStore.events): a hole no
+                // resume can fill.
+                throw StoreError.storage("\(error.description) — restart the server to list again")
             } catch {
                 last = max(last, seen.value)
                 if Task.isCancelled { return }

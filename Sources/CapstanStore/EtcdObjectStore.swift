@@ -203,7 +203,7 @@ public final class EtcdObjectStore: Sendable {
                             // revision is a write from outside (`etcdctl del --prefix …`): one
                             // revision cannot carry several events, so the watcher must list again.
                             if revision <= last {
-                                throw EtcdError.unexpected("several keys under \(self.prefix) changed in one etcd transaction (revision \(revision)), a write from outside Capstan: list again")
+                                throw StoreError.storage("several keys under \(self.prefix) changed in one etcd transaction (revision \(revision)), a write from outside Capstan: list again")
                             }
                             last = revision
                             defer { progress?(UInt64(max(revision, 0))) }
@@ -219,7 +219,7 @@ public final class EtcdObjectStore: Sendable {
                                 // Without the object as it was the delete cannot be told: the
                                 // watcher lists again.
                                 guard var previous = event.previous else {
-                                    throw EtcdError.unexpected("etcd sent the delete of \(event.kv.keyString) without the object as it was: list again")
+                                    throw StoreError.storage("etcd sent the delete of \(event.kv.keyString) without the object as it was: list again")
                                 }
                                 previous.modRevision = revision
                                 guard let object = try? self.object(previous) else { continue }
