@@ -42,10 +42,28 @@ public final class EtcdObjectStore: Sendable {
 
     /// Every object of a kind and the revision the list was read at (to watch from).
     /// - Parameter revision: read as of this revision (0: now); compacted history fails.
+    ///   Read in pages of ``pageSize`` keys, all at the revision of the first, so a kind of any
+    ///   size is listed consistently without one huge answer.
     public func list(kind: String, revision at: UInt64 = 0) async throws(StoreError) -> (items: [AnyResource], revision: UInt64) {
-        let (kvs, revision) = try await etcd { try await self.client.prefix("\(self.prefix)\(kind)/", revision: Int64(clamping: at)) }
-        return (try kvs.map(object), UInt64(max(revision, 0)))
+        let start = Array("\(prefix)\(kind)/".utf8)
+        let end = EtcdClient.prefixEnd(start)
+        var from = start
+        var revision = Int64(clamping: at)
+        var items: [AnyResource] = []
+        while true {
+            let (pinned, key) = (revision, from)
+            let (kvs, read) = try await etcd { try await self.client.range(key, rangeEnd: end, revision: pinned, limit: Self.pageSize) }
+            if revision == 0 { revision = read }
+            items.reserveCapacity(items.count + kvs.count)
+            for kv in kvs { items.append(try object(kv)) }
+            guard kvs.count == Self.pageSize, let last = kvs.last else { break }
+            from = last.key + [0]
+        }
+        return (items, UInt64(max(revision, 0)))
     }
+
+    /// Keys per range request of a list.
+    static let pageSize: Int64 = 500
 
     // MARK: Writes
 

@@ -95,7 +95,6 @@ enum StoreSemantics {
         let listed = try await store.list(kind: "Workload")
         #expect(listed.items.map(\.name).sorted() == ["api", "web"])
         #expect(listed.revision >= (listed.items.compactMap(\.metadata.revision).max() ?? 0))
-
         // Secrets are sealed where they rest, opened on read.
         let secret = try await store.create(.secret(Secret(name: "db", spec: SecretSpec(data: ["password": Array("hunter2-plain".utf8)]))))
         let raw = try await store.raw(kind: "Secret", name: "db") ?? Data()
@@ -112,6 +111,15 @@ enum StoreSemantics {
         // A new object of the old name is a new object.
         let again = try await store.create(workload("web"))
         #expect(again.metadata.uid != created.metadata.uid && again.metadata.generation == 1)
+        // A kind larger than one page of etcd's range (500 keys) is listed whole, once each, in
+        // name order, consistent at one revision.
+        await withTaskGroup(of: Void.self) { group in
+            for writer in 0..<8 {
+                group.addTask { for index in stride(from: writer, to: 1_203, by: 8) { _ = try? await store.create(workload(String(format: "bulk-%04d", index))) } }
+            }
+        }
+        let bulk = try await store.list(kind: "Workload").items.map(\.name).filter { $0.hasPrefix("bulk-") }
+        #expect(bulk == (0..<1_203).map { String(format: "bulk-%04d", $0) })
     }
 }
 

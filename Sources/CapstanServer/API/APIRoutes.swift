@@ -34,6 +34,9 @@ struct APIRoutes: Sendable {
     var addresses: AddressAllocator? = nil
     /// What `GET /v1/cluster` answers.
     var cluster: ClusterInfo? = nil
+    /// With etcd: every object of a kind from the shared informer's cache, for the instance
+    /// quota (a list of every instance from etcd per create would cost O(cluster) each).
+    var cachedKind: (@Sendable (_ kind: String) -> [AnyResource])? = nil
     /// Who leads, for `/metrics`.
     var leadership: LeadershipState? = nil
     /// What `GET /v1/servers` answers.
@@ -405,8 +408,16 @@ struct APIRoutes: Sendable {
         switch object {
         case .workload(let workload):
             let name = workload.metadata.name
-            let others = try await writer.sum(kind: "Workload", field: "$.spec.replicas", excluding: name)
-            let standalone = try await writer.count(kind: "Instance", withoutField: "$.metadata.owner")
+            let others: Int64, standalone: Int
+            if let cachedKind {
+                others = cachedKind("Workload").reduce(into: Int64(0)) { sum, object in
+                    if case .workload(let other) = object, other.metadata.name != name { sum = sum.addingReportingOverflow(Int64(other.spec.replicas)).partialValue }
+                }
+                standalone = cachedKind("Instance").count { $0.metadata.owner == nil }
+            } else {
+                others = try await writer.sum(kind: "Workload", field: "$.spec.replicas", excluding: name)
+                standalone = try await writer.count(kind: "Instance", withoutField: "$.metadata.owner")
+            }
             let total = others.addingReportingOverflow(Int64(workload.spec.replicas)).partialValue + Int64(standalone)
             if total > Int64(limit) {
                 throw APIFailure(StoreError.invalid(ValidationError(subject: "Workload \"\(name)\"", problems: [
@@ -414,7 +425,7 @@ struct APIRoutes: Sendable {
                 ])))
             }
         case .instance(let instance) where creating && instance.metadata.owner == nil:
-            let count = try await writer.count(kind: "Instance")
+            let count = if let cachedKind { cachedKind("Instance").count } else { try await writer.count(kind: "Instance") }
             if count >= limit {
                 throw APIFailure(StoreError.invalid(ValidationError(subject: "Instance \"\(instance.metadata.name)\"", problems: [
                     ValidationProblem(path: "", message: "the cluster holds \(count) instances, its maximum (capstan server --max-instances)"),
