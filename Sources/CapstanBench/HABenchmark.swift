@@ -67,14 +67,15 @@ enum HABenchmark {
         }
         func kill9() { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
         /// User + system CPU seconds so far.
-        var cpuSeconds: Double {
-            guard let text = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
-                  let close = text.lastIndex(of: ")") else { return 0 }
-            let fields = text[text.index(after: close)...].split(separator: " ")
-            // Fields after the name: state is [0]; utime [11], stime [12].
-            guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-            return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-        }
+        var cpuSeconds: Double { HABenchmark.cpu(of: process.processIdentifier) }
+    }
+
+    /// User + system CPU seconds of a process so far.
+    static func cpu(of pid: Int32) -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = text.lastIndex(of: ")") else { return 0 }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     static func seconds(_ duration: Duration) -> Double {
@@ -122,10 +123,11 @@ enum HABenchmark {
             _ = try await APIClient(server: servers[0].address, token: nodeToken).create(.node(Node(name: "hollow-0", spec: NodeSpec(), status: NodeStatus(capacity: capacity, allocatable: capacity, ready: true, lastHeartbeat: beat))))
             print("## several servers on etcd (3 servers, 3 etcd members, loopback, plain HTTP)")
 
-            // Failover, 10 kills.
+            // Failover, 10 kills. (CAPSTAN_BENCH_HA_PARTS=writes,scale runs only those parts.)
+            let parts = Set((ProcessInfo.processInfo.environment["CAPSTAN_BENCH_HA_PARTS"] ?? "failover,writes,scale").split(separator: ",").map(String.init))
             var samples: [Double] = []
             var elections: [Double] = []
-            for round in 0..<10 {
+            for round in 0..<(parts.contains("failover") ? 10 : 0) {
                 var leaderName: String?
                 for _ in 0..<200 {
                     leaderName = try? await api(servers).servers().first(where: \.leader)?.name
@@ -160,50 +162,59 @@ enum HABenchmark {
             }
             samples.sort()
             elections.sort()
-            print("failover, leader kill -9 → the next instance bound by a new leader, \(samples.count) kills: p50 \(format(samples.isEmpty ? 0 : samples[samples.count / 2], 2)) s, p99 \(format(samples.last ?? 0, 2)) s (new leader listed: p50 \(format(elections.isEmpty ? 0 : elections[elections.count / 2], 2)) s; lease TTL 2 s)")
+            if parts.contains("failover") { print("failover, leader kill -9 → the next instance bound by a new leader, \(samples.count) kills: p50 \(format(samples.isEmpty ? 0 : samples[samples.count / 2], 2)) s, p99 \(format(samples.last ?? 0, 2)) s (new leader listed: p50 \(format(elections.isEmpty ? 0 : elections[elections.count / 2], 2)) s; lease TTL 2 s)") }
 
-            // Writes with 10 watchers: through the servers, then a plain etcd client.
-            let total = 6000, writers = 32
-            let throughServers = try await writeRate(total: total, writers: writers) { index in
-                let client = APIClient(server: servers[index % 3].address, token: token, timeout: .seconds(10))
-                return { @Sendable n in
-                    let spec = EventSpec(involvedObject: "Node/hollow-0", reason: "Bench", message: "m", source: "bench")
-                    _ = try await client.create(.event(Event(name: "e\(n)", spec: spec)))
-                }
-            } watchers: {
-                let start = try await api(servers).list(.event).revision
-                return try await (0..<10).asyncMap { index in
-                    let stream = try await APIClient(server: servers[index % 3].address, token: token).watch(.event, after: start)
-                    return { @Sendable () async -> Int in
-                        var seen = 0
-                        do { for try await event in stream where event.object != nil { seen += 1; if seen == total { break } } } catch {}
-                        return seen
+            if parts.contains("writes") {
+                // Writes with 10 watchers: through the servers, then a plain etcd client.
+                let total = 6000, writers = 32
+                let cpuBefore = (servers.map(\.cpuSeconds), members.map { cpu(of: $0.process.processIdentifier) }, cpu(of: getpid()))
+                let throughServers = try await writeRate(total: total, writers: writers) { index in
+                    let client = APIClient(server: servers[index % 3].address, token: token, timeout: .seconds(10))
+                    return { @Sendable n in
+                        let spec = EventSpec(involvedObject: "Node/hollow-0", reason: "Bench", message: "m", source: "bench")
+                        _ = try await client.create(.event(Event(name: "e\(n)", spec: spec)))
+                    }
+                } watchers: {
+                    let start = try await api(servers).list(.event).revision
+                    return try await (0..<10).asyncMap { index in
+                        let stream = try await APIClient(server: servers[index % 3].address, token: token).watch(.event, after: start)
+                        return { @Sendable () async -> Int in
+                            var seen = 0
+                            do { for try await event in stream where event.object != nil { seen += 1; if seen == total { break } } } catch {}
+                            return seen
+                        }
                     }
                 }
-            }
-            let direct = try await writeRate(total: total, writers: writers) { _ in
-                return { @Sendable n in
-                    let encoder = JSONEncoder()
-                    encoder.outputFormatting = .sortedKeys
-                    let spec = EventSpec(involvedObject: "Node/hollow-0", reason: "Bench", message: "m", source: "bench")
-                    let body = Array(try encoder.encode(AnyResource.event(Event(name: "e\(n)", spec: spec))))
-                    let key = Array("/bench/objects/Event/e\(n)".utf8)
-                    _ = try await etcd.txn([.absent(key)], success: [.put(key: key, value: body, lease: nil)])
-                }
-            } watchers: {
-                let start = try await etcd.range(Array("x".utf8)).revision
-                return (0..<10).map { _ in
-                    let stream = etcd.watch(Array("/bench/objects/".utf8), rangeEnd: EtcdClient.prefixEnd(Array("/bench/objects/".utf8)), startRevision: start + 1, prevKV: true)
-                    return { @Sendable () async -> Int in
-                        var seen = 0
-                        do { for try await batch in stream { seen += batch.count; if seen >= total { break } } } catch {}
-                        return seen
+                let cpuAfter = (servers.map(\.cpuSeconds), members.map { cpu(of: $0.process.processIdentifier) }, cpu(of: getpid()))
+                print("  CPU seconds during the API writes: servers \(zip(cpuAfter.0, cpuBefore.0).map { format($0 - $1, 1) }.joined(separator: " ")), etcd members \(zip(cpuAfter.1, cpuBefore.1).map { format($0 - $1, 1) }.joined(separator: " ")), clients and watchers \(format(cpuAfter.2 - cpuBefore.2, 1))")
+                let directBefore = (members.map { cpu(of: $0.process.processIdentifier) }, cpu(of: getpid()))
+                let direct = try await writeRate(total: total, writers: writers) { _ in
+                    return { @Sendable n in
+                        let encoder = JSONEncoder()
+                        encoder.outputFormatting = .sortedKeys
+                        let spec = EventSpec(involvedObject: "Node/hollow-0", reason: "Bench", message: "m", source: "bench")
+                        let body = Array(try encoder.encode(AnyResource.event(Event(name: "e\(n)", spec: spec))))
+                        let key = Array("/bench/objects/Event/e\(n)".utf8)
+                        _ = try await etcd.txn([.absent(key)], success: [.put(key: key, value: body, lease: nil)])
+                    }
+                } watchers: {
+                    let start = try await etcd.range(Array("x".utf8)).revision
+                    return (0..<10).map { _ in
+                        let stream = etcd.watch(Array("/bench/objects/".utf8), rangeEnd: EtcdClient.prefixEnd(Array("/bench/objects/".utf8)), startRevision: start + 1, prevKV: true)
+                        return { @Sendable () async -> Int in
+                            var seen = 0
+                            do { for try await batch in stream { seen += batch.count; if seen >= total { break } } } catch {}
+                            return seen
+                        }
                     }
                 }
+                let directAfter = (members.map { cpu(of: $0.process.processIdentifier) }, cpu(of: getpid()))
+                print("  CPU seconds during the direct writes: etcd members \(zip(directAfter.0, directBefore.0).map { format($0 - $1, 1) }.joined(separator: " ")), client and watchers \(format(directAfter.1 - directBefore.1, 1))")
+                print("writes, 32 clients, 10 watchers following: through 3 servers \(Int(throughServers.rate)) writes/s (watchers saw \(throughServers.seen)); a plain etcd client writing the same objects straight to etcd \(Int(direct.rate)) writes/s (watchers saw \(direct.seen)); ratio \(format(throughServers.rate / direct.rate, 2))")
             }
-            print("writes, 32 clients, 10 watchers following: through 3 servers \(Int(throughServers.rate)) writes/s (watchers saw \(throughServers.seen)); a plain etcd client writing the same objects straight to etcd \(Int(direct.rate)) writes/s (watchers saw \(direct.seen)); ratio \(format(throughServers.rate / direct.rate, 2))")
 
             // 100 hollow nodes, a lease renewal each every 10 s, spread over the servers.
+            guard parts.contains("scale") else { print(""); return }
             let nodes = 100
             var renewers: [Task<Void, Never>] = []
             for index in 1..<nodes {

@@ -130,7 +130,7 @@ public final class EtcdClient: Sendable {
         public enum Kind: Sendable, Hashable { case put, delete }
         public var kind: Kind
         public var kv: KeyValue
-        /// The key before this change, when the watch asked for it (`prevKV`).
+        /// For a delete (with `prevKV`): the key as it was. Puts carry none (their value is new).
         public var previous: KeyValue?
     }
 
@@ -248,7 +248,9 @@ public final class EtcdClient: Sendable {
                             }
                             let events = (result["events"] as? [Any] ?? []).compactMap { item -> WatchEvent? in
                                 guard let event = item as? [String: Any], let kv = Self.kv(event["kv"]) else { return nil }
-                                return WatchEvent(kind: event["type"] as? String == "DELETE" ? .delete : .put, kv: kv, previous: Self.kv(event["prev_kv"]))
+                                // The value as it was matters only for a delete (a put carries the new one).
+                                let isDelete = event["type"] as? String == "DELETE"
+                                return WatchEvent(kind: isDelete ? .delete : .put, kv: kv, previous: isDelete ? Self.kv(event["prev_kv"]) : nil)
                             }
                             if !events.isEmpty { continuation.yield(events) }
                         }
@@ -269,6 +271,59 @@ public final class EtcdClient: Sendable {
 
     // MARK: Wire
 
+    /// JSON of the request bodies this client builds (strings, numbers, booleans, arrays and
+    /// objects): written directly, several times cheaper than `JSONSerialization` on Linux,
+    /// which bridges every value. Strings are base64 or fixed words here, but are escaped fully.
+    static func serialize(_ value: Any) -> String {
+        var out = ""
+        out.reserveCapacity(256)
+        write(value, into: &out)
+        return out
+    }
+
+    private static func write(_ value: Any, into out: inout String) {
+        switch value {
+        case let text as String:
+            out.append("\"")
+            for scalar in text.unicodeScalars {
+                switch scalar {
+                case "\"": out.append("\\\"")
+                case "\\": out.append("\\\\")
+                case "\n": out.append("\\n")
+                case "\r": out.append("\\r")
+                case "\t": out.append("\\t")
+                case let c where c.value < 0x20: out.append(String(format: "\\u%04x", c.value))
+                default: out.unicodeScalars.append(scalar)
+                }
+            }
+            out.append("\"")
+        case let flag as Bool:
+            out.append(flag ? "true" : "false")
+        case let number as Int:
+            out.append(String(number))
+        case let number as Int64:
+            out.append(String(number))
+        case let list as [Any]:
+            out.append("[")
+            for (index, item) in list.enumerated() {
+                if index > 0 { out.append(",") }
+                write(item, into: &out)
+            }
+            out.append("]")
+        case let object as [String: Any]:
+            out.append("{")
+            for (index, (key, item)) in object.enumerated() {
+                if index > 0 { out.append(",") }
+                write(key, into: &out)
+                out.append(":")
+                write(item, into: &out)
+            }
+            out.append("}")
+        default:
+            out.append("null")
+        }
+    }
+
     /// The next member is tried first from now on.
     func tryAnotherMember() {
         guard endpoints.count > 1 else { return }
@@ -276,7 +331,7 @@ public final class EtcdClient: Sendable {
     }
 
     private func call(_ path: String, _ body: [String: Any], timeout: TimeAmount? = nil) async throws -> [String: Any] {
-        let data = try JSONSerialization.data(withJSONObject: body)
+        let data = Data(Self.serialize(body).utf8)
         let response = try await send(path, data, timeout: timeout ?? self.timeout)
         let bytes = try await response.body.collect(upTo: 64 << 20)
         guard let object = try JSONSerialization.jsonObject(with: Data(buffer: bytes)) as? [String: Any] else {

@@ -1,4 +1,4 @@
-import CapstanEtcd
+@testable import CapstanEtcd
 import Foundation
 import Synchronization
 import Testing
@@ -81,6 +81,16 @@ func withEtcd(_ body: (EtcdServer, EtcdClient) async throws -> Void) async throw
 }
 
 func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+/// The request bodies the client writes itself are JSON that parses back to what was meant.
+@Test func requestBodiesAreJSON() throws {
+    let body: [String: Any] = ["key": "a\"b\\c\n\u{01}é", "n": 5, "big": Int64.max, "ok": true, "list": [["x": "1"], "y"], "empty": [String: Any]()]
+    let text = EtcdClient.serialize(body)
+    let parsed = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+    #expect(parsed["key"] as? String == "a\"b\\c\n\u{01}é")
+    #expect((parsed["n"] as? NSNumber)?.intValue == 5 && (parsed["big"] as? NSNumber)?.int64Value == Int64.max && parsed["ok"] as? Bool == true)
+    #expect(((parsed["list"] as? [Any])?.first as? [String: Any])?["x"] as? String == "1")
+}
 
 /// The etcd client and leader election against a real etcd: the operations the store backend and
 /// several servers rest on (issue 13).
