@@ -270,6 +270,67 @@ extension ServerFailoverTests {
         }
     }
 
+    /// A real agent given two servers keeps working when the one it talks to is killed: its
+    /// instances keep running (not restarted), and what the new leader schedules it starts.
+    @Test func anAgentFailsOverToAnotherServer() async throws {
+        try await withEtcd { etcd, _ in
+            let first = try ServerProcess(name: "agent-a", etcd: [etcd.endpoint])
+            var servers = [first]
+            defer { for server in servers { server.stop() } }
+            try await first.ready()
+            servers.append(try ServerProcess(name: "agent-b", etcd: [etcd.endpoint], secretsFrom: first.directory))
+            try await servers[1].ready()
+            let token = try #require(first.adminToken)
+            let all = servers.map(\.address).joined(separator: ",")
+            let api = APIClient(server: all, token: token, timeout: .seconds(5))
+            let nodeToken = try await api.createToken(role: "node", node: "n1").token
+            let agent = Process()
+            agent.executableURL = ServerProcess.products.appendingPathComponent("capstan")
+            agent.arguments = ["agent", "--server", all, "--token", nodeToken, "--node-name", "n1", "--heartbeat", "1", "--data-dir", first.directory.appendingPathComponent("agent").path]
+            agent.environment = ProcessInfo.processInfo.environment.merging(["CAPSTAN_CONFIG": first.directory.appendingPathComponent("agent-config").path]) { _, new in new }
+            let log = first.directory.appendingPathComponent("agent.log")
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+            agent.standardOutput = try FileHandle(forWritingTo: log)
+            agent.standardError = try FileHandle(forWritingTo: log)
+            try agent.run()
+            defer {
+                kill(agent.processIdentifier, SIGKILL)
+                agent.waitUntilExit()
+            }
+            func running() async -> [String: Int32] {
+                var found: [String: Int32] = [:]
+                for case .instance(let instance) in (try? await api.list(.instance).items) ?? [] where instance.status.phase == .running {
+                    found[instance.metadata.name] = instance.status.pid ?? 0
+                }
+                return found
+            }
+            _ = try await api.create(.workload(Workload(name: "sleeper", spec: WorkloadSpec(replicas: 1, template: InstanceTemplate(command: ["sleep", "300"])))))
+            var before: [String: Int32] = [:]
+            for _ in 0..<300 where before.count < 1 {
+                before = await running()
+                if before.count < 1 { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(before.count == 1, "the first instance runs: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+            // Kill the server listed first (the one the agent talks to).
+            first.kill9()
+            let survivor = APIClient(server: servers[1].address, token: token, timeout: .seconds(5))
+            guard case .workload(var workload) = try await survivor.get(.workload, "sleeper") else { Issue.record("no workload"); return }
+            workload.spec.replicas = 2
+            _ = try await survivor.update(.workload(workload))
+            var after: [String: Int32] = [:]
+            for _ in 0..<400 where after.count < 2 {
+                after = [:]
+                for case .instance(let instance) in (try? await survivor.list(.instance).items) ?? [] where instance.status.phase == .running {
+                    after[instance.metadata.name] = instance.status.pid ?? 0
+                }
+                if after.count < 2 { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(after.count == 2, "the agent started the second instance through the other server")
+            for (name, pid) in before { #expect(after[name] == pid, "\(name) kept running, not restarted") }
+            for pid in after.values where pid > 0 { kill(pid, SIGKILL) }
+        }
+    }
+
     /// A server whose secrets.keys is not the cluster's refuses to start, saying what to copy.
     @Test func aServerWithAnotherSecretsKeyRefusesToStart() async throws {
         try await withEtcd { etcd, _ in
