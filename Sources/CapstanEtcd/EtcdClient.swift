@@ -215,13 +215,19 @@ public final class EtcdClient: Sendable {
     /// The changes to `key` (or the range to `rangeEnd`) from `startRevision` on, in batches as
     /// etcd sends them, until the stream is cancelled. A revision already compacted ends the
     /// stream with ``EtcdError/compacted(_:)`` (Capstan answers 410 Gone for it).
-    public func watch(_ key: [UInt8], rangeEnd: [UInt8]? = nil, startRevision: Int64, prevKV: Bool = false) -> AsyncThrowingStream<[WatchEvent], any Error> {
-        // Progress notifications keep an idle watch's connection busy, so a dead one is noticed.
+    ///
+    /// - Parameter idleTimeout: a watch that receives nothing for this long ends with
+    ///   ``EtcdError/unavailable(_:)`` (and the next member is asked first next time): a member
+    ///   cut off the network sends neither data nor a reset, and its connection would otherwise
+    ///   wait for ever. The caller makes the watch again from its last revision — to a live
+    ///   member it costs one request per period while nothing changes.
+    public func watch(_ key: [UInt8], rangeEnd: [UInt8]? = nil, startRevision: Int64, prevKV: Bool = false, idleTimeout: Duration = .seconds(10)) -> AsyncThrowingStream<[WatchEvent], any Error> {
         var create: [String: Any] = ["key": Data(key).base64EncodedString(), "start_revision": String(startRevision), "progress_notify": true]
         if prevKV { create["prev_kv"] = true }
         if let rangeEnd { create["range_end"] = Data(rangeEnd).base64EncodedString() }
-        let body = (try? JSONSerialization.data(withJSONObject: ["create_request": create])) ?? Data()
+        let body = Data(Self.serialize(["create_request": create]).utf8)
         return AsyncThrowingStream { continuation in
+            let lastHeard = LastHeard()
             let task = Task {
                 do {
                     // Only from a member that has a leader (a partitioned one would stay silent).
@@ -229,6 +235,7 @@ public final class EtcdClient: Sendable {
                     var pending: [UInt8] = []
                     var scanned = 0
                     for try await buffer in response.body {
+                        lastHeard.at.withLock { $0 = .now }
                         pending += buffer.readableBytesView
                         // Only the new bytes are searched for the end of a message.
                         while let newline = pending[scanned...].firstIndex(of: UInt8(ascii: "\n")) {
@@ -265,8 +272,28 @@ public final class EtcdClient: Sendable {
                     continuation.finish(throwing: error)
                 }
             }
-            continuation.onTermination = { _ in task.cancel() }
+            // The watchdog: a silent connection is given up after `idleTimeout`.
+            let watchdog = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: idleTimeout / 4)
+                    if ContinuousClock.now - lastHeard.at.withLock({ $0 }) > idleTimeout {
+                        self.tryAnotherMember()
+                        continuation.finish(throwing: EtcdError.unavailable("the watch heard nothing for \(idleTimeout); made again"))
+                        task.cancel()
+                        return
+                    }
+                }
+            }
+            continuation.onTermination = { _ in
+                task.cancel()
+                watchdog.cancel()
+            }
         }
+    }
+
+    /// When a watch last received anything.
+    final class LastHeard: Sendable {
+        let at = Mutex(ContinuousClock.now)
     }
 
     // MARK: Wire
@@ -350,6 +377,8 @@ public final class EtcdClient: Sendable {
     /// told `alreadyExists` of its own write). The caller gets ``EtcdError/outcomeUnknown(_:)``.
     private func send(_ path: String, _ body: Data, timeout: TimeAmount, streaming: Bool = false, headers: [(String, String)] = []) async throws -> HTTPClientResponse {
         let first = preferred.withLock { $0 }
+        // One deadline for every member tried: a caller's timeout bounds the whole call.
+        let deadline = NIODeadline.now() + timeout
         var failures: [String] = []
         for offset in 0..<endpoints.count {
             let index = (first + offset) % endpoints.count
@@ -359,7 +388,7 @@ public final class EtcdClient: Sendable {
             for (name, value) in headers { request.headers.add(name: name, value: value) }
             request.body = .bytes(ByteBuffer(bytes: body))
             do {
-                let response = try await (streaming ? Self.streaming : Self.unary).execute(request, timeout: timeout)
+                let response = try await (streaming ? Self.streaming : Self.unary).execute(request, deadline: deadline)
                 // 503 is gRPC's Unavailable. "no leader": this member could not propose it, so
                 // nothing was applied and another member may answer. Others ("leader changed",
                 // "request timed out") may have been applied: the outcome is unknown.

@@ -72,10 +72,11 @@ public final class LeaderElection: Sendable {
                                 if resignsOnCancel { await Task { try? await client.revoke(lease: lease) }.value }
                                 break
                             }
-                            // Stepped down without being cancelled: give the lease back (best effort,
-                            // in a task of its own), so nobody waits out its TTL.
-                            await Task { try? await client.revoke(lease: term.lease) }.value
+                            // Stepped down without being cancelled: say so at once, then give the
+                            // lease back (best effort, in a task of its own: cut off, it may take a
+                            // while), so nobody waits out its TTL.
                             report(.following(nil))
+                            await Task { try? await client.revoke(lease: term.lease) }.value
                         } else {
                             try? await client.revoke(lease: lease)
                             let holder = attempt.kvs.first
@@ -113,8 +114,11 @@ public final class LeaderElection: Sendable {
                     try? await Task.sleep(for: quarter)
                     if Task.isCancelled { return }
                     let sent = ContinuousClock.now
+                    // Half the TTL at most, and never past the moment leading must end.
+                    let left = lastSent + quarter * 3 - sent
+                    let allowed = min(quarter * 2, max(left, .milliseconds(50)))
                     do {
-                        guard try await self.client.keepAlive(lease: term.lease, timeout: .milliseconds(Int64(self.ttl) * 1000 / 2)) > 0 else { return }
+                        guard try await self.client.keepAlive(lease: term.lease, timeout: .nanoseconds(Int64(allowed.components.seconds) * 1_000_000_000 + allowed.components.attoseconds / 1_000_000_000)) > 0 else { return }
                         lastSent = sent
                     } catch {
                         if ContinuousClock.now - lastSent >= quarter * 3 { return }
@@ -129,7 +133,7 @@ public final class LeaderElection: Sendable {
                 var from = term.revision + 1
                 while !Task.isCancelled {
                     do {
-                        for try await events in self.client.watch(self.key, startRevision: from) where !events.isEmpty { return }
+                        for try await events in self.client.watch(self.key, startRevision: from, idleTimeout: .seconds(max(2, self.ttl))) where !events.isEmpty { return }
                     } catch EtcdError.compacted {
                         guard let (kvs, revision) = try? await self.client.range(self.key) else {
                             try? await Task.sleep(for: quarter)
@@ -149,7 +153,9 @@ public final class LeaderElection: Sendable {
 
     /// Returns once the leader key is deleted (its lease expired or was revoked).
     private func waitForRelease(after revision: Int64) async throws {
-        for try await events in client.watch(key, startRevision: revision + 1) {
+        // A silent watch (its member cut off) is given up after the TTL, and the campaign goes on
+        // through a member that answers.
+        for try await events in client.watch(key, startRevision: revision + 1, idleTimeout: .seconds(max(2, ttl))) {
             if events.contains(where: { $0.kind == .delete }) { return }
         }
     }

@@ -77,13 +77,14 @@ struct Leadership: ServiceLifecycle.Service {
         await cancelWhenGracefulShutdown {
             var current: (task: Task<Void, Never>, feeds: [SharedInformer.Feed])?
             for await change in election.campaign() {
+                // First the state: the fence of the old term's writes fails from this moment.
+                state.set(change)
                 if let running = current {
                     running.task.cancel()
                     await running.task.value
                     for feed in running.feeds { informer.remove(feed) }
                     current = nil
                 }
-                state.set(change)
                 guard case .leading(let term) = change else {
                     if case .following(let leader) = change { log("following \(leader ?? "(no leader right now)")") }
                     continue
