@@ -203,7 +203,14 @@ enum HABenchmark {
                         let stream = etcd.watch(Array("/bench/objects/".utf8), rangeEnd: EtcdClient.prefixEnd(Array("/bench/objects/".utf8)), startRevision: start + 1, prevKV: true)
                         return { @Sendable () async -> Int in
                             var seen = 0
-                            do { for try await batch in stream { seen += batch.count; if seen >= total { break } } } catch {}
+                            // Following means reading the objects, as the API watchers do.
+                            let decoder = JSONDecoder()
+                            do {
+                                for try await batch in stream {
+                                    for event in batch where (try? decoder.decode(AnyResource.self, from: Data(event.kv.value))) != nil { seen += 1 }
+                                    if seen >= total { break }
+                                }
+                            } catch {}
                             return seen
                         }
                     }

@@ -204,7 +204,10 @@ public final class EtcdObjectStore: Sendable {
     /// - Parameter progress: told the revision of every event seen, those passed over too
     ///   (a value this server cannot read, the compactor's progress key), so a watch made again
     ///   resumes after them.
-    public func events(after revision: UInt64, progress: (@Sendable (UInt64) -> Void)? = nil) -> AsyncThrowingStream<(ResourceEvent, UInt64), any Error> {
+    /// - Parameter stored: told, before each event is yielded, the object's JSON as stored (the
+    ///   form every server writes; no revision in it) — for watch lines made without encoding
+    ///   the object again. Not for Secrets (stored sealed).
+    public func events(after revision: UInt64, progress: (@Sendable (UInt64) -> Void)? = nil, stored: (@Sendable (UInt64, [UInt8]) -> Void)? = nil) -> AsyncThrowingStream<(ResourceEvent, UInt64), any Error> {
         let keyPrefix = Array(prefix.utf8)
         guard let start = Int64(exactly: revision), start < Int64.max else {
             return AsyncThrowingStream { $0.finish(throwing: EtcdError.badArgument("revision \(revision) is beyond any etcd revision")) }
@@ -232,6 +235,7 @@ public final class EtcdObjectStore: Sendable {
                                 // progress key) is passed over, not allowed to end every watch
                                 // that meets it.
                                 guard let object = try? self.object(event.kv) else { continue }
+                                if object.kind != SecretSpec.kind { stored?(UInt64(max(revision, 0)), event.kv.value) }
                                 continuation.yield((ResourceEvent(change, object), UInt64(max(revision, 0))))
                             case .delete:
                                 // Without the object as it was the delete cannot be told: the
@@ -241,6 +245,7 @@ public final class EtcdObjectStore: Sendable {
                                 }
                                 previous.modRevision = revision
                                 guard let object = try? self.object(previous) else { continue }
+                                if object.kind != SecretSpec.kind { stored?(UInt64(max(revision, 0)), previous.value) }
                                 continuation.yield((ResourceEvent(.deleted, object), UInt64(max(revision, 0))))
                             }
                         }

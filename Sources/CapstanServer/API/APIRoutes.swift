@@ -41,7 +41,7 @@ struct APIRoutes: Sendable {
     var leadership: LeadershipState? = nil
     /// What `GET /v1/servers` answers.
     var servers: (@Sendable () async -> [ServerInfo])? = nil
-    let encoded = EncodedEvents()
+    var encoded = EncodedEvents()
 
     func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
