@@ -50,8 +50,13 @@ enum HABenchmark {
             process.executableURL = URL(fileURLWithPath: products).appendingPathComponent("capstan")
             process.arguments = ["server", "--store", store, "--name", name, "--insecure", "--listen", "127.0.0.1:0", "--data-dir", directory, "--node-timeout", "86400"]
             process.environment = ProcessInfo.processInfo.environment.merging(["CAPSTAN_CONFIG": directory + "/client-config"]) { _, new in new }
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
+            // Kept after the run (appended across restarts): a failure is worth reading.
+            let log = NSTemporaryDirectory() + "capstan-bench-ha-\(name).log"
+            if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
+            let handle = FileHandle(forWritingAtPath: log)
+            handle?.seekToEndOfFile()
+            process.standardOutput = handle ?? FileHandle.nullDevice
+            process.standardError = handle ?? FileHandle.nullDevice
             try? FileManager.default.removeItem(atPath: directory + "/server.address")
             try process.run()
         }
@@ -93,6 +98,7 @@ enum HABenchmark {
         var members: [Member] = []
         var servers: [Server] = []
         let root = NSTemporaryDirectory() + "capstan-bench-ha-\(UUID().uuidString.prefix(6))"
+        for name in ["s0", "s1", "s2"] { try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + "capstan-bench-ha-\(name).log") }
         defer {
             for server in servers { server.kill9() }
             for member in members { member.stop() }

@@ -86,10 +86,15 @@ public final class EtcdTokens: Sendable {
                     }
                     if let last = events.last { next = max(next, last.kv.modRevision) }
                 }
-            } catch {
+            } catch EtcdError.compacted {
+                // The history is gone: read everything again (a token made here meanwhile is
+                // missing from the cache only until the watch from the new read delivers it).
                 if Task.isCancelled { return }
-                try? await Task.sleep(for: .milliseconds(500))
                 if let reloaded = try? await load() { next = reloaded }
+            } catch {
+                // A broken or silent watch: made again from the last revision seen, nothing missed.
+                if Task.isCancelled { return }
+                try? await Task.sleep(for: .milliseconds(200))
             }
         }
     }
