@@ -13,6 +13,12 @@ public final class EtcdTokens: Sendable {
     public let client: EtcdClient
     public let prefix: String
     private let cache = Mutex<[String: TokenRecord]>([:])
+    /// Ids whose key this server saw deleted (revoked), with the delete's revision: a token read
+    /// from etcd on a cache miss is kept only if it was not revoked after that read.
+    private let revoked = Mutex<[String: Int64]>([:])
+    /// Ids just looked up in etcd and not found: asked again at most once a second each, so
+    /// made-up tokens cannot turn every request into an etcd read.
+    private let misses = Mutex<[String: ContinuousClock.Instant]>([:])
 
     public init(client: EtcdClient, prefix: String = "/capstan/tokens/") {
         self.client = client
@@ -80,7 +86,12 @@ public final class EtcdTokens: Sendable {
                             let id = String(event.kv.keyString.dropFirst(prefix.count))
                             switch event.kind {
                             case .put: cache[id] = try? JSONDecoder().decode(Stored.self, from: Data(event.kv.value)).record
-                            case .delete: cache[id] = nil
+                            case .delete:
+                                cache[id] = nil
+                                revoked.withLock { revoked in
+                                    if revoked.count >= 100_000 { revoked.removeAll() }
+                                    revoked[id] = event.kv.modRevision
+                                }
                             }
                         }
                     }
@@ -153,7 +164,33 @@ public final class EtcdTokens: Sendable {
         return deleted > 0
     }
 
+    /// The record of a presented token, from memory; nil when unknown.
     public func authenticate(_ token: String) -> TokenRecord? {
         TokenRecord.match(token) { id in cache.withLock { $0[id] } }
+    }
+
+    /// As ``authenticate(_:)``, but a token this server has not heard of yet — made through
+    /// another server a moment ago, its watch event still on the way — is read from etcd
+    /// before it is refused.
+    public func authenticateReadingThrough(_ token: String) async -> TokenRecord? {
+        if let known = authenticate(token) { return known }
+        guard token.utf8.count <= 256, let dot = token.firstIndex(of: "."), dot > token.startIndex else { return nil }
+        let id = String(token[..<dot])
+        guard id.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }) else { return nil }
+        let now = ContinuousClock.now
+        let recentlyMissed = misses.withLock { misses in
+            if let at = misses[id], now - at < .seconds(1) { return true }
+            if misses.count >= 10_000 { misses.removeAll() }
+            misses[id] = now
+            return false
+        }
+        if recentlyMissed { return nil }
+        guard let kv = try? await client.range(key(id)).kvs.first,
+              let record = try? JSONDecoder().decode(Stored.self, from: Data(kv.value)).record else { return nil }
+        let keep = revoked.withLock { ($0[id] ?? 0) < kv.modRevision }
+        guard keep else { return nil }
+        cache.withLock { $0[id] = record }
+        misses.withLock { _ = $0.removeValue(forKey: id) }
+        return authenticate(token)
     }
 }

@@ -282,6 +282,15 @@ public final class StoreWriter: Sendable {
         }
     }
 
+    /// As ``authenticate(_:)``; with etcd, a token not known here yet (made through another
+    /// server a moment ago) is read from etcd before it is refused.
+    public func authenticateRequest(_ token: String) async -> TokenRecord? {
+        switch backend {
+        case .sqlite(let store): store.authenticate(token)
+        case .etcd(let cluster): await cluster.tokens.authenticateReadingThrough(token)
+        }
+    }
+
     /// On a clean shutdown.
     public func close() {
         if case .sqlite(let store) = backend { store.close() }

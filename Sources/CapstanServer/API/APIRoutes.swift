@@ -475,7 +475,7 @@ struct APIRoutes: Sendable {
                     guard request.headers[.authorization] != nil else {
                         throw APIFailure(.unauthorized, "Unauthorized", "send a token: Authorization: Bearer <token> (capstan finds it in $CAPSTAN_TOKEN, ~/.capstan/config or .capstan/admin.token; create more with capstan token create)")
                     }
-                    guard let authenticated = Self.authenticate(request, writer) else {
+                    guard let authenticated = await Self.authenticate(request, writer) else {
                         throw APIFailure(.unauthorized, "Unauthorized", "the token is not valid: unknown, revoked or malformed (a token is <id>.<secret>, from capstan token create)")
                     }
                     principal = authenticated
@@ -503,9 +503,9 @@ struct APIRoutes: Sendable {
         }
     }
 
-    static func authenticate(_ request: Request, _ writer: StoreWriter) -> Principal? {
+    static func authenticate(_ request: Request, _ writer: StoreWriter) async -> Principal? {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { return nil }
-        return writer.authenticate(String(header.dropFirst("Bearer ".count))).flatMap(Principal.init)
+        return await writer.authenticateRequest(String(header.dropFirst("Bearer ".count))).flatMap(Principal.init)
     }
 
     /// Throws 403 with the reason when the policy says no. `coarse` checks only what the kind
