@@ -73,53 +73,93 @@ struct Leadership: ServiceLifecycle.Service {
     /// The loops of one term, given the term's fenced writer; each with the informer feed it took.
     let makeLoops: @Sendable (StoreWriter) -> [(service: any ServiceLifecycle.Service, feed: SharedInformer.Feed?)]
 
+    /// What the campaign loop reacts to: a change of the election (of campaign `round`), or a
+    /// loop of the term that ended on its own (it failed: the term is given up, so another
+    /// server — or this one, with fresh loops — leads with everything running).
+    private enum Signal: Sendable {
+        case election(round: Int, LeaderElection.State)
+        case loopEnded(round: Int, String)
+    }
+
     func run() async throws {
         await cancelWhenGracefulShutdown {
+            let (signals, signal) = AsyncStream<Signal>.makeStream()
+            var next = signals.makeAsyncIterator()
+            var round = 0
             var current: (task: Task<Void, Never>, feeds: [SharedInformer.Feed])?
-            for await change in election.campaign() {
-                // First the state: the fence of the old term's writes fails from this moment.
-                state.set(change)
-                if let running = current {
-                    running.task.cancel()
-                    await running.task.value
-                    for feed in running.feeds { informer.remove(feed) }
-                    current = nil
-                }
-                guard case .leading(let term) = change else {
-                    if case .following(let leader) = change { log("following \(leader ?? "(no leader right now)")") }
-                    continue
-                }
-                log("leading, term \(term.revision)")
-                let state = self.state
-                let election = self.election
-                // Every write of this term's loops holds only while the leader key is still this term's.
-                let fenced = writer.fenced { state.term == term ? [election.fence(term)] : nil }
-                let loops = makeLoops(fenced)
-                let cluster = self.cluster
-                let compactionInterval = self.compactionInterval
-                let log = self.log
-                let task = Task {
-                    await withTaskGroup(of: Void.self) { group in
-                        for loop in loops {
-                            group.addTask {
-                                do {
-                                    try await loop.service.run()
-                                } catch {
-                                    if !Task.isCancelled { log("\(type(of: loop.service)) stopped: \(error)") }
-                                }
-                            }
-                        }
-                        group.addTask { await cluster.compactPeriodically(every: compactionInterval) }
-                        await group.waitForAll()
-                    }
-                }
-                current = (task, loops.compactMap(\.feed))
-            }
-            if let running = current {
+            func stopLoops() async {
+                guard let running = current else { return }
                 running.task.cancel()
                 await running.task.value
+                for feed in running.feeds { informer.remove(feed) }
+                current = nil
+            }
+            while !Task.isCancelled {
+                round += 1
+                let thisRound = round
+                let election = self.election
+                let campaign = Task {
+                    for await change in election.campaign() { signal.yield(.election(round: thisRound, change)) }
+                }
+                rounds: while let received = await next.next() {
+                    switch received {
+                    case .election(let from, let change):
+                        guard from == thisRound else { continue }
+                        // First the state: the fence of the old term's writes fails from this moment.
+                        state.set(change)
+                        await stopLoops()
+                        guard case .leading(let term) = change else {
+                            if case .following(let leader) = change { log("following \(leader ?? "(no leader right now)")") }
+                            continue
+                        }
+                        log("leading, term \(term.revision)")
+                        current = startLoops(term, round: thisRound, signal: signal)
+                    case .loopEnded(let from, let why):
+                        guard from == thisRound, current != nil else { continue }
+                        log("\(why): giving up the lead so every loop runs again")
+                        state.set(.following(nil))
+                        await stopLoops()
+                        break rounds
+                    }
+                }
+                // Resign (cancelling the campaign revokes its lease) and campaign afresh.
+                campaign.cancel()
+                await campaign.value
+                if Task.isCancelled { break }
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+            await stopLoops()
+            signal.finish()
+        }
+    }
+
+    /// The loops of one term, every write fenced on it.
+    private func startLoops(_ term: LeaderElection.Term, round: Int, signal: AsyncStream<Signal>.Continuation) -> (task: Task<Void, Never>, feeds: [SharedInformer.Feed]) {
+        let state = self.state
+        let election = self.election
+        // Every write of this term's loops holds only while the leader key is still this term's.
+        let fenced = writer.fenced { state.term == term ? [election.fence(term)] : nil }
+        let loops = makeLoops(fenced)
+        let cluster = self.cluster
+        let compactionInterval = self.compactionInterval
+        let task = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for loop in loops {
+                    group.addTask {
+                        var why = "\(type(of: loop.service)) ended"
+                        do {
+                            try await loop.service.run()
+                        } catch {
+                            why = "\(type(of: loop.service)) failed: \(error)"
+                        }
+                        if !Task.isCancelled { signal.yield(.loopEnded(round: round, why)) }
+                    }
+                }
+                group.addTask { await cluster.compactPeriodically(every: compactionInterval) }
+                await group.waitForAll()
             }
         }
+        return (task, loops.compactMap(\.feed))
     }
 }
 
