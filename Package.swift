@@ -110,7 +110,7 @@ let package = Package(
             ],
             path: "Sources/CapstanEtcd"
         ),
-        .testTarget(name: "CapstanEtcdTests", dependencies: ["CapstanEtcd", "CapstanStore", "CapstanAPI", core], path: "Tests/CapstanEtcdTests"),
+        .testTarget(name: "CapstanEtcdTests", dependencies: ["CapstanEtcd", "CapstanStore", "CapstanAPI", "CapstanServer", core, .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")], path: "Tests/CapstanEtcdTests"),
         .testTarget(name: "PluginHostTests", dependencies: ["PluginHost", core, sdk, storageTestKit], path: "Tests/PluginHostTests"),
         .testTarget(name: "CapstanCoreTests", dependencies: [core], path: "Tests/CapstanCoreTests"),
 

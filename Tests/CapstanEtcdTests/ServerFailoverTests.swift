@@ -3,8 +3,10 @@ import CapstanCore
 import CapstanEtcd
 import CapstanStore
 import Foundation
+import ServiceLifecycle
 import Synchronization
 import Testing
+@testable import CapstanServer
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -418,6 +420,55 @@ struct StoreMigrationTests {
             let admin = APIClient(server: server.address, token: server.adminToken)
             guard case .secret(let migrated) = try await admin.get(ResourceKind.kind("Secret")!, "db") else { Issue.record("no secret"); return }
             #expect(migrated.spec.data["password"] == Array("hunter3".utf8))
+        }
+    }
+}
+
+/// A leader's loop that ends on its own: the server gives up the lead and leads again with a
+/// fresh set of loops (a new term), instead of leading without it.
+@Suite(.timeLimit(.minutes(1)), .enabled(if: EtcdServer.available, "needs Debian's etcd-server (CI installs it)"))
+struct LeadershipLoopTests {
+    /// Fails the first time it runs, then runs until cancelled.
+    final class FailsOnce: ServiceLifecycle.Service, Sendable {
+        let runs = Mutex(0)
+        struct Broke: Error {}
+        func run() async throws {
+            let run = runs.withLock { $0 += 1; return $0 }
+            if run == 1 {
+                try await Task.sleep(for: .milliseconds(200))
+                throw Broke()
+            }
+            while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(50)) }
+        }
+    }
+
+    @Test func aLoopThatFailsMakesTheLeaderResignAndLeadAgainWithFreshLoops() async throws {
+        try await withEtcd { etcd, client in
+            let directory = NSTemporaryDirectory() + "capstan-leadership-\(UUID().uuidString.prefix(8))"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let cluster = try await EtcdCluster(client: client, cipher: try SecretCipher(path: directory + "/secrets.keys"), bus: EventBus())
+            let writer = StoreWriter(etcd: cluster)
+            let informer = SharedInformer(writer: writer)
+            let state = LeadershipState(server: "solo", leading: false)
+            let loop = FailsOnce()
+            let leadership = Leadership(election: LeaderElection(client: client, identity: "solo", ttl: 2), state: state, informer: informer,
+                                        writer: writer, cluster: cluster, compactionInterval: .seconds(300), log: { _ in }, makeLoops: { _ in [(loop, nil)] })
+            let running = Task { try await leadership.run() }
+            defer { running.cancel() }
+            var firstTerm: Int64?
+            var secondTerm: Int64?
+            for _ in 0..<200 where secondTerm == nil {
+                let now = state.snapshot
+                if now.leading, let term = now.term {
+                    if firstTerm == nil { firstTerm = term } else if term != firstTerm { secondTerm = term }
+                }
+                try await Task.sleep(for: .milliseconds(25))
+            }
+            #expect(firstTerm != nil, "it led")
+            #expect(secondTerm != nil && secondTerm != firstTerm, "it led again, in a new term, after the loop failed")
+            #expect(loop.runs.withLock { $0 } == 2, "the loop ran again")
+            #expect(state.snapshot.transitions >= 3)
         }
     }
 }
