@@ -34,7 +34,10 @@ public final class LeaderElection: Sendable {
     /// behaves as a crash: the key stays until the lease expires (for tests of failover).
     public let resignsOnCancel: Bool
 
-    public init(client: EtcdClient, key: String = "/capstan/leader", identity: String, ttl: Int64 = 2, resignsOnCancel: Bool = true) {
+    /// The key the servers of one cluster campaign for.
+    public static let defaultKey = "/capstan/leader"
+
+    public init(client: EtcdClient, key: String = LeaderElection.defaultKey, identity: String, ttl: Int64 = 2, resignsOnCancel: Bool = true) {
         self.client = client
         self.key = Array(key.utf8)
         self.identity = identity

@@ -324,7 +324,7 @@ public final class ControlPlane: Sendable {
             return [ServerInfo(name: serverName, address: listening.withLock { $0 } ?? "", leader: true, term: nil, since: state.lastTransition)]
         }
         let entries = (try? await ServerRegistry.all(cluster.client)) ?? []
-        let leader = try? await cluster.client.range(Array("/capstan/leader".utf8)).kvs.first
+        let leader = try? await cluster.client.range(Array(LeaderElection.defaultKey.utf8)).kvs.first
         let leaderName = leader.map { String(decoding: $0.value, as: UTF8.self) }
         return entries.sorted { $0.name < $1.name }.map { entry in
             ServerInfo(name: entry.name, address: entry.address, leader: entry.name == leaderName,

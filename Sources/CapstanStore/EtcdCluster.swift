@@ -17,7 +17,7 @@ public final class EtcdCluster: Sendable {
     public let startRevision: UInt64
     private let tokensRevision: Int64
     /// The stored JSON of the latest events, by revision (see ``storedForm(at:)``).
-    let recent = RecentForms(capacity: 4096)
+    let recent = RevisionRing<[UInt8]>(capacity: 4096)
 
     /// The object of the event at `revision` as stored (JSON without its revision), while it is
     /// among the latest few thousand; nil for Secrets and older events.
@@ -161,32 +161,4 @@ final class ProgressBox: Sendable {
     init(_ start: UInt64) { revision = Mutex(start) }
     func advance(_ to: UInt64) { revision.withLock { $0 = max($0, to) } }
     var value: UInt64 { revision.withLock { $0 } }
-}
-
-/// A bounded map of revision → stored JSON, oldest dropped first.
-final class RecentForms: Sendable {
-    private struct State {
-        var forms: [UInt64: [UInt8]] = [:]
-        var order: [UInt64] = []
-        var head = 0
-    }
-    private let state = Mutex(State())
-    let capacity: Int
-    init(capacity: Int) { self.capacity = capacity }
-
-    func put(_ revision: UInt64, _ bytes: [UInt8]) {
-        state.withLock { state in
-            guard state.forms[revision] == nil else { return }
-            state.forms[revision] = bytes
-            if state.order.count < capacity {
-                state.order.append(revision)
-            } else {
-                state.forms[state.order[state.head]] = nil
-                state.order[state.head] = revision
-                state.head = (state.head + 1) % capacity
-            }
-        }
-    }
-
-    func get(_ revision: UInt64) -> [UInt8]? { state.withLock { $0.forms[revision] } }
 }

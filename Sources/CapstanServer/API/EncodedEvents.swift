@@ -1,26 +1,20 @@
 import CapstanAPI
 import CapstanCore
+import CapstanStore
 import Foundation
 import NIOCore
-import Synchronization
 
 /// Watch lines by revision, encoded once and shared by every watcher: with N watchers a write is
 /// encoded once, not N times.
 final class EncodedEvents: Sendable {
-    private struct State {
-        var lines: [UInt64: ByteBuffer] = [:]
-        var order: [UInt64] = []
-        var head = 0
-    }
-    private let state = Mutex(State())
-    let capacity: Int
+    private let lines: RevisionRing<ByteBuffer>
 
     /// With etcd: the object of the event at a revision as stored (JSON without a revision),
     /// so its line is that JSON with the revision put in, not a second encoding.
     let storedForm: (@Sendable (UInt64) -> [UInt8]?)?
 
     init(capacity: Int = 4096, storedForm: (@Sendable (UInt64) -> [UInt8]?)? = nil) {
-        self.capacity = capacity
+        lines = RevisionRing(capacity: capacity)
         self.storedForm = storedForm
     }
 
@@ -49,7 +43,7 @@ final class EncodedEvents: Sendable {
 
     /// The newline-terminated JSON of the event at `revision`.
     func line(_ event: ResourceEvent, revision: UInt64) throws -> ByteBuffer {
-        if let cached = state.withLock({ $0.lines[revision] }) { return cached }
+        if let cached = lines.get(revision) { return cached }
         let line: ByteBuffer
         if let stored = storedForm?(revision), let spliced = Self.spliced(stored, change: event.change, revision: revision) {
             line = ByteBuffer(bytes: spliced)
@@ -58,17 +52,7 @@ final class EncodedEvents: Sendable {
             data.append(UInt8(ascii: "\n"))
             line = ByteBuffer(bytes: data)
         }
-        state.withLock { state in
-            guard state.lines[revision] == nil else { return }
-            state.lines[revision] = line
-            if state.order.count < capacity {
-                state.order.append(revision)
-            } else {
-                state.lines[state.order[state.head]] = nil
-                state.order[state.head] = revision
-                state.head = (state.head + 1) % capacity
-            }
-        }
+        lines.put(revision, line)
         return line
     }
 }
