@@ -110,7 +110,9 @@ let package = Package(
             ],
             path: "Sources/CapstanEtcd"
         ),
-        .testTarget(name: "CapstanEtcdTests", dependencies: ["CapstanEtcd", "CapstanStore", "CapstanAPI", "CapstanServer", core, .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")], path: "Tests/CapstanEtcdTests"),
+        // Test harnesses more than one test target uses (a real etcd, a real capstan server).
+        .target(name: "CapstanTestSupport", dependencies: ["CapstanEtcd", "CapstanAPI"], path: "Tests/CapstanTestSupport"),
+        .testTarget(name: "CapstanEtcdTests", dependencies: ["CapstanEtcd", "CapstanStore", "CapstanAPI", "CapstanServer", "CapstanTestSupport", core, .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")], path: "Tests/CapstanEtcdTests"),
         .testTarget(name: "PluginHostTests", dependencies: ["PluginHost", core, sdk, storageTestKit], path: "Tests/PluginHostTests"),
         .testTarget(name: "CapstanCoreTests", dependencies: [core], path: "Tests/CapstanCoreTests"),
 
@@ -182,7 +184,7 @@ let package = Package(
             linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath=$ORIGIN", "-Xlinker", "-rpath=$ORIGIN/../lib"])]
         ),
         .testTarget(name: "CapstanAgentTests", dependencies: ["CapstanAgent", core], path: "Tests/CapstanAgentTests"),
-        .testTarget(name: "CapstanCLITests", dependencies: [core, "CapstanAPI"], path: "Tests/CapstanCLITests"),
+        .testTarget(name: "CapstanCLITests", dependencies: [core, "CapstanAPI", "CapstanEtcd", "CapstanTestSupport"], path: "Tests/CapstanCLITests"),
 
         // Benchmarks: `swift run -c release capstan-bench`. Links Binpack statically to compare a
         // direct call with the same code reached through the loaded .so.

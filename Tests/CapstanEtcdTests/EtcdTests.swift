@@ -1,4 +1,5 @@
 @testable import CapstanEtcd
+import CapstanTestSupport
 import Foundation
 import Synchronization
 import Testing
@@ -6,79 +7,6 @@ import Testing
 import Glibc
 #endif
 
-/// A real etcd (Debian's etcd-server) on loopback ports of its own, in a temporary folder.
-final class EtcdServer: @unchecked Sendable {
-    static let binary = ["/usr/bin/etcd", "/usr/local/bin/etcd"].first { FileManager.default.isExecutableFile(atPath: $0) }
-    static var available: Bool { binary != nil }
-
-    let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("capstan-etcd-\(UUID().uuidString.prefix(8))")
-    let clientPort: Int
-    let process = Process()
-    var endpoint: String { "http://127.0.0.1:\(clientPort)" }
-
-    /// One member alone, or member `name` of a cluster (`initialCluster`: name=peer URL, …).
-    init(name: String = "t", clientPort: Int = EtcdServer.freePort(), peerPort: Int = EtcdServer.freePort(), initialCluster: String? = nil) throws {
-        self.clientPort = clientPort
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        process.executableURL = URL(fileURLWithPath: Self.binary!)
-        process.arguments = ["--name", name, "--data-dir", directory.appendingPathComponent("data").path,
-                             "--listen-client-urls", "http://127.0.0.1:\(clientPort)", "--advertise-client-urls", "http://127.0.0.1:\(clientPort)",
-                             "--listen-peer-urls", "http://127.0.0.1:\(peerPort)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
-                             "--initial-cluster", initialCluster ?? "\(name)=http://127.0.0.1:\(peerPort)"]
-        let log = directory.appendingPathComponent("etcd.log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: log)
-        process.standardError = try FileHandle(forWritingTo: log)
-        try process.run()
-    }
-
-    /// Waits until it answers.
-    func ready() async throws {
-        let client = EtcdClient(endpoints: [endpoint])
-        for _ in 0..<100 {
-            if (try? await client.range(Array("probe".utf8))) != nil { return }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        throw EtcdError.unavailable("etcd did not start: \((try? String(contentsOf: directory.appendingPathComponent("etcd.log"), encoding: .utf8)) ?? "")")
-    }
-
-    func stop() {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    /// A port the kernel had free a moment ago (bind to 0, read it, close).
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-}
-
-/// Three members on loopback, one cluster.
-func etcdCluster(of count: Int = 3) async throws -> [EtcdServer] {
-    let ports = (0..<count).map { _ in (client: EtcdServer.freePort(), peer: EtcdServer.freePort()) }
-    let initial = ports.enumerated().map { "m\($0.offset)=http://127.0.0.1:\($0.element.peer)" }.joined(separator: ",")
-    let members = try ports.enumerated().map { try EtcdServer(name: "m\($0.offset)", clientPort: $0.element.client, peerPort: $0.element.peer, initialCluster: initial) }
-    for member in members { try await member.ready() }
-    return members
-}
-
-func withEtcd(_ body: (EtcdServer, EtcdClient) async throws -> Void) async throws {
-    let server = try EtcdServer()
-    defer { server.stop() }
-    try await server.ready()
-    try await body(server, EtcdClient(endpoints: [server.endpoint]))
-}
 
 func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 

@@ -1,6 +1,7 @@
 import CapstanCore
 import CapstanEtcd
 import CapstanStore
+import CapstanTestSupport
 import Foundation
 import Testing
 

@@ -1,92 +1,22 @@
 import CapstanAPI
 import CapstanCore
 import CapstanEtcd
-import CapstanStore
+import CapstanTestSupport
 import Foundation
-import ServiceLifecycle
 import Synchronization
 import Testing
-@testable import CapstanServer
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A `capstan server --store etcd://…` process (the real binary), in a folder of its own.
-final class ServerProcess: @unchecked Sendable {
-    static let products: URL = {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var url = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("capstan").path), url.path != "/" { url.deleteLastPathComponent() }
-        return url
-    }()
-
-    let name: String
-    let directory: URL
-    let process = Process()
-    private(set) var address = ""
-
-    /// - Parameter secretsFrom: a data directory whose `secrets.keys` this server shares.
-    init(name: String, etcd: [String], secretsFrom: URL? = nil, extra: [String] = []) throws {
-        self.name = name
-        directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("capstan-\(name)-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory.appendingPathComponent("data"), withIntermediateDirectories: true)
-        if let secretsFrom {
-            try FileManager.default.copyItem(at: secretsFrom.appendingPathComponent("data/secrets.keys"), to: directory.appendingPathComponent("data/secrets.keys"))
-        }
-        process.executableURL = Self.products.appendingPathComponent("capstan")
-        process.arguments = ["server", "--store", "etcd://" + etcd.map { $0.replacingOccurrences(of: "http://", with: "") }.joined(separator: ","),
-                             "--name", name, "--listen", "127.0.0.1:0", "--insecure", "--data-dir", directory.appendingPathComponent("data").path,
-                             "--node-timeout", "86400"] + extra
-        process.environment = ProcessInfo.processInfo.environment.merging(["CAPSTAN_CONFIG": directory.appendingPathComponent("client-config").path]) { _, new in new }
-        let log = directory.appendingPathComponent("server.log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: log)
-        process.standardError = try FileHandle(forWritingTo: log)
-        try process.run()
-    }
-
-    var dataDirectory: URL { directory.appendingPathComponent("data") }
-    var adminToken: String? { try? String(contentsOf: dataDirectory.appendingPathComponent("admin.token"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) }
-    var log: String { (try? String(contentsOf: directory.appendingPathComponent("server.log"), encoding: .utf8)) ?? "" }
-
-    /// Waits until it listens and is ready.
-    func ready() async throws {
-        let file = dataDirectory.appendingPathComponent("server.address")
-        for _ in 0..<300 {
-            if let text = try? String(contentsOf: file, encoding: .utf8), !text.isEmpty {
-                address = text.trimmingCharacters(in: .whitespacesAndNewlines)
-                if (try? await APIClient(server: address).text("/readyz")) != nil { return }
-            }
-            guard process.isRunning else { break }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        throw EtcdError.unavailable("server \(name) did not start:\n\(log)")
-    }
-
-    func kill9() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-    }
-
-    func stop() {
-        kill9()
-        try? FileManager.default.removeItem(at: directory)
-    }
-}
-
-/// Acknowledged writes, name → value.
-final class Acked: Sendable {
-    let values = Mutex<[String: String]>([:])
-}
-
 /// Several servers on one etcd, killed while they work (issue 13's fault tests): the real
 /// binaries on loopback, etcd as three members.
-@Suite(.serialized, .timeLimit(.minutes(4)), .enabled(if: EtcdServer.available, "needs Debian's etcd-server (CI installs it)"))
-struct ServerFailoverTests {
+/// In the networking suite, one at a time with the other tests that start many processes: on
+/// two cores they would starve each other's timings.
+extension NetworkingTests {
     /// Writes one Secret until it is acknowledged: an error after the request may have been
     /// applied is retried, and `alreadyExists` then means the earlier attempt was.
-    static func write(_ api: APIClient, _ name: String, _ value: String) async -> Bool {
+    static func writeSecret(_ api: APIClient, _ name: String, _ value: String) async -> Bool {
         for _ in 0..<200 {
             do {
                 _ = try await api.create(.secret(Secret(name: name, spec: SecretSpec(data: ["v": Array(value.utf8)]))))
@@ -99,7 +29,8 @@ struct ServerFailoverTests {
         return false
     }
 
-    @Test func killingTheLeaderDuringWritesLosesNoAcknowledgedWriteAndAnotherLeadsAndSchedules() async throws {
+    @Test(.enabled(if: EtcdServer.available, "needs Debian's etcd-server (CI installs it)"), .timeLimit(.minutes(3)))
+    func killingTheLeaderDuringWritesLosesNoAcknowledgedWriteAndAnotherLeadsAndSchedules() async throws {
         let members = try await etcdCluster(of: 3)
         defer { for member in members { member.stop() } }
         let endpoints = members.map(\.endpoint)
@@ -152,7 +83,7 @@ struct ServerFailoverTests {
                     group.addTask {
                         for index in 0..<250 {
                             let name = "w-\(client)-\(index)", value = "value \(client)/\(index)"
-                            if await Self.write(writer, name, value) { acked.values.withLock { $0[name] = value } }
+                            if await Self.writeSecret(writer, name, value) { acked.values.withLock { $0[name] = value } }
                         }
                     }
                 }
@@ -202,7 +133,7 @@ struct ServerFailoverTests {
         // kill -9 one etcd member of three: the servers go on (their clients know every member).
         members[0].stop()
         var more = 0
-        for index in 0..<100 where await Self.write(survivorAPI, "after-member-\(index)", "x") { more += 1 }
+        for index in 0..<100 where await Self.writeSecret(survivorAPI, "after-member-\(index)", "x") { more += 1 }
         #expect(more == 100)
         #expect(try await survivorAPI.list(ResourceKind.kind("Secret")!).items.filter { $0.name.hasPrefix("after-member-") }.count == 100)
         print("one etcd member of three killed: 100 of 100 further writes acknowledged and listed")
@@ -223,10 +154,11 @@ struct ServerFailoverTests {
     }
 }
 
-extension ServerFailoverTests {
+extension NetworkingTests {
     /// Services created at the same moment through two servers never share a virtual IP, nor
     /// nodes a pod subnet: each new address is reserved in etcd first.
-    @Test func addressesGivenByTwoServersAtOnceNeverCollide() async throws {
+    @Test(.enabled(if: EtcdServer.available, "needs Debian's etcd-server (CI installs it)"), .timeLimit(.minutes(3)))
+    func addressesGivenByTwoServersAtOnceNeverCollide() async throws {
         try await withEtcd { etcd, _ in
             let first = try ServerProcess(name: "alloc-a", etcd: [etcd.endpoint])
             defer { first.stop() }
@@ -271,7 +203,8 @@ extension ServerFailoverTests {
 
     /// A real agent given two servers keeps working when the one it talks to is killed: its
     /// instances keep running (not restarted), and what the new leader schedules it starts.
-    @Test func anAgentFailsOverToAnotherServer() async throws {
+    @Test(.enabled(if: EtcdServer.available, "needs Debian's etcd-server (CI installs it)"), .timeLimit(.minutes(3)))
+    func anAgentFailsOverToAnotherServer() async throws {
         try await withEtcd { etcd, _ in
             let first = try ServerProcess(name: "agent-a", etcd: [etcd.endpoint])
             var servers = [first]
@@ -331,7 +264,8 @@ extension ServerFailoverTests {
     }
 
     /// A server whose secrets.keys is not the cluster's refuses to start, saying what to copy.
-    @Test func aServerWithAnotherSecretsKeyRefusesToStart() async throws {
+    @Test(.enabled(if: EtcdServer.available, "needs Debian's etcd-server (CI installs it)"), .timeLimit(.minutes(3)))
+    func aServerWithAnotherSecretsKeyRefusesToStart() async throws {
         try await withEtcd { etcd, _ in
             let first = try ServerProcess(name: "keyed", etcd: [etcd.endpoint])
             defer { first.stop() }
@@ -341,134 +275,6 @@ extension ServerFailoverTests {
             stranger.process.waitUntilExit()
             #expect(stranger.process.terminationStatus != 0)
             #expect(stranger.log.contains("does not hold the key this cluster's Secrets are sealed with: copy secrets.keys"), "\(stranger.log)")
-        }
-    }
-}
-
-/// `capstan store migrate` from a real SQLite store into a real etcd, run again and again.
-@Suite(.serialized, .timeLimit(.minutes(2)), .enabled(if: EtcdServer.available, "needs Debian's etcd-server (CI installs it)"))
-struct StoreMigrationTests {
-    static func migrate(_ from: URL, _ endpoint: String) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = ServerProcess.products.appendingPathComponent("capstan")
-        process.arguments = ["store", "migrate", "--from", "sqlite:" + from.path, "--to", "etcd://" + endpoint.replacingOccurrences(of: "http://", with: "")]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, output)
-    }
-
-    @Test func migrationCopiesObjectsAndTokensIsSafeToRepeatAndNeverOverwritesWhatEtcdGotOtherwise() async throws {
-        try await withEtcd { etcd, client in
-            let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("capstan-migrate-\(UUID().uuidString.prefix(8))")
-            defer { try? FileManager.default.removeItem(at: root) }
-            let data = root.appendingPathComponent("data")
-            let store = try ResourceStore(path: data.appendingPathComponent("capstan.db").path, bus: EventBus())
-            let workload = try store.create(.workload(Workload(name: "web", spec: WorkloadSpec(replicas: 2, template: InstanceTemplate(command: ["sleep", "1"])))))
-            _ = try store.create(.secret(Secret(name: "db", spec: SecretSpec(data: ["password": Array("hunter2".utf8)]))))
-            let viewer = try store.createToken(role: "viewer", description: "made before the migration")
-
-            var run = try Self.migrate(data, etcd.endpoint)
-            #expect(run.status == 0, "\(run.output)")
-            #expect(run.output.contains("2 objects added, 0 updated, 0 already there, 0 kept as etcd has them") && run.output.contains("; 1 API token(s) added"), "\(run.output)")
-            // Again: nothing new.
-            run = try Self.migrate(data, etcd.endpoint)
-            #expect(run.status == 0 && run.output.contains("0 objects added, 0 updated, 2 already there, 0 kept as etcd has them") && run.output.contains("; 0 API token(s) added"), "\(run.output)")
-            // Changed in SQLite since: brought up to date.
-            guard case .secret(var secret)? = try store.get(kind: "Secret", name: "db") else { Issue.record("no secret"); return }
-            secret.spec.data["password"] = Array("hunter3".utf8)
-            _ = try store.update(.secret(secret))
-            run = try Self.migrate(data, etcd.endpoint)
-            #expect(run.status == 0 && run.output.contains("0 objects added, 1 updated, 1 already there"), "\(run.output)")
-            // Changed in etcd since (as a server would) and in SQLite too: etcd's is kept. A
-            // token revoked in etcd since stays revoked.
-            let objects = EtcdObjectStore(client: client, cipher: try SecretCipher(path: data.appendingPathComponent("secrets.keys").path))
-            guard case .workload(var inEtcd)? = try await objects.get(kind: "Workload", name: "web") else { Issue.record("web missing"); return }
-            inEtcd.spec.replicas = 5
-            _ = try await objects.update(.workload(inEtcd))
-            guard case .workload(var inSQLite)? = try store.get(kind: "Workload", name: "web") else { Issue.record("web missing"); return }
-            inSQLite.spec.replicas = 7
-            _ = try store.update(.workload(inSQLite))
-            let doomed = try store.createToken(role: "viewer", description: "revoked after the migration")
-            run = try Self.migrate(data, etcd.endpoint)
-            #expect(run.output.contains("; 1 API token(s) added"), "\(run.output)")
-            _ = try await EtcdTokens(client: client).revoke(id: doomed.record.id)
-            run = try Self.migrate(data, etcd.endpoint)
-            #expect(run.status == 0 && run.output.contains("0 updated, 1 already there, 1 kept as etcd has them") && run.output.contains("; 0 API token(s) added"), "\(run.output)")
-            guard case .workload(let kept)? = try await objects.get(kind: "Workload", name: "web") else { Issue.record("web missing"); return }
-            #expect(kept.spec.replicas == 5)
-            #expect(try await client.range(Array("/capstan/tokens/\(doomed.record.id)".utf8)).kvs.isEmpty)
-            // An object etcd got by other means is left alone, named, and the run fails.
-            _ = try await objects.create(.workload(Workload(name: "api", spec: WorkloadSpec(replicas: 1, template: InstanceTemplate(command: ["etcd-side"])))))
-            _ = try store.create(.workload(Workload(name: "api", spec: WorkloadSpec(replicas: 1, template: InstanceTemplate(command: ["sqlite-side"])))))
-            run = try Self.migrate(data, etcd.endpoint)
-            #expect(run.status == 1 && run.output.contains("Workload \"api\": etcd holds another object of that name"), "\(run.output)")
-            guard case .workload(let other)? = try await objects.get(kind: "Workload", name: "api") else { Issue.record("api gone"); return }
-            #expect(other.spec.template.command == ["etcd-side"])
-            store.close()
-
-            // A server on etcd with that data directory serves what was migrated: same uid, the
-            // old token, the secret opened with the shared key.
-            let server = try ServerProcess(name: "migrated", etcd: [etcd.endpoint], secretsFrom: root)
-            defer { server.stop() }
-            try await server.ready()
-            let api = APIClient(server: server.address, token: viewer.token)
-            #expect(try await api.get(.workload, "web").metadata.uid == workload.metadata.uid)
-            let admin = APIClient(server: server.address, token: server.adminToken)
-            guard case .secret(let migrated) = try await admin.get(ResourceKind.kind("Secret")!, "db") else { Issue.record("no secret"); return }
-            #expect(migrated.spec.data["password"] == Array("hunter3".utf8))
-        }
-    }
-}
-
-/// A leader's loop that ends on its own: the server gives up the lead and leads again with a
-/// fresh set of loops (a new term), instead of leading without it.
-@Suite(.timeLimit(.minutes(1)), .enabled(if: EtcdServer.available, "needs Debian's etcd-server (CI installs it)"))
-struct LeadershipLoopTests {
-    /// Fails the first time it runs, then runs until cancelled.
-    final class FailsOnce: ServiceLifecycle.Service, Sendable {
-        let runs = Mutex(0)
-        struct Broke: Error {}
-        func run() async throws {
-            let run = runs.withLock { $0 += 1; return $0 }
-            if run == 1 {
-                try await Task.sleep(for: .milliseconds(200))
-                throw Broke()
-            }
-            while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(50)) }
-        }
-    }
-
-    @Test func aLoopThatFailsMakesTheLeaderResignAndLeadAgainWithFreshLoops() async throws {
-        try await withEtcd { etcd, client in
-            let directory = NSTemporaryDirectory() + "capstan-leadership-\(UUID().uuidString.prefix(8))"
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(atPath: directory) }
-            let cluster = try await EtcdCluster(client: client, cipher: try SecretCipher(path: directory + "/secrets.keys"), bus: EventBus())
-            let writer = StoreWriter(etcd: cluster)
-            let informer = SharedInformer(writer: writer)
-            let state = LeadershipState(server: "solo", leading: false)
-            let loop = FailsOnce()
-            let leadership = Leadership(election: LeaderElection(client: client, identity: "solo", ttl: 2), state: state, informer: informer,
-                                        writer: writer, cluster: cluster, compactionInterval: .seconds(300), log: { _ in }, makeLoops: { _ in [(loop, nil)] })
-            let running = Task { try await leadership.run() }
-            defer { running.cancel() }
-            var firstTerm: Int64?
-            var secondTerm: Int64?
-            for _ in 0..<200 where secondTerm == nil {
-                let now = state.snapshot
-                if now.leading, let term = now.term {
-                    if firstTerm == nil { firstTerm = term } else if term != firstTerm { secondTerm = term }
-                }
-                try await Task.sleep(for: .milliseconds(25))
-            }
-            #expect(firstTerm != nil, "it led")
-            #expect(secondTerm != nil && secondTerm != firstTerm, "it led again, in a new term, after the loop failed")
-            #expect(loop.runs.withLock { $0 } == 2, "the loop ran again")
-            #expect(state.snapshot.transitions >= 3)
         }
     }
 }
