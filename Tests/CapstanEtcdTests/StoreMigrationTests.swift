@@ -134,6 +134,8 @@ struct LeadershipLoopTests {
             }
             #expect(firstTerm != nil, "it led")
             #expect(secondTerm != nil && secondTerm != firstTerm, "it led again, in a new term, after the loop failed")
+            // The new term's loops start just after it is reported.
+            for _ in 0..<200 where loop.runs.withLock({ $0 }) < 2 { try await Task.sleep(for: .milliseconds(25)) }
             #expect(loop.runs.withLock { $0 } == 2, "the loop ran again")
             #expect(state.snapshot.transitions >= 3)
         }
