@@ -23,36 +23,77 @@ public final class EtcdClient: Sendable {
     /// How long one unary request may take.
     public let timeout: TimeAmount
 
-    /// Unary calls; shared by every client of the process and never shut down (a client is
-    /// cheap to make, and no deinit blocks a thread on a shutdown).
-    private static let unary = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .seconds(2))))
-    /// Watches, each holding a connection for its life: a pool of their own, so they never
-    /// queue the unary calls (a lease renewal above all) behind them.
-    private static let streaming: HTTPClient = {
-        var configuration = HTTPClient.Configuration(timeout: .init(connect: .seconds(2)))
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-    }()
+    /// The TLS this client speaks to every member with; nil: plain HTTP.
+    public let tls: EtcdTLS?
 
-    /// - Parameter endpoints: `http://host:port`, one per member.
-    public init(endpoints: [String], timeout: TimeAmount = .seconds(10)) {
-        self.endpoints = endpoints.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
-        self.timeout = timeout
+    private struct PoolKey: Hashable {
+        var tls: EtcdTLS?
+        var streaming: Bool
     }
 
-    /// `etcd://host:port[,host:port…]` (or `http://…`, comma-separated) as endpoints.
-    public static func endpoints(from url: String) throws -> [String] {
+    /// HTTP clients, one for unary calls and one for watches per TLS setting: shared by every
+    /// client of the process and never shut down (a client is cheap to make, and no deinit
+    /// blocks a thread on a shutdown). Watches hold a connection for their life, so they have a
+    /// pool of their own and never queue the unary calls (a lease renewal above all) behind them.
+    private static let pools = Mutex<[PoolKey: HTTPClient]>([:])
+
+    private static func pool(tls: EtcdTLS?, streaming: Bool) -> HTTPClient {
+        pools.withLock { pools in
+            let key = PoolKey(tls: tls, streaming: streaming)
+            if let client = pools[key] { return client }
+            var configuration = HTTPClient.Configuration(timeout: .init(connect: .seconds(2)))
+            configuration.tlsConfiguration = tls?.configuration
+            if streaming {
+                configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
+            }
+            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+            pools[key] = client
+            return client
+        }
+    }
+
+    /// - Parameters:
+    ///   - endpoints: `http://host:port` (or `https://`), one per member; with `tls` every one
+    ///     is reached over HTTPS.
+    ///   - tls: the CA the members' certificates are checked against and the client
+    ///     certificate they ask for (etcd's `--client-cert-auth`).
+    public init(endpoints: [String], timeout: TimeAmount = .seconds(10), tls: EtcdTLS? = nil) {
+        self.endpoints = endpoints.map { endpoint in
+            var endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
+            if tls != nil, endpoint.hasPrefix("http://") { endpoint = "https://" + endpoint.dropFirst(7) }
+            return endpoint
+        }
+        self.timeout = timeout
+        self.tls = tls
+    }
+
+    /// `etcd://host:port[,host:port…]` (or `http://…` / `https://…`, comma-separated) as
+    /// endpoints: `https://` for every member when `tls`, else `http://`.
+    public static func endpoints(from url: String, tls: Bool = false) throws -> [String] {
         var rest = url
         if rest.hasPrefix("etcd://") { rest = String(rest.dropFirst(7)) }
         let parts = rest.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !parts.isEmpty, parts.count <= 16 else { throw EtcdError.badArgument("\"\(url)\": give 1 to 16 members as etcd://host:port[,host:port…]") }
         return try parts.map { part in
-            let address = part.hasPrefix("http://") ? String(part.dropFirst(7)) : part
+            var address = part
+            if address.hasPrefix("http://") {
+                guard !tls else { throw EtcdError.badArgument("\"\(part)\" says http://, but etcd's TLS was asked for: write etcd://host:port") }
+                address = String(address.dropFirst(7))
+            } else if address.hasPrefix("https://") {
+                guard tls else { throw EtcdError.badArgument("\"\(part)\" says https://: give the CA that signed etcd's certificates (--etcd-cafile)") }
+                address = String(address.dropFirst(8))
+            }
             guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]), (1...65535).contains(port), colon != address.startIndex else {
                 throw EtcdError.badArgument("\"\(part)\" is not host:port")
             }
-            return "http://\(address)"
+            return (tls ? "https://" : "http://") + address
         }
+    }
+
+    /// True when `endpoint` (`http://host:port`) is on this machine's loopback.
+    public static func isLoopback(_ endpoint: String) -> Bool {
+        let host = URL(string: endpoint)?.host ?? ""
+        return host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
     }
 
     // MARK: Types
@@ -388,7 +429,7 @@ public final class EtcdClient: Sendable {
             for (name, value) in headers { request.headers.add(name: name, value: value) }
             request.body = .bytes(ByteBuffer(bytes: body))
             do {
-                let response = try await (streaming ? Self.streaming : Self.unary).execute(request, deadline: deadline)
+                let response = try await Self.pool(tls: tls, streaming: streaming).execute(request, deadline: deadline)
                 // 503 is gRPC's Unavailable. "no leader": this member could not propose it, so
                 // nothing was applied and another member may answer. Others ("leader changed",
                 // "request timed out") may have been applied: the outcome is unknown.
@@ -404,7 +445,13 @@ public final class EtcdClient: Sendable {
                 return response
             } catch {
                 if let error = error as? EtcdError { throw error }
-                guard Self.neverConnected(error) else { throw EtcdError.outcomeUnknown("\(endpoints[index])\(path): \(error)") }
+                guard Self.neverConnected(error) else {
+                    // etcd with --client-cert-auth closes a TLS 1.3 connection that showed no
+                    // certificate once the request arrives: name the likely cause.
+                    let hint = tls != nil && tls?.certificatePEM == nil && "\(error)".contains("remoteConnectionClosed")
+                        ? " (a member started with --client-cert-auth closes connections that show no client certificate: give --etcd-certfile and --etcd-keyfile)" : ""
+                    throw EtcdError.outcomeUnknown("\(endpoints[index])\(path): \(error)\(hint)")
+                }
                 failures.append("\(endpoints[index]): \(error)")
             }
         }

@@ -49,6 +49,9 @@ public final class ControlPlane: Sendable {
         /// The members of the etcd cluster that holds the store (`--store etcd://…`); nil keeps
         /// it in SQLite in the data directory.
         public var etcdEndpoints: [String]? = nil
+        /// With etcd: its CA and the client certificate shown to it (`--etcd-cafile` …); nil
+        /// talks plain HTTP.
+        public var etcdTLS: EtcdTLS? = nil
         /// With etcd: seconds a leader's lease lasts without renewal (the failover time).
         public var leaderTTL: Int64 = 2
         /// With etcd: this server's name among the others (default: host name and process id).
@@ -125,7 +128,7 @@ public final class ControlPlane: Sendable {
             } catch {
                 throw .storage("\(error)")
             }
-            let cluster = try await EtcdCluster(client: EtcdClient(endpoints: endpoints), cipher: cipher, bus: bus)
+            let cluster = try await EtcdCluster(client: EtcdClient(endpoints: endpoints, tls: options.etcdTLS), cipher: cipher, bus: bus)
             self.cluster = cluster
             writer = StoreWriter(etcd: cluster)
             leadership = LeadershipState(server: serverName, leading: false)

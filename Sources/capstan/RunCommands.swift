@@ -195,32 +195,19 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "With etcd: seconds between compactions of etcd's history (a watch may resume from any revision of the last period).")
     var compactionInterval: Double = 300
 
-    @Flag(help: "Talk to etcd members that are not on loopback over plain HTTP (etcd's client TLS is not supported yet: use a private network).")
-    var allowPlaintextEtcd = false
+    @OptionGroup var etcd: EtcdConnectionOptions
 
-    /// The etcd members of `--store`, nil for sqlite.
-    func etcdEndpoints() throws -> [String]? {
+    /// The etcd members of `--store` and how to reach them; nil for sqlite.
+    func etcdConnection() throws -> EtcdConnectionOptions.Connection? {
         if store == "sqlite" { return nil }
         guard store.hasPrefix("etcd://") else {
             throw ValidationError("--store \(store): give sqlite or etcd://host:port[,host:port…]")
         }
-        let endpoints: [String]
-        do {
-            endpoints = try EtcdClient.endpoints(from: store)
-        } catch {
-            throw ValidationError("--store: \(error)")
-        }
-        for endpoint in endpoints {
-            let host = URL(string: endpoint)?.host ?? ""
-            if !allowPlaintextEtcd && !["127.0.0.1", "localhost", "::1", "[::1]"].contains(host) && !host.hasPrefix("127.") {
-                throw ValidationError("--store: \(endpoint) is not on loopback, and Capstan talks to etcd over plain HTTP: keep etcd on a private network and say --allow-plaintext-etcd")
-            }
-        }
-        return endpoints
+        return try etcd.connection(to: store, flag: "--store")
     }
 
     func validate() throws {
-        _ = try etcdEndpoints()
+        _ = try etcdConnection()
         guard (1...60).contains(leaderTTL) else { throw ValidationError("--leader-ttl \(leaderTTL): give 1 to 60 seconds") }
         try checkSeconds(compactionInterval, "--compaction-interval", 10...86_400)
         if let name, name.isEmpty || name.utf8.count > 128 || name.contains("/") {
@@ -235,12 +222,57 @@ struct ServerCommand: AsyncParsableCommand {
         if serverOptions.insecure { logger.warning("serving plain HTTP (--insecure): tokens travel in the clear") }
         let plugins = try options.loadPlugins(nodeName: nil, logger: logger)
         var planeOptions = serverOptions.planeOptions(listen, tls: tls, dataDirectory: options.dataDirectory)
-        planeOptions.etcdEndpoints = try etcdEndpoints()
+        let connection = try etcdConnection()
+        planeOptions.etcdEndpoints = connection?.endpoints
+        planeOptions.etcdTLS = connection?.tls
         planeOptions.serverName = name
         planeOptions.leaderTTL = leaderTTL
         planeOptions.compactionInterval = .milliseconds(Int64(compactionInterval * 1000))
         let plane = try await ControlPlane(options: planeOptions, plugins: plugins)
         try await Runner.run(plane.services(logger: logger), logger: logger)
+    }
+}
+
+/// How `capstan server` and `capstan store migrate` reach etcd: over HTTPS with the three files
+/// kube-apiserver takes for it, else over plain HTTP on loopback only unless told otherwise.
+struct EtcdConnectionOptions: ParsableArguments {
+    @Option(help: "With etcd: the CA that signed the members' certificates (PEM); etcd is then reached over HTTPS.")
+    var etcdCafile: String?
+    @Option(help: "With etcd: the client certificate shown to members started with --client-cert-auth (PEM).")
+    var etcdCertfile: String?
+    @Option(help: "With etcd: the client certificate's private key (PEM, readable by its owner only).")
+    var etcdKeyfile: String?
+    @Flag(help: "Talk to etcd members that are not on loopback over plain HTTP, with no TLS (a private network only).")
+    var allowPlaintextEtcd = false
+
+    struct Connection {
+        var endpoints: [String]
+        var tls: EtcdTLS?
+    }
+
+    /// The members of `url` and the TLS to reach them with; a member off loopback without TLS
+    /// needs `--allow-plaintext-etcd`.
+    func connection(to url: String, flag: String) throws -> Connection {
+        var tls: EtcdTLS?
+        if let etcdCafile {
+            do {
+                tls = try EtcdTLS.load(caFile: etcdCafile, certificateFile: etcdCertfile, keyFile: etcdKeyfile)
+            } catch {
+                throw ValidationError(error.description)
+            }
+        } else if etcdCertfile != nil || etcdKeyfile != nil {
+            throw ValidationError("--etcd-certfile and --etcd-keyfile need --etcd-cafile, the CA that signed etcd's certificates")
+        }
+        let endpoints: [String]
+        do {
+            endpoints = try EtcdClient.endpoints(from: url, tls: tls != nil)
+        } catch {
+            throw ValidationError("\(flag): \(error)")
+        }
+        if tls == nil && !allowPlaintextEtcd, let remote = endpoints.first(where: { !EtcdClient.isLoopback($0) }) {
+            throw ValidationError("\(flag): \(remote) is not on loopback: give etcd's CA and a client certificate (--etcd-cafile, --etcd-certfile, --etcd-keyfile), or say --allow-plaintext-etcd on a private network")
+        }
+        return Connection(endpoints: endpoints, tls: tls)
     }
 }
 

@@ -95,7 +95,7 @@ struct StoreMigrateCommand: AsyncParsableCommand {
 
     @Option(help: "sqlite:DIR (the server's data directory) or sqlite:FILE (its capstan.db).") var from: String
     @Option(help: "etcd://host:port[,host:port…]") var to: String
-    @Flag(help: "Reach etcd members that are not on loopback over plain HTTP.") var allowPlaintextEtcd = false
+    @OptionGroup var etcd: EtcdConnectionOptions
 
     func run() async throws {
         guard from.hasPrefix("sqlite:") else { throw ValidationError("--from \(from): give sqlite:DIR or sqlite:FILE") }
@@ -103,24 +103,14 @@ struct StoreMigrateCommand: AsyncParsableCommand {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue { path += "/capstan.db" }
         guard FileManager.default.fileExists(atPath: path) else { throw CLIExit.fail("\(path) does not exist; give the server's data directory", code: CLIExit.refused) }
-        let endpoints: [String]
-        do {
-            endpoints = try EtcdClient.endpoints(from: to)
-        } catch {
-            throw ValidationError("--to: \(error)")
-        }
-        for endpoint in endpoints where !allowPlaintextEtcd {
-            let host = URL(string: endpoint)?.host ?? ""
-            if !host.hasPrefix("127.") && host != "localhost" && host != "::1" {
-                throw ValidationError("--to: \(endpoint) is not on loopback; Capstan talks to etcd over plain HTTP: say --allow-plaintext-etcd on a private network")
-            }
-        }
+        let connection = try etcd.connection(to: to, flag: "--to")
+        let endpoints = connection.endpoints
         let directory = (path as NSString).deletingLastPathComponent
         do {
             let store = try ResourceStore(path: path, bus: EventBus())
             defer { store.close() }
             let cipher = try SecretCipher(path: directory + "/secrets.keys")
-            let client = EtcdClient(endpoints: endpoints)
+            let client = EtcdClient(endpoints: endpoints, tls: connection.tls)
             let objects = EtcdObjectStore(client: client, cipher: cipher)
             var counts: [String: Int] = [:]
             var refused: [String] = []

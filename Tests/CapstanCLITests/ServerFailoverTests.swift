@@ -277,4 +277,40 @@ extension NetworkingTests {
             #expect(stranger.log.contains("does not hold the key this cluster's Secrets are sealed with: copy secrets.keys"), "\(stranger.log)")
         }
     }
+
+    /// etcd serving TLS and asking for client certificates: the server reaches it with
+    /// `--etcd-cafile/--etcd-certfile/--etcd-keyfile`; without a certificate it cannot, and says
+    /// so; a member off loopback without TLS is refused before anything is sent.
+    @Test(.enabled(if: EtcdServer.available, "needs Debian's etcd-server (CI installs it)"), .timeLimit(.minutes(2)))
+    func aServerReachesEtcdOverTLSWithAClientCertificate() async throws {
+        let pki = try EtcdPKI()
+        defer { pki.remove() }
+        let etcd = try EtcdServer(pki: pki)
+        defer { etcd.stop() }
+        try await etcd.ready()
+        let server = try ServerProcess(name: "tls", etcd: [etcd.endpoint], extra: ["--etcd-cafile", pki.caFile, "--etcd-certfile", pki.clientCertificateFile, "--etcd-keyfile", pki.clientKeyFile])
+        defer { server.stop() }
+        try await server.ready()
+        let token = try #require(server.adminToken)
+        let api = APIClient(server: server.address, token: token)
+        _ = try await api.create(.secret(Secret(name: "over-tls", spec: SecretSpec(data: ["v": Array("x".utf8)]))))
+        #expect(try await api.servers().first?.leader == true)
+        // It is in etcd, read with the same certificate.
+        let client = EtcdClient(endpoints: [etcd.endpoint], tls: etcd.clientTLS)
+        #expect(try await client.prefix("/capstan/").kvs.contains { $0.keyString.hasSuffix("/over-tls") })
+
+        // Only the CA, no client certificate: etcd refuses the handshake, the server exits naming etcd.
+        let anonymous = try ServerProcess(name: "anonymous", etcd: [etcd.endpoint], secretsFrom: server.directory, extra: ["--etcd-cafile", pki.caFile])
+        defer { anonymous.stop() }
+        anonymous.process.waitUntilExit()
+        #expect(anonymous.process.terminationStatus != 0)
+        #expect(anonymous.log.contains("give --etcd-certfile and --etcd-keyfile"), "\(anonymous.log)")
+
+        // Off loopback without TLS: refused at validation, naming the flags that fix it.
+        let remote = try ServerProcess(name: "remote", etcd: ["http://192.0.2.1:2379"])
+        defer { remote.stop() }
+        remote.process.waitUntilExit()
+        #expect(remote.process.terminationStatus == 2)
+        #expect(remote.log.contains("--etcd-cafile") && remote.log.contains("--allow-plaintext-etcd"), "\(remote.log)")
+    }
 }

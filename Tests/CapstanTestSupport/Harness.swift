@@ -15,17 +15,29 @@ public final class EtcdServer: @unchecked Sendable {
     public let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("capstan-etcd-\(UUID().uuidString.prefix(8))")
     public let clientPort: Int
     public let process = Process()
-    public var endpoint: String { "http://127.0.0.1:\(clientPort)" }
+    /// The certificates it serves with and asks clients for, when it serves TLS.
+    public let pki: EtcdPKI?
+    public var endpoint: String { "\(pki == nil ? "http" : "https")://127.0.0.1:\(clientPort)" }
+    /// What a client needs to reach it: its CA and a client certificate.
+    public var clientTLS: EtcdTLS? {
+        guard let pki else { return nil }
+        return try? EtcdTLS.load(caFile: pki.caFile, certificateFile: pki.clientCertificateFile, keyFile: pki.clientKeyFile)
+    }
 
     /// One member alone, or member `name` of a cluster (`initialCluster`: name=peer URL, …).
-    public init(name: String = "t", clientPort: Int = EtcdServer.freePort(), peerPort: Int = EtcdServer.freePort(), initialCluster: String? = nil) throws {
+    /// - Parameter pki: serve clients over TLS with its server certificate and let in only
+    ///   clients holding a certificate of its CA (`--client-cert-auth`).
+    public init(name: String = "t", clientPort: Int = EtcdServer.freePort(), peerPort: Int = EtcdServer.freePort(), initialCluster: String? = nil, pki: EtcdPKI? = nil) throws {
         self.clientPort = clientPort
+        self.pki = pki
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         process.executableURL = URL(fileURLWithPath: Self.binary!)
+        let scheme = pki == nil ? "http" : "https"
         process.arguments = ["--name", name, "--data-dir", directory.appendingPathComponent("data").path,
-                             "--listen-client-urls", "http://127.0.0.1:\(clientPort)", "--advertise-client-urls", "http://127.0.0.1:\(clientPort)",
+                             "--listen-client-urls", "\(scheme)://127.0.0.1:\(clientPort)", "--advertise-client-urls", "\(scheme)://127.0.0.1:\(clientPort)",
                              "--listen-peer-urls", "http://127.0.0.1:\(peerPort)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
                              "--initial-cluster", initialCluster ?? "\(name)=http://127.0.0.1:\(peerPort)"]
+            + (pki.map { ["--cert-file", $0.serverCertificateFile, "--key-file", $0.serverKeyFile, "--client-cert-auth", "--trusted-ca-file", $0.caFile] } ?? [])
         let log = directory.appendingPathComponent("etcd.log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: log)
@@ -35,7 +47,7 @@ public final class EtcdServer: @unchecked Sendable {
 
     /// Waits until it answers.
     public func ready() async throws {
-        let client = EtcdClient(endpoints: [endpoint])
+        let client = EtcdClient(endpoints: [endpoint], tls: clientTLS)
         for _ in 0..<100 {
             if (try? await client.range(Array("probe".utf8))) != nil { return }
             try await Task.sleep(for: .milliseconds(100))
@@ -63,6 +75,28 @@ public final class EtcdServer: @unchecked Sendable {
         _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
         return Int(UInt16(bigEndian: address.sin_port))
     }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with the cluster CA
+/// code Capstan uses for its own PKI, in files as etcd and `--etcd-cafile` … take them.
+public struct EtcdPKI: Sendable {
+    public let directory: URL
+    public var caFile: String { directory.appendingPathComponent("ca.crt").path }
+    public var serverCertificateFile: String { directory.appendingPathComponent("server/server.crt").path }
+    public var serverKeyFile: String { directory.appendingPathComponent("server/server.key").path }
+    public var clientCertificateFile: String { directory.appendingPathComponent("client/server.crt").path }
+    public var clientKeyFile: String { directory.appendingPathComponent("client/server.key").path }
+
+    public init(directory: URL = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("capstan-etcd-pki-\(UUID().uuidString.prefix(8))")) throws {
+        self.directory = directory
+        let ca = try ClusterCA.loadOrCreate(in: directory.path)
+        for (folder, hosts) in [("server", ["127.0.0.1", "localhost"]), ("client", ["capstan-etcd-client"])] {
+            try FileManager.default.createDirectory(at: directory.appendingPathComponent(folder), withIntermediateDirectories: true)
+            _ = try ca.serverIdentity(in: directory.appendingPathComponent(folder).path, hosts: hosts)
+        }
+    }
+
+    public func remove() { try? FileManager.default.removeItem(at: directory) }
 }
 
 /// Three members on loopback, one cluster.
@@ -104,7 +138,7 @@ public final class ServerProcess: @unchecked Sendable {
             try FileManager.default.copyItem(at: secretsFrom.appendingPathComponent("data/secrets.keys"), to: directory.appendingPathComponent("data/secrets.keys"))
         }
         process.executableURL = Self.products.appendingPathComponent("capstan")
-        process.arguments = ["server", "--store", "etcd://" + etcd.map { $0.replacingOccurrences(of: "http://", with: "") }.joined(separator: ","),
+        process.arguments = ["server", "--store", "etcd://" + etcd.map { $0.replacingOccurrences(of: "https://", with: "").replacingOccurrences(of: "http://", with: "") }.joined(separator: ","),
                              "--name", name, "--listen", "127.0.0.1:0", "--insecure", "--data-dir", directory.appendingPathComponent("data").path,
                              "--node-timeout", "86400"] + extra
         process.environment = ProcessInfo.processInfo.environment.merging(["CAPSTAN_CONFIG": directory.appendingPathComponent("client-config").path]) { _, new in new }
