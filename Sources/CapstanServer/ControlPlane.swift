@@ -268,8 +268,8 @@ public final class ControlPlane: Sendable {
                     try await cluster.reserve(address, owner: owner, holds: holds)
                 }
             }
-            routes.addresses = AddressAllocator(settings: .init(clusterCIDR: clusterCIDR, serviceCIDR: serviceCIDR, nodeMaskSize: options.nodeCIDRMaskSize), reservations: reservations) { kind in
-                informer.read { Array($0.all(kind)) }
+            routes.addresses = AddressAllocator(settings: .init(clusterCIDR: clusterCIDR, serviceCIDR: serviceCIDR, nodeMaskSize: options.nodeCIDRMaskSize), reservations: reservations) { key in
+                informer.read { $0.addressOwners[key] }
             }
             routes.cluster = ClusterInfo(clusterCIDR: options.clusterCIDR, serviceCIDR: options.serviceCIDR, clusterDomain: options.clusterDomain,
                                          nodeTimeoutSeconds: options.heartbeatTimeout, evictionTimeoutSeconds: options.evictionTimeout)

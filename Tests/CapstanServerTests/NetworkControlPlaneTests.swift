@@ -26,7 +26,9 @@ import Testing
         let admin = try store.createToken(role: "admin").token
         var routes = APIRoutes(writer: StoreWriter(store: store), metrics: ServerMetrics(), plugins: { [] }, isReady: { true })
         let settings = AddressAllocator.Settings(clusterCIDR: IPv4Network(clusterCIDR)!, serviceCIDR: IPv4Network(serviceCIDR)!, nodeMaskSize: 24)
-        routes.addresses = AddressAllocator(settings: settings) { kind in (try? store.list(kind: kind).items) ?? [] }
+        routes.addresses = AddressAllocator(settings: settings) { key in
+            AddressAllocator.owners(of: ["Node", "Service"].flatMap { (try? store.list(kind: $0).items) ?? [] })[key]
+        }
         routes.cluster = ClusterInfo(clusterCIDR: clusterCIDR, serviceCIDR: serviceCIDR, clusterDomain: "capstan.local")
         let app = Application(router: routes.router())
         try await app.test(.router) { client in try await body(APIRoutesTests.Client(client: client, token: admin), store) }

@@ -117,6 +117,9 @@ final class SharedInformer: ServiceLifecycle.Service, Sendable {
         private(set) var instancesByOwner: [String: Set<String>] = [:]
         /// Volume → the claim it is bound to.
         private(set) var claimsByVolume: [String: String] = [:]
+        /// Address key (`node/<podCIDR>`, `svc/<clusterIP>`, ``AddressAllocator/keys(of:)``) →
+        /// the object holding it: the allocator's O(1) "is it taken".
+        private(set) var addressOwners: [String: String] = [:]
 
         mutating func apply(_ event: ResourceEvent) {
             let object = event.object
@@ -130,6 +133,7 @@ final class SharedInformer: ServiceLifecycle.Service, Sendable {
         }
 
         private mutating func index(_ object: AnyResource) {
+            for key in AddressAllocator.keys(of: object) { addressOwners[key] = object.name }
             switch object {
             case .instance(let instance):
                 if let node = instance.spec.nodeName { instancesByNode[node, default: []].insert(instance.metadata.name) }
@@ -142,6 +146,7 @@ final class SharedInformer: ServiceLifecycle.Service, Sendable {
         }
 
         private mutating func unindex(_ object: AnyResource) {
+            for key in AddressAllocator.keys(of: object) where addressOwners[key] == object.name { addressOwners[key] = nil }
             switch object {
             case .instance(let instance):
                 if let node = instance.spec.nodeName {
