@@ -6,6 +6,8 @@ import Prometheus
 /// - `capstan_scheduling_duration_seconds{profile,result}`: one scheduling decision;
 /// - `capstan_scheduler_plugin_calls_total{plugin,stage}`, `capstan_scheduler_plugin_seconds_total{plugin}`,
 ///   `capstan_scheduler_plugin_errors_total{plugin}`: per-plugin calls, time and reserve failures;
+/// - `capstan_scheduler_bindings_total{result}`: bindings written (`bound`) or refused by the
+///   store (`failed`, the placement released);
 /// - `capstan_store_revision`, `capstan_watchers`;
 /// - `capstan_leader` (1 while this server leads), `capstan_leader_term`,
 ///   `capstan_leader_transitions_total`, `capstan_leader_last_transition_timestamp_seconds`.
@@ -46,6 +48,14 @@ public final class ServerMetrics: Sendable {
             labels: [("profile", profile), ("result", placed ? "placed" : "unschedulable")],
             buckets: Self.latencyBuckets
         ).record(duration)
+    }
+
+    /// One pass's binding writes: `bound` made it to the store, `failed` did not.
+    func recordBindings(bound: Int, failed: Int) {
+        for (result, count) in [("bound", bound), ("failed", failed)] where count > 0 {
+            registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "capstan", subsystem: "scheduler", metricName: "bindings", unitName: "total", helpText: "Bindings written to the store (bound) or refused by it (failed: the placement was released)."),
+                                 labels: [("result", result)]).increment(by: Int64(count))
+        }
     }
 
     /// Adds one pass's per-plugin numbers (the framework's own counters, which start at zero

@@ -275,7 +275,7 @@ public final class ResourceStore: Sendable {
                     }
                 }
                 if !events.isEmpty {
-                    try db.execute(sql: "UPDATE counters SET value = ? WHERE name = 'revision'", arguments: [revision])
+                    try db.cachedStatement(sql: "UPDATE counters SET value = ? WHERE name = 'revision'").execute(arguments: [revision])
                 }
                 return (outcome, events)
         }
@@ -284,7 +284,7 @@ public final class ResourceStore: Sendable {
     private static func apply(_ operation: StoreOperation, _ db: Database, revision: UInt64, cipher: SecretCipher) throws -> (AnyResource, ResourceEvent) {
         switch operation {
         case .create(let object):
-            if try Bool.fetchOne(db, sql: "SELECT 1 FROM objects WHERE kind = ? AND name = ?", arguments: [object.kind, object.name]) != nil {
+            if try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM objects WHERE kind = ? AND name = ?"), arguments: [object.kind, object.name]) != nil {
                 throw StoreError.alreadyExists(kind: object.kind, name: object.name)
             }
             var stored = object
@@ -292,7 +292,7 @@ public final class ResourceStore: Sendable {
             stored.metadata.creationTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
             stored.metadata.revision = revision
             stored.metadata.generation = 1
-            try db.execute(sql: "INSERT INTO objects (kind, name, body) VALUES (?, ?, ?)",
+            try db.cachedStatement(sql: "INSERT INTO objects (kind, name, body) VALUES (?, ?, ?)").execute(
                            arguments: [stored.kind, stored.name, try encodeWithinLimit(stored, cipher)])
             return (stored, ResourceEvent(.added, stored))
         case .update(let object):
@@ -300,13 +300,13 @@ public final class ResourceStore: Sendable {
             // writer's (serial) queue.
             // (SQLite parses the body once for all these: its JSON functions cache the parse.)
             let sealed = object.kind == SecretSpec.kind
-            guard let row = try Row.fetchOne(db, sql: """
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: """
                 SELECT json_extract(body, '$.metadata.revision') AS revision, json_extract(body, '$.metadata.uid') AS uid,
                        json_extract(body, '$.metadata.creationTimestamp') AS created,
                        json_extract(body, '$.metadata.generation') AS generation,
                        \(sealed ? "body" : "json_extract(body, '$.spec')") AS spec
                 FROM objects WHERE kind = ? AND name = ?
-                """, arguments: [object.kind, object.name]) else {
+                """), arguments: [object.kind, object.name]) else {
                 throw StoreError.notFound(kind: object.kind, name: object.name)
             }
             let current = UInt64(row["revision"] as Int64? ?? 0)
@@ -322,21 +322,28 @@ public final class ResourceStore: Sendable {
             // new spec's; a secret's stored body is sealed, so it is opened and compared whole.
             let previousGeneration = max(row["generation"] as Int64? ?? 0, 1)
             stored.metadata.generation = previousGeneration
+            // One encode: the new spec is compared as SQLite renders it from the text just
+            // encoded, and a changed spec's generation is set in that text in place (the key is
+            // there already, so the text stays as the encoder writes it: sorted, minified).
             var plain = try encode(stored)
+            let text = String(decoding: plain, as: UTF8.self)
             let sameSpec: Bool
             if sealed {
                 let before: Data = try cipher.openIfSealed(row["spec"] as Data? ?? Data())
-                sameSpec = try Bool.fetchOne(db, sql: "SELECT json_extract(?, '$.spec') IS json_extract(?, '$.spec')",
-                                             arguments: [String(decoding: before, as: UTF8.self), String(decoding: plain, as: UTF8.self)]) ?? false
+                sameSpec = try Bool.fetchOne(db.cachedStatement(sql: "SELECT json_extract(?, '$.spec') IS json_extract(?, '$.spec')"),
+                                             arguments: [String(decoding: before, as: UTF8.self), text]) ?? false
             } else {
-                let newSpec = try specJSON(of: stored)
-                sameSpec = (row["spec"] as String?).map { $0.utf8.elementsEqual(newSpec) } ?? false
+                let newSpec = try String.fetchOne(db.cachedStatement(sql: "SELECT json_extract(?, '$.spec')"), arguments: [text])
+                sameSpec = newSpec != nil && newSpec == row["spec"] as String?
             }
             if !sameSpec {
                 stored.metadata.generation = previousGeneration &+ 1
-                plain = try encode(stored)
+                guard let patched = try String.fetchOne(db.cachedStatement(sql: "SELECT json_set(?, '$.metadata.generation', ?)"), arguments: [text, previousGeneration &+ 1]) else {
+                    throw StoreError.storage("cannot set metadata.generation of \(object.kind) \"\(object.name)\"")
+                }
+                plain = Data(patched.utf8)
             }
-            try db.execute(sql: "UPDATE objects SET body = ? WHERE kind = ? AND name = ?",
+            try db.cachedStatement(sql: "UPDATE objects SET body = ? WHERE kind = ? AND name = ?").execute(
                            arguments: [try sealWithinLimit(plain, stored, cipher), stored.kind, stored.name])
             return (stored, ResourceEvent(.modified, stored))
         case .delete(let kind, let name, let expected):
@@ -347,7 +354,7 @@ public final class ResourceStore: Sendable {
             if let expected, expected != current {
                 throw StoreError.conflict(kind: kind, name: name, expected: expected, stored: current)
             }
-            try db.execute(sql: "DELETE FROM objects WHERE kind = ? AND name = ?", arguments: [kind, name])
+            try db.cachedStatement(sql: "DELETE FROM objects WHERE kind = ? AND name = ?").execute(arguments: [kind, name])
             removed.metadata.revision = revision
             return (removed, ResourceEvent(.deleted, removed))
         }
@@ -373,12 +380,12 @@ public final class ResourceStore: Sendable {
 
     /// The global revision: the newest write's.
     private static func currentRevision(_ db: Database) throws -> UInt64 {
-        try UInt64.fetchOne(db, sql: "SELECT value FROM counters WHERE name = 'revision'") ?? 0
+        try UInt64.fetchOne(db.cachedStatement(sql: "SELECT value FROM counters WHERE name = 'revision'")) ?? 0
     }
 
     /// The stored object; its `metadata.revision` is its last write's (the compare-and-swap token).
     private static func stored(_ db: Database, _ kind: String, _ name: String, _ cipher: SecretCipher) throws -> AnyResource? {
-        try Data.fetchOne(db, sql: "SELECT body FROM objects WHERE kind = ? AND name = ?", arguments: [kind, name]).map { try decode($0, cipher) }
+        try Data.fetchOne(db.cachedStatement(sql: "SELECT body FROM objects WHERE kind = ? AND name = ?"), arguments: [kind, name]).map { try decode($0, cipher) }
     }
 
     /// The stored form, refused past ``FieldLimits/maxObjectBytes`` (whatever the request's
@@ -396,6 +403,11 @@ public final class ResourceStore: Sendable {
             ]))
         }
         return data
+    }
+
+    /// The stored JSON of one object as it is in the file (sealed for a Secret), for tests.
+    func storedJSON(kind: String, name: String) throws -> Data? {
+        try pool.read { db in try Data.fetchOne(db, sql: "SELECT CAST(body AS BLOB) FROM objects WHERE kind = ? AND name = ?", arguments: [kind, name]) }
     }
 
     /// The JSON of the object's spec alone, as ``encode(_:)`` writes it inside the object.

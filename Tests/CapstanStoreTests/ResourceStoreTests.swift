@@ -1,5 +1,5 @@
 import CapstanCore
-import CapstanStore
+@testable import CapstanStore
 import Foundation
 import Testing
 
@@ -47,6 +47,31 @@ import Testing
         #expect(seen.map(\.0) == [1, 2, 3, 4])
         #expect(seen.map(\.1) == [.added, .modified, .added, .deleted])
         #expect(seen.map(\.2) == ["web", "web", "api", "api"])
+    }
+
+    /// An update compares the stored spec as SQLite renders it (`json_extract`) with the new one
+    /// as the encoder writes it: that holds only while what is stored is exactly what the
+    /// encoder writes (sorted keys, minified, its escapes) — a binding, a spec change, then the
+    /// same spec again, with strings SQLite and Foundation could render differently.
+    @Test func aSpecChangeIsStoredAsTheEncoderWritesIt() throws {
+        let store = try ResourceStore(path: directory + "/db.sqlite", bus: EventBus())
+        var template = InstanceTemplate(command: ["sh", "-c", "echo \"é ü 日本\" / \\ \u{01}\t'x' </script>"])
+        template.env = ["URL": "https://example.test/a?b=c&d=e", "EMPTY": ""]
+        template.resources = ResourceRequirements(requests: ["cpu": "100m", "memory": "1.5Gi"])
+        var instance = Instance(name: "tricky", labels: ["app.kubernetes.io/name": "x/y"], spec: InstanceSpec(template: template))
+        instance.metadata.annotations["note"] = "quotes \" and \\ and \u{2028}"
+        guard case .instance(var created) = try store.create(.instance(instance)) else { Issue.record("not an instance"); return }
+        created.spec.nodeName = "node-7"
+        created.spec.gpuDevices = [0, 3]
+        created.status.phase = .scheduled
+        let bound = try store.update(.instance(created))
+        #expect(bound.metadata.generation == 2)
+        let stored = try #require(try store.storedJSON(kind: "Instance", name: "tricky"))
+        let reread = try #require(try store.get(kind: "Instance", name: "tricky"))
+        #expect(String(decoding: stored, as: UTF8.self) == String(decoding: try ResourceStore.encode(reread), as: UTF8.self))
+        #expect(reread == bound)
+        // The same spec written again is not a change.
+        #expect(try store.update(reread).metadata.generation == 2)
     }
 
     /// Issue 9: `metadata.generation` is the store's, and moves only with `spec`.

@@ -354,6 +354,7 @@ final class SchedulerLoop: ServiceLifecycle.Service {
             for await positions in group { failed += positions }
             return failed
         }
+        metrics.recordBindings(bound: bindings.count - failedBindings.count, failed: failedBindings.count)
         // Every placement is either bound or unreserved (the framework's reserve contract); the
         // feed brings the instance's real state back into the cache.
         for position in failedBindings {
