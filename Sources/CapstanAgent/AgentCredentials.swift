@@ -23,8 +23,10 @@ public struct AgentCredentials: Sendable {
     }
 
     public static func prepare(server servers: String, nodeName: String, directory: String, token: String?, joinToken: String?, caHash: String?, caFile: String?, hosts: [String]) async throws -> AgentCredentials {
-        // Several servers (a cluster) share one CA: the first one given is asked for it and for the join.
-        let server = APIClient.split(servers)[0]
+        // Several servers (a cluster) share one CA: the first one that can be reached is asked
+        // for it and for the join.
+        let candidates = APIClient.split(servers)
+        let server = candidates[0]
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         chmod(directory, 0o700)
         let caPath = directory + "/ca.crt", tokenPath = directory + "/node.token", keyPath = directory + "/node.key", certificatePath = directory + "/node.crt"
@@ -34,7 +36,7 @@ public struct AgentCredentials: Sendable {
             guard let caHash else {
                 throw Failure(description: "\(server) serves TLS: give --ca-hash sha256:… (capstan server logs it at start and keeps it in <data-dir>/pki/ca.hash) or --ca-file with the cluster CA")
             }
-            let fetched = try await fetchCA(server: server)
+            let fetched = try await firstReachable(candidates) { try await fetchCA(server: $0) }
             let actual = ClusterCA.hash(of: try Certificate(pemEncoded: fetched))
             guard actual == caHash.lowercased() else {
                 throw Failure(description: "the server's CA hashes to \(actual), not --ca-hash \(caHash): refusing to trust it (check the hash, or whether you reach the right server)")
@@ -52,7 +54,8 @@ public struct AgentCredentials: Sendable {
                 key = P256.Signing.PrivateKey()
                 try TokenFile.write(key.pemRepresentation, to: keyPath)
             }
-            let answer = try await join(server: server, joinToken: joinToken, caPEM: caPEM, request: JoinRequest(node: nodeName, publicKey: key.publicKey.pemRepresentation, hosts: hosts))
+            let request = JoinRequest(node: nodeName, publicKey: key.publicKey.pemRepresentation, hosts: hosts)
+            let answer = try await firstReachable(candidates) { [caPEM] in try await join(server: $0, joinToken: joinToken, caPEM: caPEM, request: request) }
             try TokenFile.write(answer.token, to: tokenPath)
             if let certificate = answer.certificate { try TokenFile.write(certificate, to: certificatePath) }
             nodeToken = answer.token
@@ -65,6 +68,20 @@ public struct AgentCredentials: Sendable {
             identity = TLSIdentity(certificatePEM: certificate, keyPEM: key, caPEM: caPEM)
         }
         return AgentCredentials(token: nodeToken, caPEM: caPEM, identity: identity)
+    }
+
+    /// `call` on each server in turn while none can be connected to. A request that reached a
+    /// server is not sent to another (a join may have been applied).
+    static func firstReachable<T>(_ servers: [String], _ call: (String) async throws -> T) async throws -> T {
+        var unreachable: [String] = []
+        for server in servers {
+            do {
+                return try await call(server)
+            } catch where APIClient.neverConnected(error) && server != servers.last {
+                unreachable.append("\(server): \(error)")
+            }
+        }
+        throw Failure(description: "no server answered (\(unreachable.joined(separator: "; ")))")
     }
 
     /// The CA's PEM from `GET /v1/ca`, over TLS that verifies nothing: it is trusted only once

@@ -1,5 +1,6 @@
 import CapstanAPI
 import CapstanCore
+import CapstanTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -76,8 +77,10 @@ import Glibc
                                                       "--ca-hash", "sha256:" + String(repeating: "0", count: 64), "--data-dir", "bad"], in: directory)
         #expect(wrong.status != 0 && wrong.error.contains("refusing to trust it"), "\(wrong.error)")
 
-        // The right pin: it joins, gets a node token and a certificate, and registers.
-        _ = try processes.start(["agent", "--server", address, "--node-name", "w1", "--join-token", join, "--ca-hash", caHash,
+        // The right pin: it joins, gets a node token and a certificate, and registers. Given a
+        // server that is down first (a cluster with one server gone), it joins through the next.
+        let down = "https://127.0.0.1:\(EtcdServer.freePort())"
+        _ = try processes.start(["agent", "--server", "\(down),\(address)", "--node-name", "w1", "--join-token", join, "--ca-hash", caHash,
                                  "--data-dir", "agent", "--heartbeat", "0.5"], in: directory, log: "agent.log")
         var agentAddress = ""
         try await eventually("the agent registers over TLS", timeout: 30) {
