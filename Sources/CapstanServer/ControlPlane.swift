@@ -153,16 +153,16 @@ public final class ControlPlane: Sendable {
             identity = nil
         }
         adminToken = try await Self.bootstrapAdminToken(writer: writer, file: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("admin.token").path)
-        try await Self.keepConfiguredStorageClasses(plugins.storageClasses, in: writer)
+        // With etcd the leader writes them at the start of each term (ConfiguredStorageClasses).
+        if cluster == nil { try await Self.keepConfiguredStorageClasses(plugins.storageClasses, in: writer) }
     }
 
     /// The owner of StorageClasses that come from capstan.yaml.
     static let configOwner = "Config"
 
     /// Stores the config's StorageClasses as written there (owner `Config`), and removes those it
-    /// no longer names. A class of the same name made through the API is left alone.
-    /// (Several servers starting at once may race here: a class another one wrote in between is
-    /// left to it.)
+    /// no longer names. A class of the same name made through the API is left alone. With etcd
+    /// only the leader calls it, at the start of its term (``ConfiguredStorageClasses``).
     static func keepConfiguredStorageClasses(_ classes: [String: StorageClassSpec], in writer: StoreWriter) async throws(StoreError) {
         func tolerant(_ operation: StoreOperation) async throws(StoreError) {
             do {
@@ -253,6 +253,9 @@ public final class ControlPlane: Sendable {
             let volumes = VolumeController(writer: writer, informer: informer)
             return [(scheduler, scheduler.feed), (workloads, workloads.feed), (nodes, nodes.feed), (endpoints, endpoints.feed), (volumes, volumes.feed)]
         }
+        let makeTermLoops: @Sendable (StoreWriter) -> [(service: any ServiceLifecycle.Service, feed: SharedInformer.Feed?)] = { writer in
+            [(ConfiguredStorageClasses(classes: plugins.storageClasses, writer: writer, log: { logger.warning("\($0)") }), nil)] + makeLoops(writer)
+        }
         var routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { readiness.isReady }, maxInstances: options.maxInstances, audit: audit, ca: ca, identity: identity)
         routes.servers = { [self] in await self.servers() }
         routes.leadership = leadership
@@ -314,7 +317,7 @@ public final class ControlPlane: Sendable {
         }
         let election = LeaderElection(client: cluster.client, identity: serverName, ttl: options.leaderTTL)
         let leadership = Leadership(election: election, state: self.leadership, informer: informer, writer: writer, cluster: cluster,
-                                    compactionInterval: options.compactionInterval, log: { logger.info("\($0)") }, makeLoops: makeLoops)
+                                    compactionInterval: options.compactionInterval, log: { logger.info("\($0)") }, makeLoops: makeTermLoops)
         let registry = ServerRegistry(client: cluster.client, name: serverName, address: { [self] in await self.address })
         return [EtcdWatchPump(cluster: cluster), informer, leadership, app, registry, shutdown]
     }

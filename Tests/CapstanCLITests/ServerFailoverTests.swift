@@ -313,4 +313,43 @@ extension NetworkingTests {
         #expect(remote.process.terminationStatus == 2)
         #expect(remote.log.contains("--etcd-cafile") && remote.log.contains("--allow-plaintext-etcd"), "\(remote.log)")
     }
+
+    /// The StorageClasses of capstan.yaml are the leader's: a follower with another config does
+    /// not write its own (they would undo each other at every start); when it leads, its config
+    /// is written, once, at the start of its term.
+    @Test(.enabled(if: EtcdServer.available, "needs Debian's etcd-server (CI installs it)"), .timeLimit(.minutes(2)))
+    func onlyTheLeaderWritesTheConfiguredStorageClasses() async throws {
+        try await withEtcd { etcd, _ in
+            let configs = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("capstan-sc-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: configs, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: configs) }
+            try "storageClasses:\n  fast: {provisioner: hostpath, reclaimPolicy: Retain}\n".write(to: configs.appendingPathComponent("a.yaml"), atomically: true, encoding: .utf8)
+            try "storageClasses:\n  fast: {provisioner: hostpath, reclaimPolicy: Delete}\n  slow: {provisioner: hostpath}\n".write(to: configs.appendingPathComponent("b.yaml"), atomically: true, encoding: .utf8)
+            let first = try ServerProcess(name: "a", etcd: [etcd.endpoint], extra: ["--config", configs.appendingPathComponent("a.yaml").path])
+            defer { first.stop() }
+            try await first.ready()
+            let token = try #require(first.adminToken)
+            let api = APIClient(server: first.address, token: token)
+            func classes() async throws -> [String: ReclaimPolicy] {
+                var found: [String: ReclaimPolicy] = [:]
+                for case .storageClass(let sc) in try await api.list(.storageClass).items { found[sc.metadata.name] = sc.spec.effectiveReclaimPolicy }
+                return found
+            }
+            try await eventually("a leads and writes its classes", timeout: 10) { (try? await classes()) == ["fast": .retain] }
+            let second = try ServerProcess(name: "b", etcd: [etcd.endpoint], secretsFrom: first.directory, extra: ["--config", configs.appendingPathComponent("b.yaml").path])
+            defer { second.stop() }
+            try await second.ready()
+            // b follows: a's classes stay as they are.
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await classes() == ["fast": .retain])
+            // a is gone: b leads and writes its own.
+            first.kill9()
+            let onB = APIClient(server: second.address, token: token)
+            try await eventually("b leads and writes its classes", timeout: 20) {
+                var found: [String: ReclaimPolicy] = [:]
+                for case .storageClass(let sc) in (try? await onB.list(.storageClass).items) ?? [] { found[sc.metadata.name] = sc.spec.effectiveReclaimPolicy }
+                return found == ["fast": .delete, "slow": .delete]
+            }
+        }
+    }
 }
