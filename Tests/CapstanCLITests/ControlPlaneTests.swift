@@ -1,5 +1,6 @@
 import CapstanAPI
 import CapstanCore
+import CapstanTestSupport
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -241,8 +242,8 @@ import Glibc
         build.arguments = [script, rootfs]
         build.standardOutput = FileHandle.nullDevice
         try build.run()
-        build.waitUntilExit()
-        try #require(build.terminationStatus == 0, "build-rootfs.sh failed")
+        let built = await exitStatus(of: build)
+        try #require(built == 0, "build-rootfs.sh failed")
         try await withDevCluster(cluster) { cluster in
         let path = try cluster.manifest("box.yaml", workloadYAML("box", replicas: 2, command: "echo hello from $(hostname); exec sleep 1000", template: """
             runtime: runc

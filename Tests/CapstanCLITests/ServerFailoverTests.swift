@@ -272,8 +272,7 @@ extension NetworkingTests {
             try await first.ready()
             let stranger = try ServerProcess(name: "stranger", etcd: [etcd.endpoint])
             defer { stranger.stop() }
-            stranger.process.waitUntilExit()
-            #expect(stranger.process.terminationStatus != 0)
+            #expect(await exitStatus(of: stranger.process) != 0)
             #expect(stranger.log.contains("does not hold the key this cluster's Secrets are sealed with: copy secrets.keys"), "\(stranger.log)")
         }
     }
@@ -302,15 +301,13 @@ extension NetworkingTests {
         // Only the CA, no client certificate: etcd refuses the handshake, the server exits naming etcd.
         let anonymous = try ServerProcess(name: "anonymous", etcd: [etcd.endpoint], secretsFrom: server.directory, extra: ["--etcd-cafile", pki.caFile])
         defer { anonymous.stop() }
-        anonymous.process.waitUntilExit()
-        #expect(anonymous.process.terminationStatus != 0)
+        #expect(await exitStatus(of: anonymous.process) != 0)
         #expect(anonymous.log.contains("give --etcd-certfile and --etcd-keyfile"), "\(anonymous.log)")
 
         // Off loopback without TLS: refused at validation, naming the flags that fix it.
         let remote = try ServerProcess(name: "remote", etcd: ["http://192.0.2.1:2379"])
         defer { remote.stop() }
-        remote.process.waitUntilExit()
-        #expect(remote.process.terminationStatus == 2)
+        #expect(await exitStatus(of: remote.process) == 2)
         #expect(remote.log.contains("--etcd-cafile") && remote.log.contains("--allow-plaintext-etcd"), "\(remote.log)")
     }
 

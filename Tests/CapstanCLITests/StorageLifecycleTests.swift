@@ -1,5 +1,6 @@
 import CapstanAPI
 import CapstanCore
+import CapstanTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -246,8 +247,8 @@ import Glibc
         build.arguments = [PluginsCLITests.products.appendingPathComponent("../../../Examples/busybox-rootfs/build-rootfs.sh").standardizedFileURL.path, rootfs]
         build.standardOutput = FileHandle.nullDevice
         try build.run()
-        build.waitUntilExit()
-        try #require(build.terminationStatus == 0, "build-rootfs.sh failed")
+        let built = await exitStatus(of: build)
+        try #require(built == 0, "build-rootfs.sh failed")
         try await withDevCluster(cluster) { cluster in
             let command = #"n=$(cat /data/count 2>/dev/null || echo 0); n=$((n+1)); echo $n > /data/count; echo run $n; dd if=/dev/zero of=/data/fill bs=1M count=64 2>&1 | grep -o 'No space left on device'; rm -f /data/fill; echo x > /ro/x 2>&1 || echo read-only refused; exec sleep 1000"#
             let workload = workloadYAML("boxed", replicas: 1, command: command, template: """

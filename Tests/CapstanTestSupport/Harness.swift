@@ -179,6 +179,17 @@ public final class ServerProcess: @unchecked Sendable {
     }
 }
 
+/// Waits for `process` to exit on a thread of its own, not on one of the (two, here) threads
+/// every test's async code shares: a blocking wait there stalls unrelated tests' timings.
+public func exitStatus(of process: Process) async -> Int32 {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
+        Thread {
+            process.waitUntilExit()
+            continuation.resume(returning: process.terminationStatus)
+        }.start()
+    }
+}
+
 /// Acknowledged writes, name → value.
 public final class Acked: Sendable {
     public init() {}
