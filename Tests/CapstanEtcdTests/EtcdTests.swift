@@ -130,8 +130,8 @@ struct EtcdTests {
             let failover = try #require(took)
             print("leader election: the second member led \(failover) after the first stopped (TTL 2 s)")
             // How fast is capstan-bench election's to measure (2.5 s p99 with TTL 2 s); here, on
-            // two cores shared with every other suite, only that it happens within a bound.
-            #expect(failover < .seconds(20))
+            // two cores shared with every other suite (10-12 s seen there), only that it happens.
+            #expect(failover < .seconds(60))
             #expect(try await client.range(bytes("/capstan/objects/Node/x")).kvs.first?.value == bytes("by a"))
         }
     }
