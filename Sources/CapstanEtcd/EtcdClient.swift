@@ -448,8 +448,10 @@ public final class EtcdClient: Sendable {
                 guard Self.neverConnected(error) else {
                     // etcd with --client-cert-auth closes a TLS 1.3 connection that showed no
                     // certificate once the request arrives: name the likely cause.
-                    let hint = tls != nil && tls?.certificatePEM == nil && "\(error)".contains("remoteConnectionClosed")
-                        ? " (a member started with --client-cert-auth closes connections that show no client certificate: give --etcd-certfile and --etcd-keyfile)" : ""
+                    let closed = ["remoteConnectionClosed", "Connection reset by peer"].contains { "\(error)".contains($0) }
+                    let hint = !closed ? ""
+                        : tls == nil ? " (a member that serves TLS closes plain HTTP connections: give --etcd-cafile, and --etcd-certfile and --etcd-keyfile if it asks for client certificates)"
+                        : tls?.certificatePEM == nil ? " (a member started with --client-cert-auth closes connections that show no client certificate: give --etcd-certfile and --etcd-keyfile)" : ""
                     throw EtcdError.outcomeUnknown("\(endpoints[index])\(path): \(error)\(hint)")
                 }
                 failures.append("\(endpoints[index]): \(error)")

@@ -130,7 +130,8 @@ struct StoreMigrateCommand: AsyncParsableCommand {
             var tokensAdded = 0
             for record in try store.tokens() where try await tokens.copy(record) { tokensAdded += 1 }
             print("copied \(path) to \(endpoints.joined(separator: ",")): \(counts["added", default: 0]) objects added, \(counts["updated", default: 0]) updated, \(counts["unchanged", default: 0]) already there, \(counts["etcd", default: 0]) kept as etcd has them (changed or deleted there since they were copied); \(tokensAdded) API token(s) added")
-            print("start each server with --store \(to) and a data directory holding a copy of \(directory)/secrets.keys (and pki/ for TLS)")
+            let tlsFlags = [("--etcd-cafile", etcd.etcdCafile), ("--etcd-certfile", etcd.etcdCertfile), ("--etcd-keyfile", etcd.etcdKeyfile)].compactMap { flag, value in value.map { " \(flag) \($0)" } }.joined()
+            print("start each server with --store \(to)\(tlsFlags) and a data directory holding a copy of \(directory)/secrets.keys (and pki/ for TLS)")
             if !refused.isEmpty {
                 throw CLIExit.fail((["\(refused.count) object(s) left alone:"] + refused.map { "  " + $0 }).joined(separator: "\n"), code: CLIExit.refused)
             }
