@@ -284,7 +284,7 @@ import Glibc
         }
         let left = ContinuousClock.now - killed
         print("killed backend left the endpoints after \(left) (polled through the CLI every 50 ms)")
-        #expect(left < .seconds(2))
+        #expect(left < .milliseconds(4500))   // before its restart, 5 s after the kill
         // New connections go to the live one only, and none is refused.
         let after = try await cluster.hosts.run(in: firstHost, "for i in 1 2 3 4; do nsenter --net=\(firstNamespace) \(busybox) wget -q -O - http://\(clusterIP):8080/ || echo failed; done")
         #expect(!after.output.contains("failed") && !after.output.contains(victim.metadata.name), "\(after.output)")

@@ -97,10 +97,12 @@ struct EtcdTests {
     }
 
     /// Two members campaign; one leads. The leader stops renewing (as when killed): the other
-    /// takes over within the lease TTL, and the old leader's fenced write is refused.
+    /// takes over once the lease expires, and the old leader's fenced write is refused.
+    /// The leader's lease is 15 s (Kubernetes' default): under the full suite this process's
+    /// threads can stall for seconds, and a 2 s lease would lapse before the leader's first write.
     @Test func oneLeaderAtATimeAndADeposedLeaderCannotWrite() async throws {
         try await withEtcd { server, client in
-            let first = LeaderElection(client: client, identity: "server-a", ttl: 2, resignsOnCancel: false)
+            let first = LeaderElection(client: client, identity: "server-a", ttl: 15, resignsOnCancel: false)
             let second = LeaderElection(client: EtcdClient(endpoints: [server.endpoint]), identity: "server-b", ttl: 2)
             let aStates = first.campaign()
             var aIterator = aStates.makeAsyncIterator()
@@ -128,10 +130,10 @@ struct EtcdTests {
                 }
             }
             let failover = try #require(took)
-            print("leader election: the second member led \(failover) after the first stopped (TTL 2 s)")
-            // How fast is capstan-bench election's to measure (2.5 s p99 with TTL 2 s); here, on
-            // two cores shared with every other suite (10-12 s seen there), only that it happens.
-            #expect(failover < .seconds(60))
+            print("leader election: the second member led \(failover) after the first stopped (TTL 15 s)")
+            // How fast is capstan-bench election's to measure (2.5 s p99 with TTL 2 s); here only
+            // that it waits for the lease, and happens.
+            #expect(failover > .seconds(14) && failover < .seconds(75))
             #expect(try await client.range(bytes("/capstan/objects/Node/x")).kvs.first?.value == bytes("by a"))
         }
     }
@@ -140,7 +142,7 @@ struct EtcdTests {
     /// leader that resigns lets the next one in without waiting for the lease to expire.
     @Test func aLeaderNoticesItsKeyGoAndResigningHandsOverAtOnce() async throws {
         try await withEtcd { server, client in
-            let first = LeaderElection(client: client, identity: "server-a", ttl: 5)
+            let first = LeaderElection(client: client, identity: "server-a", ttl: 15)
             var firstStates: AsyncStream<LeaderElection.State>? = first.campaign()
             var a = firstStates!.makeAsyncIterator()
             guard case .leading(let term)? = await a.next() else { Issue.record("a did not lead"); return }
@@ -148,7 +150,7 @@ struct EtcdTests {
             #expect(await a.next() == .following(nil))
             guard case .leading(let again)? = await a.next() else { Issue.record("a did not lead again"); return }
             #expect(again.revision > term.revision)
-            let second = LeaderElection(client: EtcdClient(endpoints: [server.endpoint]), identity: "server-b", ttl: 5)
+            let second = LeaderElection(client: EtcdClient(endpoints: [server.endpoint]), identity: "server-b", ttl: 15)
             var b = second.campaign().makeAsyncIterator()
             #expect(await b.next() == .following("server-a"))
             let resigned = ContinuousClock.now
@@ -156,8 +158,8 @@ struct EtcdTests {
             firstStates = nil
             guard case .leading? = await b.next() else { Issue.record("b did not lead"); return }
             let handover = ContinuousClock.now - resigned
-            print("leader election: handover after a resignation took \(handover) (TTL 5 s)")
-            #expect(handover < .seconds(3), "resigning should not wait for the 5 s lease")
+            print("leader election: handover after a resignation took \(handover) (TTL 15 s)")
+            #expect(handover < .seconds(10), "resigning should not wait for the 15 s lease")
         }
     }
 

@@ -217,7 +217,9 @@ import Testing
         _ = try await writer.update(.instance(web1))
         try await waitUntil("web-1 leaves") { addresses() == ["web-0"] }
         let took = ContinuousClock.now - started
-        #expect(took < .seconds(1), "took \(took)")
+        // On a change, not a resync (which comes after 30 s); under the full suite's load it
+        // can take a second or more.
+        #expect(took < .seconds(15), "took \(took)")
         _ = try await writer.delete(kind: "Instance", name: "web-0")
         try await waitUntil("web-0 leaves when deleted") { addresses() == [] }
         try await waitUntil("the service says why it has none") {
