@@ -25,6 +25,10 @@ public final class EtcdClient: Sendable {
 
     /// The TLS this client speaks to every member with; nil: plain HTTP.
     public let tls: EtcdTLS?
+    /// This client's two pools (``pool(tls:streaming:)``), looked up once: the key hashes the
+    /// PEM files, which no request should pay for.
+    private let unary: HTTPClient
+    private let streaming: HTTPClient
 
     private struct PoolKey: Hashable {
         var tls: EtcdTLS?
@@ -65,6 +69,8 @@ public final class EtcdClient: Sendable {
         }
         self.timeout = timeout
         self.tls = tls
+        unary = Self.pool(tls: tls, streaming: false)
+        streaming = Self.pool(tls: tls, streaming: true)
     }
 
     /// `etcd://host:port[,host:port…]` (or `http://…` / `https://…`, comma-separated) as
@@ -429,7 +435,7 @@ public final class EtcdClient: Sendable {
             for (name, value) in headers { request.headers.add(name: name, value: value) }
             request.body = .bytes(ByteBuffer(bytes: body))
             do {
-                let response = try await Self.pool(tls: tls, streaming: streaming).execute(request, deadline: deadline)
+                let response = try await (streaming ? self.streaming : unary).execute(request, deadline: deadline)
                 // 503 is gRPC's Unavailable. "no leader": this member could not propose it, so
                 // nothing was applied and another member may answer. Others ("leader changed",
                 // "request timed out") may have been applied: the outcome is unknown.
