@@ -175,15 +175,21 @@ public struct APIClient: Sendable {
         return AsyncThrowingStream { continuation in
             let task = Task {
                 var pending: [UInt8] = []
+                let decoder = JSONDecoder()
                 do {
                     for try await chunk in body {
                         pending.append(contentsOf: chunk.readableBytesView)
-                        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                            let line = Array(pending[..<newline])
-                            pending.removeSubrange(...newline)
-                            if line.isEmpty { continue }
-                            continuation.yield(try JSONDecoder().decode(WatchEvent.self, from: Data(line)))
+                        // A chunk often holds many lines (the server writes what it has at
+                        // once): each is decoded in place, and the consumed prefix is dropped
+                        // once per chunk, not once per line.
+                        var start = pending.startIndex
+                        while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                            if newline > start {
+                                continuation.yield(try decoder.decode(WatchEvent.self, from: Data(pending[start..<newline])))
+                            }
+                            start = newline + 1
                         }
+                        pending.removeSubrange(..<start)
                     }
                     continuation.finish()
                 } catch {

@@ -259,9 +259,8 @@ public final class ControlPlane: Sendable {
         var routes = APIRoutes(writer: writer, metrics: metrics, plugins: { [self] in await self.pluginInfo() }, isReady: { readiness.isReady }, maxInstances: options.maxInstances, audit: audit, ca: ca, identity: identity)
         routes.servers = { [self] in await self.servers() }
         routes.leadership = leadership
-        if let cluster {
+        if cluster != nil {
             routes.cachedKind = { kind in informer.read { Array($0.all(kind)) } }
-            routes.encoded = EncodedEvents(storedForm: { cluster.storedForm(at: $0) })
         }
         routes.cached = { kind, name in informer.read { $0.objects[kind]?[name] } }
         if let clusterCIDR = IPv4Network(options.clusterCIDR), let serviceCIDR = IPv4Network(options.serviceCIDR) {

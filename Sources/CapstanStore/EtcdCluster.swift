@@ -16,12 +16,9 @@ public final class EtcdCluster: Sendable {
     /// The revision the bus starts after: etcd's when this server connected.
     public let startRevision: UInt64
     private let tokensRevision: Int64
-    /// The stored JSON of the latest events, by revision (see ``storedForm(at:)``).
-    let recent = RevisionRing<[UInt8]>(capacity: 4096)
-
-    /// The object of the event at `revision` as stored (JSON without its revision), while it is
-    /// among the latest few thousand; nil for Secrets and older events.
-    public func storedForm(at revision: UInt64) -> [UInt8]? { recent.get(revision) }
+    /// The stored JSON of the latest writes, by revision: this server's own (put when etcd
+    /// acknowledged them) and every server's (put as the watch brings them).
+    public var storedForms: StoredForms { objects.storedForms }
 
     /// Connects (reading etcd's revision and the tokens): fails when no member answers.
     public init(client: EtcdClient, cipher: SecretCipher, bus: EventBus) async throws(StoreError) {
@@ -78,8 +75,8 @@ public final class EtcdCluster: Sendable {
         let seen = ProgressBox(startRevision)
         while !Task.isCancelled {
             do {
-                let recent = self.recent
-                for try await (event, revision) in objects.events(after: last, progress: { seen.advance($0) }, stored: { recent.put($0, $1) }) {
+                let forms = objects.storedForms
+                for try await (event, revision) in objects.events(after: last, progress: { seen.advance($0) }, stored: { forms.put($0, $1) }) {
                     channel.publish(event, revision: revision)
                 }
                 last = max(last, seen.value)

@@ -21,6 +21,9 @@ public final class EtcdObjectStore: Sendable {
     public let client: EtcdClient
     public let prefix: String
     let cipher: SecretCipher
+    /// The JSON of the latest writes as stored (without their revision): this store's own,
+    /// and what a watch of ``events(after:progress:stored:)`` is told.
+    public let storedForms = StoredForms(carriesRevision: false)
 
     /// - Parameters:
     ///   - cipher: seals Secrets before they leave the server (the data directory's key).
@@ -84,6 +87,7 @@ public final class EtcdObjectStore: Sendable {
             throw .alreadyExists(kind: object.kind, name: object.name)
         }
         stored.metadata.revision = UInt64(result.revision)
+        if stored.kind != SecretSpec.kind { storedForms.put(UInt64(result.revision), body) }
         return stored
     }
 
@@ -109,6 +113,7 @@ public final class EtcdObjectStore: Sendable {
             let result = try await etcd { try await self.client.txn([.unchanged(key, since: currentKV.modRevision)] + fence, success: [.put(key: key, value: body, lease: nil)], failure: [.get(key: key)]) }
             if result.succeeded {
                 next.metadata.revision = UInt64(result.revision)
+                if next.kind != SecretSpec.kind { storedForms.put(UInt64(result.revision), body) }
                 return next
             }
             // Written or deleted in between: a caller that named a revision is told (with the

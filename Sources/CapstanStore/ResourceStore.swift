@@ -70,6 +70,9 @@ public final class ResourceStore: Sendable {
     /// revision order and only after their commit succeeded.
     private let writeLock = Mutex(())
     private let marker: RevisionMarker
+    /// The JSON of the latest writes as stored (with their revision), for watch lines and
+    /// write answers made without a second encode.
+    public let storedForms = StoredForms(carriesRevision: true)
 
     /// Beside the database, the file that records the last committed revision.
     public static let markerSuffix = ".revision"
@@ -237,8 +240,9 @@ public final class ResourceStore: Sendable {
         return writeLock.withLock { _ in
             let outcome: [Result<AnyResource, StoreError>]
             let events: [(ResourceEvent, UInt64)]
+            let forms: [(UInt64, [UInt8])]
             do {
-                (outcome, events) = try transaction(operations, checked)
+                (outcome, events, forms) = try transaction(operations, checked)
             } catch {
                 let failure = StoreError.storage("\(error)")
                 return operations.map { _ in .failure(failure) }
@@ -247,17 +251,19 @@ public final class ResourceStore: Sendable {
             // revision beside the database, then tell the bus.
             if let last = events.last?.1 {
                 marker.record(last)
+                for (revision, json) in forms { storedForms.put(revision, json) }
                 for (event, revision) in events { channel.publish(event, revision: revision) }
             }
             return outcome
         }
     }
 
-    private func transaction(_ operations: [StoreOperation], _ checked: [Result<AnyResource, StoreError>?]) throws -> ([Result<AnyResource, StoreError>], [(ResourceEvent, UInt64)]) {
+    private func transaction(_ operations: [StoreOperation], _ checked: [Result<AnyResource, StoreError>?]) throws -> ([Result<AnyResource, StoreError>], [(ResourceEvent, UInt64)], [(UInt64, [UInt8])]) {
         let cipher = currentCipher
         return try pool.write { db in
                 var revision = try Self.currentRevision(db)
                 var events: [(ResourceEvent, UInt64)] = []
+                var forms: [(UInt64, [UInt8])] = []
                 var outcome: [Result<AnyResource, StoreError>] = []
                 outcome.reserveCapacity(operations.count)
                 for (operation, early) in zip(operations, checked) {
@@ -266,9 +272,10 @@ public final class ResourceStore: Sendable {
                         continue
                     }
                     do {
-                        let (stored, event) = try Self.apply(operation, db, revision: revision + 1, cipher: cipher)
+                        let (stored, event, json) = try Self.apply(operation, db, revision: revision + 1, cipher: cipher)
                         revision += 1
                         events.append((event, revision))
+                        if let json { forms.append((revision, json)) }
                         outcome.append(.success(stored))
                     } catch let error as StoreError {
                         outcome.append(.failure(error))
@@ -277,11 +284,13 @@ public final class ResourceStore: Sendable {
                 if !events.isEmpty {
                     try db.cachedStatement(sql: "UPDATE counters SET value = ? WHERE name = 'revision'").execute(arguments: [revision])
                 }
-                return (outcome, events)
+                return (outcome, events, forms)
         }
     }
 
-    private static func apply(_ operation: StoreOperation, _ db: Database, revision: UInt64, cipher: SecretCipher) throws -> (AnyResource, ResourceEvent) {
+    /// The stored object, its event, and its JSON as written when that is plain (not a Secret's,
+    /// which is sealed; not a delete's).
+    private static func apply(_ operation: StoreOperation, _ db: Database, revision: UInt64, cipher: SecretCipher) throws -> (AnyResource, ResourceEvent, [UInt8]?) {
         switch operation {
         case .create(let object):
             if try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM objects WHERE kind = ? AND name = ?"), arguments: [object.kind, object.name]) != nil {
@@ -292,9 +301,10 @@ public final class ResourceStore: Sendable {
             stored.metadata.creationTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
             stored.metadata.revision = revision
             stored.metadata.generation = 1
+            let plain = try encode(stored)
             try db.cachedStatement(sql: "INSERT INTO objects (kind, name, body) VALUES (?, ?, ?)").execute(
-                           arguments: [stored.kind, stored.name, try encodeWithinLimit(stored, cipher)])
-            return (stored, ResourceEvent(.added, stored))
+                           arguments: [stored.kind, stored.name, try sealWithinLimit(plain, stored, cipher)])
+            return (stored, ResourceEvent(.added, stored), stored.kind == SecretSpec.kind ? nil : Array(plain))
         case .update(let object):
             // Only what the update keeps or checks: no decode of the whole stored object on the
             // writer's (serial) queue.
@@ -345,7 +355,7 @@ public final class ResourceStore: Sendable {
             }
             try db.cachedStatement(sql: "UPDATE objects SET body = ? WHERE kind = ? AND name = ?").execute(
                            arguments: [try sealWithinLimit(plain, stored, cipher), stored.kind, stored.name])
-            return (stored, ResourceEvent(.modified, stored))
+            return (stored, ResourceEvent(.modified, stored), sealed ? nil : Array(plain))
         case .delete(let kind, let name, let expected):
             guard var removed = try stored(db, kind, name, cipher) else {
                 throw StoreError.notFound(kind: kind, name: name)
@@ -356,7 +366,7 @@ public final class ResourceStore: Sendable {
             }
             try db.cachedStatement(sql: "DELETE FROM objects WHERE kind = ? AND name = ?").execute(arguments: [kind, name])
             removed.metadata.revision = revision
-            return (removed, ResourceEvent(.deleted, removed))
+            return (removed, ResourceEvent(.deleted, removed), nil)
         }
     }
 

@@ -54,6 +54,14 @@ public final class StoreWriter: Sendable {
     }
 
     /// The SQLite store, when that is the backend.
+    /// The JSON of the latest writes as the backend stored them (see ``StoredForms``).
+    public var storedForms: StoredForms {
+        switch backend {
+        case .sqlite(let store): store.storedForms
+        case .etcd(let cluster): cluster.storedForms
+        }
+    }
+
     public var store: ResourceStore? {
         if case .sqlite(let store) = backend { return store }
         return nil

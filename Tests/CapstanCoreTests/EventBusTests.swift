@@ -25,6 +25,30 @@ import Testing
         #expect(received.compactMap { if case .event(_, let payload) = $0 { payload } else { nil } } == Array(1...100))
     }
 
+    /// `nextBatch()` (SDK 1.6) hands over everything waiting at once, in order, and mixes with
+    /// `next()`: what `next()` left of a batch comes first.
+    @Test func nextBatchTakesEverythingWaitingInOrder() async throws {
+        let channel = BusChannel<Int>()
+        let subscription = try channel.subscribe()
+        var iterator = subscription.makeAsyncIterator()
+        for value in 1...5 { channel.publish(value) }
+        let first = await iterator.next()
+        #expect(revisions([try #require(first)]) == [1])
+        let rest = try #require(await iterator.nextBatch())
+        #expect(revisions(Array(rest)) == [2, 3, 4, 5])
+        for value in 6...8 { channel.publish(value) }
+        let next = try #require(await iterator.nextBatch())
+        #expect(revisions(Array(next)) == [6, 7, 8])
+        // A waiting batch read is woken by the next publish.
+        let later = try channel.subscribe()
+        let waiting = Task { var iterator = later.makeAsyncIterator(); return await iterator.nextBatch().map { Array($0) } }
+        try await Task.sleep(for: .milliseconds(50))
+        channel.publish(9)
+        #expect(revisions(try #require(await waiting.value)) == [9])
+        subscription.cancel()
+        #expect(await iterator.nextBatch() == nil)
+    }
+
     @Test func slowSubscriberGetsAResyncMarkerNotUnboundedMemory() async throws {
         let channel = BusChannel<Int>(subscriberCapacity: 8, replayWindow: 16)
         let subscription = try channel.subscribe()

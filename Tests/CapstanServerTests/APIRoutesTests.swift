@@ -54,6 +54,34 @@ import Testing
 
     static let yaml: HTTPFields = [.contentType: "application/yaml"]
 
+    /// The answer to a create, an update and a status write is the object as the store wrote
+    /// it (served from its stored JSON, not encoded again): the same object a GET then reads,
+    /// with its revision, uid and generation.
+    @Test func writesAnswerWithTheObjectAsStored() async throws {
+        try await withAPI { client, store in
+            let decode = { (response: TestResponse) throws -> AnyResource in try JSONDecoder().decode(AnyResource.self, from: Data(response.body.readableBytesView)) }
+            let created = try await client.execute(uri: "/v1/workloads", method: .post, body: json(#"{"kind":"Workload","metadata":{"name":"w"},"spec":{"replicas":1,"template":{"command":["x"]}}}"#)) {
+                #expect($0.status == .created)
+                return try decode($0)
+            }
+            #expect(created.metadata.revision != nil && created.metadata.uid != nil && created.metadata.generation == 1)
+            #expect(try store.get(kind: "Workload", name: "w") == created)
+            let updated = try await client.execute(uri: "/v1/workloads/w", method: .put, body: json(#"{"kind":"Workload","metadata":{"name":"w","revision":\#(created.metadata.revision!)},"spec":{"replicas":2,"template":{"command":["x"]}}}"#)) {
+                #expect($0.status == .ok)
+                return try decode($0)
+            }
+            #expect(updated.metadata.generation == 2 && updated.metadata.revision! > created.metadata.revision!)
+            #expect(try store.get(kind: "Workload", name: "w") == updated)
+            // A Secret's stored form is sealed: its answer is encoded, and says the same.
+            let secret = try await client.execute(uri: "/v1/secrets", method: .post, body: json(#"{"kind":"Secret","metadata":{"name":"s"},"spec":{"data":{"k":"dg=="}}}"#)) {
+                #expect($0.status == .created)
+                return try decode($0)
+            }
+            #expect(try store.get(kind: "Secret", name: "s") == secret)
+            #expect(store.storedForms.object(at: secret.metadata.revision!) == nil)
+        }
+    }
+
     /// A PUT naming the revision the informer holds takes the stored side from the informer
     /// (no store read); any other revision reads the store. The copy here is doctored (its
     /// labels differ from the store's) only to show which one was used.

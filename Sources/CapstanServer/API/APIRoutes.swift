@@ -41,7 +41,21 @@ struct APIRoutes: Sendable {
     var leadership: LeadershipState? = nil
     /// What `GET /v1/servers` answers.
     var servers: (@Sendable () async -> [ServerInfo])? = nil
-    var encoded = EncodedEvents()
+    /// Watch lines, made from the JSON the store wrote while it holds it.
+    let encoded: EncodedEvents
+
+    init(writer: StoreWriter, metrics: ServerMetrics, plugins: @escaping @Sendable () async -> [PluginInfo], isReady: @escaping @Sendable () -> Bool,
+         maxInstances: Int = 50_000, audit: AuditLog? = nil, ca: ClusterCA? = nil, identity: TLSIdentity? = nil) {
+        self.writer = writer
+        self.metrics = metrics
+        self.plugins = plugins
+        self.isReady = isReady
+        self.maxInstances = maxInstances
+        self.audit = audit
+        self.ca = ca
+        self.identity = identity
+        encoded = EncodedEvents(forms: writer.storedForms)
+    }
 
     func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
@@ -133,7 +147,7 @@ struct APIRoutes: Sendable {
         object.metadata.revision = nil
         object.metadata.deletionTimestamp = nil
         try await checkInstanceQuota(object, creating: true)
-        return try json(try await writer.create(object), status: .created)
+        return try written(try await writer.create(object), status: .created)
     }
 
     private func update(_ request: Request, _ context: BasicRequestContext, _ principal: Principal) async throws -> Response {
@@ -141,7 +155,16 @@ struct APIRoutes: Sendable {
         let written = try await assignAddresses(try SystemFields.clientWrite(object, stored: current, by: principal), stored: current)
         try await StorageAdmission.check(written, stored: current, lookup: stored)
         try await checkInstanceQuota(written, creating: false)
-        return try json(try await writer.update(written))
+        return try self.written(try await writer.update(written))
+    }
+
+    /// The answer to a create or update: the object as the store wrote it — its stored JSON
+    /// while the store holds that (no second encode), else encoded.
+    private func written(_ object: AnyResource, status: HTTPResponse.Status = .ok) throws -> Response {
+        if let revision = object.metadata.revision, let stored = encoded.forms?.object(at: revision) {
+            return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: stored)))
+        }
+        return try json(object, status: status)
     }
 
     /// A service's virtual IP and a node's pod subnet: kept when stored, given when missing.
@@ -163,7 +186,7 @@ struct APIRoutes: Sendable {
     /// metadata stay); compare-and-swap on `metadata.revision` when sent. Agents report here.
     private func updateStatus(_ request: Request, _ context: BasicRequestContext, _ principal: Principal) async throws -> Response {
         let (object, current) = try await replacement(request, context, principal, .updateStatus)
-        return try json(try await writer.update(try SystemFields.statusWrite(object, stored: current)))
+        return try written(try await writer.update(try SystemFields.statusWrite(object, stored: current)))
     }
 
     /// The body of a PUT to `/v1/KIND/NAME[/status]` and the stored object it replaces, once the
@@ -270,7 +293,7 @@ struct APIRoutes: Sendable {
                 }
                 if instance.metadata.deletionTimestamp != nil { return try json(AnyResource.instance(instance), status: .accepted) }
                 instance.metadata.deletionTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
-                return try json(try await writer.update(.instance(instance)), status: .accepted)
+                return try written(try await writer.update(.instance(instance)), status: .accepted)
             }
         }
         if kind.kind == "Volume" && !force && principal.role != .node, case .volume(var volume)? = try await stored("Volume", name) {
@@ -281,7 +304,7 @@ struct APIRoutes: Sendable {
                 if volume.metadata.deletionTimestamp != nil { return try json(AnyResource.volume(volume), status: .accepted) }
                 volume.metadata.deletionTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
                 volume.status.phase = .released
-                return try json(try await writer.update(.volume(volume)), status: .accepted)
+                return try written(try await writer.update(.volume(volume)), status: .accepted)
             }
         }
         if kind.kind == "VolumeSnapshot" && !force && principal.role != .node, case .volumeSnapshot(var snapshot)? = try await stored("VolumeSnapshot", name),
@@ -289,7 +312,7 @@ struct APIRoutes: Sendable {
             // Its node's agent deletes the plugin's copy, then the object.
             if snapshot.metadata.deletionTimestamp != nil { return try json(AnyResource.volumeSnapshot(snapshot), status: .accepted) }
             snapshot.metadata.deletionTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
-            return try json(try await writer.update(.volumeSnapshot(snapshot)), status: .accepted)
+            return try written(try await writer.update(.volumeSnapshot(snapshot)), status: .accepted)
         }
         return try json(try await writer.delete(kind: kind.kind, name: name, revision: revision))
     }
@@ -331,17 +354,36 @@ struct APIRoutes: Sendable {
                 subscription.cancel()
                 metrics.watchers.decrement(by: 1)
             }
-            let encoder = JSONEncoder()
-            for await delivery in subscription {
-                switch delivery {
-                case .event(let revision, let event):
-                    // A bus behind the asked revision repeats what the client has seen.
-                    guard revision > from, event.object.kind == kind.kind, filter.matches(event.object) else { continue }
-                    try await writer.write(try encoded.line(event, revision: revision))
-                case .resync(let revision):
-                    var line = try encoder.encode(WatchEvent(type: .resync, revision: revision))
-                    line.append(UInt8(ascii: "\n"))
-                    try await writer.write(ByteBuffer(bytes: line))
+            // What the bus delivered since the last write goes out as one write: with many
+            // watchers, a write (a chunk, a TLS record, a syscall) per event was most of the
+            // fan-out's cost.
+            var deliveries = subscription.makeAsyncIterator()
+            while let batch = await deliveries.nextBatch() {
+                var lines: [ByteBuffer] = []
+                var ended = false
+                for delivery in batch {
+                    switch delivery {
+                    case .event(let revision, let event):
+                        // A bus behind the asked revision repeats what the client has seen.
+                        guard revision > from, event.object.kind == kind.kind, filter.matches(event.object) else { continue }
+                        lines.append(try encoded.line(event, revision: revision))
+                    case .resync(let revision):
+                        var line = try JSONEncoder().encode(WatchEvent(type: .resync, revision: revision))
+                        line.append(UInt8(ascii: "\n"))
+                        lines.append(ByteBuffer(bytes: line))
+                        ended = true
+                    }
+                    if ended { break }
+                }
+                if lines.count == 1 {
+                    try await writer.write(lines[0])
+                } else if !lines.isEmpty {
+                    var out = ByteBuffer()
+                    out.reserveCapacity(lines.reduce(0) { $0 + $1.readableBytes })
+                    for var line in lines { out.writeBuffer(&line) }
+                    try await writer.write(out)
+                }
+                if ended {
                     try await writer.finish(nil)
                     return
                 }

@@ -5,24 +5,20 @@ import Foundation
 import NIOCore
 
 /// Watch lines by revision, encoded once and shared by every watcher: with N watchers a write is
-/// encoded once, not N times.
+/// encoded once, not N times — and not even once while the store still holds the JSON it wrote
+/// (``StoredForms``): the line is that JSON inside the event's envelope.
 final class EncodedEvents: Sendable {
     private let lines: RevisionRing<ByteBuffer>
+    let forms: StoredForms?
 
-    /// With etcd: the object of the event at a revision as stored (JSON without a revision),
-    /// so its line is that JSON with the revision put in, not a second encoding.
-    let storedForm: (@Sendable (UInt64) -> [UInt8]?)?
-
-    init(capacity: Int = 4096, storedForm: (@Sendable (UInt64) -> [UInt8]?)? = nil) {
+    init(capacity: Int = 4096, forms: StoredForms? = nil) {
         lines = RevisionRing(capacity: capacity)
-        self.storedForm = storedForm
+        self.forms = forms
     }
 
-    /// `{"type":…,"revision":R,"object":<stored JSON with "revision":R in its metadata>}`, or nil
-    /// when the stored form has no metadata object to put the revision in.
-    static func spliced(_ stored: [UInt8], change: ResourceEvent.Change, revision: UInt64) -> [UInt8]? {
-        let marker = Array(#""metadata":{"#.utf8)
-        guard let at = stored.firstRange(of: marker)?.upperBound, at < stored.count else { return nil }
+    /// `{"type":…,"revision":R,"object":<object>}` and a newline, for `object` the JSON of the
+    /// event's object with its revision.
+    static func line(object: [UInt8], change: ResourceEvent.Change, revision: UInt64) -> [UInt8] {
         let type: String
         switch change {
         case .added: type = "Added"
@@ -31,12 +27,9 @@ final class EncodedEvents: Sendable {
         @unknown default: type = "Modified"
         }
         var line: [UInt8] = []
-        line.reserveCapacity(stored.count + 80)
+        line.reserveCapacity(object.count + 64)
         line += Array(#"{"type":""#.utf8) + Array(type.utf8) + Array(#"","revision":"#.utf8) + Array(String(revision).utf8) + Array(#","object":"#.utf8)
-        line += stored[..<at]
-        line += Array(#""revision":"#.utf8) + Array(String(revision).utf8)
-        if stored[at] != UInt8(ascii: "}") { line.append(UInt8(ascii: ",")) }
-        line += stored[at...]
+        line += object
         line += Array("}\n".utf8)
         return line
     }
@@ -45,8 +38,8 @@ final class EncodedEvents: Sendable {
     func line(_ event: ResourceEvent, revision: UInt64) throws -> ByteBuffer {
         if let cached = lines.get(revision) { return cached }
         let line: ByteBuffer
-        if let stored = storedForm?(revision), let spliced = Self.spliced(stored, change: event.change, revision: revision) {
-            line = ByteBuffer(bytes: spliced)
+        if let object = forms?.object(at: revision) {
+            line = ByteBuffer(bytes: Self.line(object: object, change: event.change, revision: revision))
         } else {
             var data = try JSONEncoder().encode(WatchEvent(event, revision: revision))
             data.append(UInt8(ascii: "\n"))

@@ -6,7 +6,7 @@ public enum SDKVersion {
     /// Raised for changes that break plugins; the host refuses other majors.
     @_alwaysEmitIntoClient public static var major: UInt16 { 1 }
     /// Raised for additions; a host runs plugins built against its minor or older.
-    @_alwaysEmitIntoClient public static var minor: UInt16 { 5 }
+    @_alwaysEmitIntoClient public static var minor: UInt16 { 6 }
     /// `1.0`.
     @_alwaysEmitIntoClient public static var string: String { "\(major).\(minor)" }
 

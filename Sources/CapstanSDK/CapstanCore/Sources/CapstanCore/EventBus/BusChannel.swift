@@ -301,5 +301,26 @@ public struct BusSubscription<Payload: Sendable>: AsyncSequence, Sendable {
             index = 1
             return batch[0]
         }
+
+        /// Everything delivered and not yet read, at least one delivery, in publish order; nil
+        /// when the subscription has ended (SDK 1.6). A consumer that writes what it reads (a
+        /// watch stream) pays its per-write cost once per batch instead of once per event.
+        /// May be mixed with ``next()``.
+        @inlinable
+        public mutating func nextBatch() async -> ArraySlice<BusDelivery<Payload>>? {
+            if index < batch.count {
+                let rest = batch[index...]
+                index = batch.count
+                return rest
+            }
+            guard let fresh = await token.channel.take(token.id) else {
+                batch = []
+                index = 0
+                return nil
+            }
+            batch = fresh
+            index = fresh.count
+            return fresh[...]
+        }
     }
 }
