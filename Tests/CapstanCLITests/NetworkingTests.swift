@@ -96,7 +96,14 @@ import Glibc
 
         func logs() -> String {
             ["server.log", "agent1.log", "agent2.log"].map { name in
-                "--- \(name)\n" + ((try? String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)).map { String($0.suffix(4000)) } ?? "")
+                "--- \(name)\n" + ((try? String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)).map { log in
+                    // A crash's reason and crashing thread come first in Swift's backtrace,
+                    // before the other threads: keep them, not just the log's end.
+                    if let crash = log.range(of: "Program crashed") ?? log.range(of: "Fatal error") {
+                        return String(log[..<crash.lowerBound].suffix(1500)) + String(log[crash.lowerBound...].prefix(5000))
+                    }
+                    return String(log.suffix(4000))
+                } ?? "")
             }.joined(separator: "\n")
         }
 

@@ -357,32 +357,37 @@ struct APIRoutes: Sendable {
             // What the bus delivered since the last write goes out as one write: with many
             // watchers, a write (a chunk, a TLS record, a syscall) per event was most of the
             // fan-out's cost.
+            // A write holds at most `writeBytes` (or one line): a batch of thousands of large
+            // objects goes out in pieces, not copied into one buffer.
+            let writeBytes = 256 << 10
             var deliveries = subscription.makeAsyncIterator()
             while let batch = await deliveries.nextBatch() {
                 var lines: [ByteBuffer] = []
+                var pending = 0
                 var ended = false
                 for delivery in batch {
+                    let line: ByteBuffer
                     switch delivery {
                     case .event(let revision, let event):
                         // A bus behind the asked revision repeats what the client has seen.
                         guard revision > from, event.object.kind == kind.kind, filter.matches(event.object) else { continue }
-                        lines.append(try encoded.line(event, revision: revision))
+                        line = try encoded.line(event, revision: revision)
                     case .resync(let revision):
-                        var line = try JSONEncoder().encode(WatchEvent(type: .resync, revision: revision))
-                        line.append(UInt8(ascii: "\n"))
-                        lines.append(ByteBuffer(bytes: line))
+                        var data = try JSONEncoder().encode(WatchEvent(type: .resync, revision: revision))
+                        data.append(UInt8(ascii: "\n"))
+                        line = ByteBuffer(bytes: data)
                         ended = true
                     }
+                    if pending > 0 && pending + line.readableBytes > writeBytes {
+                        try await writer.write(Self.joined(lines, bytes: pending))
+                        lines.removeAll(keepingCapacity: true)
+                        pending = 0
+                    }
+                    lines.append(line)
+                    pending += line.readableBytes
                     if ended { break }
                 }
-                if lines.count == 1 {
-                    try await writer.write(lines[0])
-                } else if !lines.isEmpty {
-                    var out = ByteBuffer()
-                    out.reserveCapacity(lines.reduce(0) { $0 + $1.readableBytes })
-                    for var line in lines { out.writeBuffer(&line) }
-                    try await writer.write(out)
-                }
+                if !lines.isEmpty { try await writer.write(Self.joined(lines, bytes: pending)) }
                 if ended {
                     try await writer.finish(nil)
                     return
@@ -390,6 +395,15 @@ struct APIRoutes: Sendable {
             }
             try await writer.finish(nil)
         })
+    }
+
+    /// `lines` as one buffer (the one line itself, shared, when there is one).
+    static func joined(_ lines: [ByteBuffer], bytes: Int) -> ByteBuffer {
+        if lines.count == 1 { return lines[0] }
+        var out = ByteBuffer()
+        out.reserveCapacity(bytes)
+        for var line in lines { out.writeBuffer(&line) }
+        return out
     }
 
     /// Reads an instance's output from its node's agent.
