@@ -184,7 +184,7 @@ let package = Package(
             path: "Sources/capstan",
             linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath=$ORIGIN", "-Xlinker", "-rpath=$ORIGIN/../lib"])]
         ),
-        .testTarget(name: "CapstanAgentTests", dependencies: ["CapstanAgent", core], path: "Tests/CapstanAgentTests"),
+        .testTarget(name: "CapstanAgentTests", dependencies: ["CapstanAgent", "CapstanSupervision", core], path: "Tests/CapstanAgentTests"),
         .testTarget(name: "CapstanCLITests", dependencies: [core, "CapstanAPI", "CapstanEtcd", "CapstanTestSupport"], path: "Tests/CapstanCLITests"),
 
         // Benchmarks: `swift run -c release capstan-bench`. Links Binpack statically to compare a

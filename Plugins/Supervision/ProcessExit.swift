@@ -121,25 +121,24 @@ public enum ProcessExit {
         func start(_ continuation: CheckedContinuation<Void, Never>) {
             let fd = self.fd
             let closing = self.closing
+            lock.lock()
+            guard case .idle = state else {
+                // Cancelled before it began: no source is made. (One made and released without
+                // ever being resumed is a libdispatch crash — "release of an inactive object" —
+                // which an agent met when an instance's start was cancelled by its fencing.)
+                lock.unlock()
+                if closing { close(fd) }
+                continuation.resume()
+                return
+            }
             let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: Self.queue)
             source.setEventHandler { [weak self] in self?.finish() }
             source.setCancelHandler { if closing { close(fd) } }
-            lock.lock()
-            let started: Bool
-            if case .idle = state {
-                state = .waiting(source, continuation)
-                started = true
-            } else {
-                started = false
-            }
+            state = .waiting(source, continuation)
             lock.unlock()
-            if started {
-                source.resume()
-            } else {
-                // Cancelled before it began.
-                if closing { close(fd) }
-                continuation.resume()
-            }
+            // A finish() between the unlock and here cancels first; the resume then activates
+            // the source, which runs its cancel handler.
+            source.resume()
         }
 
         func finish() {

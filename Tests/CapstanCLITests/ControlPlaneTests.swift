@@ -73,11 +73,16 @@ import Glibc
     @Test func readinessGatesReady() async throws {
         try await withDevCluster { cluster in
             let template = fileProbe("readinessProbe", file: "ready", period: 0.2, failureThreshold: 1)
-            let path = try cluster.manifest("ready.yaml", workloadYAML("ready", replicas: 1, command: "sleep 2; touch ready; exec sleep 1000", template: template))
+            // It becomes ready when the test says so (a file), not after a sleep a loaded test
+            // process may outlast before it looks.
+            let go = cluster.dataDirectory.appendingPathComponent("go").path
+            let path = try cluster.manifest("ready.yaml", workloadYAML("ready", replicas: 1, command: "while [ ! -e \(go) ]; do sleep 0.05; done; touch ready; exec sleep 1000", template: template))
             #expect(try await cluster.capstan("apply", "-f", path).status == 0)
             try await eventually("it runs", timeout: 20) { try await cluster.instances(of: "ready").first?.status.phase == .running }
+            try await Task.sleep(for: .milliseconds(600))   // three probe periods
             let early = try #require(try await cluster.instances(of: "ready").first)
             #expect(!early.status.ready, "Ready before its probe passed")
+            #expect(FileManager.default.createFile(atPath: go, contents: nil))
             try await eventually("it becomes Ready", timeout: 20) { try await cluster.instances(of: "ready").first?.status.ready == true }
             guard case .workload(let workload) = try await cluster.api.get(.workload, "ready") else { Issue.record("no workload"); return }
             try await eventually("the workload counts it", timeout: 5) {
