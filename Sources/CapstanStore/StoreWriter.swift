@@ -53,7 +53,6 @@ public final class StoreWriter: Sendable {
         self.fence = fence
     }
 
-    /// The SQLite store, when that is the backend.
     /// The JSON of the latest writes as the backend stored them (see ``StoredForms``).
     public var storedForms: StoredForms {
         switch backend {
@@ -62,6 +61,7 @@ public final class StoreWriter: Sendable {
         }
     }
 
+    /// The SQLite store, when that is the backend.
     public var store: ResourceStore? {
         if case .sqlite(let store) = backend { return store }
         return nil
