@@ -298,6 +298,22 @@ import Glibc
             let capacity: ResourceList = ["cpu": "4", "memory": "4Gi"]
             let beat = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
             _ = try await ghost.create(.node(Node(name: "ghost", spec: NodeSpec(), status: NodeStatus(capacity: capacity, allocatable: capacity, ready: true, lastHeartbeat: beat))))
+            // The ghost renews its lease until its instance is bound: on a loaded test machine
+            // the cordon and the scheduling can take longer than the 2 s node timeout, and a
+            // NotReady node gets nothing bound.
+            let renewing = Task {
+                var lease: Lease?
+                while !Task.isCancelled {
+                    let now = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
+                    if var current = lease {
+                        current.spec.renewTime = now
+                        if case .lease(let stored)? = try? await ghost.update(.lease(current)) { lease = stored }
+                    } else if case .lease(let stored)? = try? await ghost.create(.lease(Lease(name: "ghost", spec: LeaseSpec(holderIdentity: "node/ghost", leaseDurationSeconds: 2, renewTime: now)))) {
+                        lease = stored
+                    }
+                    try? await Task.sleep(for: .milliseconds(300))
+                }
+            }
             // Cordon the live node so the scheduler binds the instance to the ghost (its agent's
             // heartbeats may race the write: retry on conflict).
             try await eventually("the live node is cordoned", timeout: 10) {
@@ -310,6 +326,9 @@ import Glibc
                 guard case .instance(let instance) = try await api.get(.instance, "stranded") else { return false }
                 return instance.spec.nodeName == "ghost"
             }
+            // From here on the ghost is silent.
+            renewing.cancel()
+            _ = await renewing.value
             try await eventually("the node is NotReady", timeout: 15) {
                 guard case .node(let node) = try await api.get(.node, "ghost") else { return false }
                 return !node.status.ready

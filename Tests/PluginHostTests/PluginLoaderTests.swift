@@ -38,74 +38,74 @@ import Testing
         #expect(failure?.message.contains("is not an ELF file") == true)
     }
 
-    @Test func missingDependency() throws {
-        let dependency = try Fixtures.compileC("int helper(void) { return 1; }", name: "gonedep", in: directory)
-        let plugin = try Fixtures.compileC(Fixtures.handshakeSource(extra: "int helper(void); int use(void) { return helper(); }"), name: "needsdep", in: directory, extraArguments: ["-L", directory.path, "-lgonedep"])
+    @Test func missingDependency() async throws {
+        let dependency = try await Fixtures.compileC("int helper(void) { return 1; }", name: "gonedep", in: directory)
+        let plugin = try await Fixtures.compileC(Fixtures.handshakeSource(extra: "int helper(void); int use(void) { return helper(); }"), name: "needsdep", in: directory, extraArguments: ["-L", directory.path, "-lgonedep"])
         try FileManager.default.removeItem(atPath: dependency)
         let failure = refusal(plugin)
         #expect(failure?.check == .dlopen)
         #expect(failure?.message.contains("a library it depends on cannot be found: libgonedep.so") == true)
     }
 
-    @Test func builtAgainstANewerSDKNamesTheMissingSymbol() throws {
+    @Test func builtAgainstANewerSDKNamesTheMissingSymbol() async throws {
         // What a plugin built against a future SDK looks like to dlopen: a Swift symbol this host lacks.
-        let plugin = try Fixtures.compileC(Fixtures.handshakeSource(extra: "extern void $s10CapstanSDK15SnapshotPlannerV4planyyF(void); void use(void) { $s10CapstanSDK15SnapshotPlannerV4planyyF(); }"), name: "newersdk", in: directory)
+        let plugin = try await Fixtures.compileC(Fixtures.handshakeSource(extra: "extern void $s10CapstanSDK15SnapshotPlannerV4planyyF(void); void use(void) { $s10CapstanSDK15SnapshotPlannerV4planyyF(); }"), name: "newersdk", in: directory)
         let failure = refusal(plugin)
         #expect(failure?.check == .dlopen)
         #expect(failure?.message == "plugin needs 'CapstanSDK.SnapshotPlanner.plan() -> ()', which this host's libCapstanSDK.so (SDK \(SDKVersion.string)) lacks: it was built against a newer SDK; rebuild it against SDK \(SDKVersion.string) or upgrade the host")
     }
 
-    @Test func missingEntrySymbol() throws {
-        let plugin = try Fixtures.compileC(Fixtures.handshakeSource(entry: "some_other_name"), name: "noentry", in: directory)
+    @Test func missingEntrySymbol() async throws {
+        let plugin = try await Fixtures.compileC(Fixtures.handshakeSource(entry: "some_other_name"), name: "noentry", in: directory)
         let failure = refusal(plugin)
         #expect(failure?.check == .entrySymbol)
         #expect(failure?.message.hasPrefix("exports no `capstan_plugin_v1` symbol") == true)
     }
 
-    @Test func badMagic() throws {
-        let plugin = try Fixtures.compileC(Fixtures.handshakeSource(magic: "0x12345678u"), name: "badmagic", in: directory)
+    @Test func badMagic() async throws {
+        let plugin = try await Fixtures.compileC(Fixtures.handshakeSource(magic: "0x12345678u"), name: "badmagic", in: directory)
         let failure = refusal(plugin)
         #expect(failure?.check == .magic)
         #expect(failure?.message.hasPrefix("bad magic 0x12345678 (expected 0x4e545343)") == true)
     }
 
-    @Test func structTooSmall() throws {
-        let plugin = try Fixtures.compileC(Fixtures.handshakeSource(size: "8"), name: "smallstruct", in: directory)
+    @Test func structTooSmall() async throws {
+        let plugin = try await Fixtures.compileC(Fixtures.handshakeSource(size: "8"), name: "smallstruct", in: directory)
         let failure = refusal(plugin)
         #expect(failure?.check == .structSize)
         #expect(failure?.message.hasPrefix("handshake struct is 8 bytes") == true)
     }
 
-    @Test func sdkMajorMismatch() throws {
-        let plugin = try Fixtures.compileC(Fixtures.handshakeSource(major: 2), name: "major2", in: directory)
+    @Test func sdkMajorMismatch() async throws {
+        let plugin = try await Fixtures.compileC(Fixtures.handshakeSource(major: 2), name: "major2", in: directory)
         let failure = refusal(plugin)
         #expect(failure?.check == .sdkMajor)
         #expect(failure?.message.hasPrefix("plugin built for SDK 2.0 but host runs SDK \(SDKVersion.string): major version mismatch") == true)
     }
 
-    @Test func newerMinor() throws {
-        let plugin = try Fixtures.compileC(Fixtures.handshakeSource(minor: 7), name: "minor7", in: directory)
+    @Test func newerMinor() async throws {
+        let plugin = try await Fixtures.compileC(Fixtures.handshakeSource(minor: 7), name: "minor7", in: directory)
         let failure = refusal(plugin)
         #expect(failure?.check == .sdkMinor)
         #expect(failure?.message == "plugin built for SDK 1.7 is newer than host SDK \(SDKVersion.string); upgrade the host")
     }
 
-    @Test func compilerMismatch() throws {
-        let plugin = try Fixtures.compileC(Fixtures.handshakeSource(swiftVersion: "\"6.2\""), name: "swift62", in: directory)
+    @Test func compilerMismatch() async throws {
+        let plugin = try await Fixtures.compileC(Fixtures.handshakeSource(swiftVersion: "\"6.2\""), name: "swift62", in: directory)
         let failure = refusal(plugin)
         #expect(failure?.check == .compiler)
         #expect(failure?.message.hasPrefix("plugin built with Swift 6.2 but host built with Swift \(SDKVersion.compilerVersion)") == true)
     }
 
-    @Test func unknownKind() throws {
-        let plugin = try Fixtures.compileC(Fixtures.handshakeSource(kind: "99"), name: "kind99", in: directory)
+    @Test func unknownKind() async throws {
+        let plugin = try await Fixtures.compileC(Fixtures.handshakeSource(kind: "99"), name: "kind99", in: directory)
         let failure = refusal(plugin)
         #expect(failure?.check == .kind)
         #expect(failure?.message.hasPrefix("declares unknown plugin kind 99") == true)
     }
 
-    @Test func unsupportedKindAPIVersion() throws {
-        let plugin = try Fixtures.compileC(Fixtures.handshakeSource(apiVersion: 3), name: "api3", in: directory)
+    @Test func unsupportedKindAPIVersion() async throws {
+        let plugin = try await Fixtures.compileC(Fixtures.handshakeSource(apiVersion: 3), name: "api3", in: directory)
         let failure = refusal(plugin)
         #expect(failure?.check == .kind)
         #expect(failure?.message == "implements scheduler API v3 but this host serves scheduler API v1…v1")
@@ -152,8 +152,8 @@ import Testing
         #expect(wrongType?.message.contains("plugins[0].config.resources: expected a map") == true)
     }
 
-    @Test func cPluginLoadsAndRunsThroughLibffi() throws {
-        let plugin = try Fixtures.compileC(Fixtures.handshakeSource(name: "tiny"), name: "tiny", in: directory)
+    @Test func cPluginLoadsAndRunsThroughLibffi() async throws {
+        let plugin = try await Fixtures.compileC(Fixtures.handshakeSource(name: "tiny"), name: "tiny", in: directory)
         let configuration = HostConfiguration(pluginPaths: [], plugins: [.init(path: plugin)], stateDirectory: directory.path)
         let messages = LogSink()
         let host = PluginHost.load(configuration, log: { _, message in messages.append(message) })
@@ -172,9 +172,9 @@ import Testing
         #expect(scheduler.score(ScoreRequest(unit: unit, nodes: nodes)) == [25, 100, 50])
     }
 
-    @Test func cPluginWithWrongSignatureIsRefused() throws {
+    @Test func cPluginWithWrongSignatureIsRefused() async throws {
         let source = Fixtures.handshakeSource(name: "wrongsig").replacingOccurrences(of: "{\"score\", \"v(pplp)\"", with: "{\"score\", \"l(pp)\"")
-        let plugin = try Fixtures.compileC(source, name: "wrongsig", in: directory)
+        let plugin = try await Fixtures.compileC(source, name: "wrongsig", in: directory)
         let failure = refusal(plugin)
         #expect(failure?.check == .registration)
         #expect(failure?.message.contains("score has signature l(pp), expected v(pplp)") == true)
@@ -249,10 +249,10 @@ final class LogSink: @unchecked Sendable {
 }
 
 @Suite struct ExamplePluginTests {
-    @Test func theCExampleBuildsAndLoads() throws {
+    @Test func theCExampleBuildsAndLoads() async throws {
         let directory = Fixtures.temporaryDirectory("capstan-c-example")
         let source = try String(contentsOf: Fixtures.repository.appendingPathComponent("Examples/c-scheduler/cheapest_first.c"), encoding: .utf8)
-        let library = try Fixtures.compileC(source, name: "cheapest-first", in: directory, extraArguments: ["-Wall", "-Werror"])
+        let library = try await Fixtures.compileC(source, name: "cheapest-first", in: directory, extraArguments: ["-Wall", "-Werror"])
         let host = PluginHost.load(HostConfiguration(pluginPaths: [directory.path], plugins: [.init(name: "cheapest-first")], defaults: [.scheduler: "cheapest-first"], stateDirectory: directory.path))
         #expect(host.isClean, "\(host.reports)")
         let scheduler = try #require(host.registry.scheduler())

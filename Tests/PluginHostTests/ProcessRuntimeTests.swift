@@ -44,7 +44,7 @@ import Testing
     /// file is untouched).
     @Test(.enabled(if: NetworkNamespace.available)) func aProcessRunsInItsNetworkNamespaceWithItsResolvConf() async throws {
         let runtime = try runtime()
-        let namespace = try NetworkNamespace()
+        let namespace = try await NetworkNamespace.make()
         defer { namespace.remove() }
         let resolv = directory.appendingPathComponent("resolv.conf")
         try "nameserver 10.244.0.1\n".write(to: resolv, atomically: true, encoding: .utf8)
@@ -138,7 +138,9 @@ import Testing
         #expect(stopped.state == .exited)
         #expect(stopped.exitCode == 137 && stopped.signal == 9)
         #expect(stopped.reason == "Killed after grace period")
-        #expect(took >= 0.5 && took < 5)
+        // The upper bound only says it did not wait for the process: the reason and 137 above are
+        // the kill; a loaded test process (2 cores, every suite at once) can take seconds more.
+        #expect(took >= 0.5 && took < 20)
         #expect(try await text(runtime, "stubborn").contains("got-term"))
     }
 

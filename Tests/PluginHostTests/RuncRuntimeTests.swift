@@ -18,10 +18,10 @@ import Testing
     static let umoci: String? = ["/usr/local/bin/umoci", "/usr/bin/umoci"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
     /// A busybox root file system built once per test run with the example's script.
-    static let rootfs: Result<String, any Error> = Result {
+    static let rootfs = Task<String, any Error> {
         let destination = Fixtures.temporaryDirectory("capstan-rootfs").appendingPathComponent("rootfs").path
         let script = Fixtures.repository.appendingPathComponent("Examples/busybox-rootfs/build-rootfs.sh").path
-        try Fixtures.run("/bin/sh", [script, destination])
+        try await Fixtures.run("/bin/sh", [script, destination])
         return destination
     }
 
@@ -38,7 +38,7 @@ import Testing
 
     /// Creates and starts a busybox container.
     func run(_ runtime: any RuntimePlugin, _ id: String, _ script: String, limits: ResourceVector = ResourceVector(), env: [String: String] = [:], hostname: String? = nil, mounts: [RuntimeMount] = [], labels: [String: String] = [:], securityContext: SecurityContext? = nil) async throws -> RuntimeInstanceStatus {
-        let rootfs = try Self.rootfs.get()
+        let rootfs = try await Self.rootfs.value
         var request = CreateInstanceRequest(id: id, command: ["sh", "-c", script], env: env, image: rootfs, limits: limits, mounts: mounts, hostname: hostname, labels: labels)
         request.securityContext = securityContext
         _ = try await runtime.create(request)
@@ -90,8 +90,8 @@ import Testing
         }
     }
 
-    func runcList(_ root: String) throws -> String {
-        try Fixtures.run(try #require(Self.runc), ["--root", "\(root)/runc", "list", "--quiet"])
+    func runcList(_ root: String) async throws -> String {
+        try await Fixtures.run(try #require(Self.runc), ["--root", "\(root)/runc", "list", "--quiet"])
     }
 
     // MARK: Containers
@@ -115,7 +115,7 @@ import Testing
     @Test(.enabled(if: RuncRuntimeTests.canRunContainers)) func aMissingProgramFailsWithRuncsMessage() async throws {
         let runtime = try runtime()
         let id = uniqueID("missing")
-        _ = try await runtime.create(CreateInstanceRequest(id: id, command: ["no-such-program"], image: try Self.rootfs.get()))
+        _ = try await runtime.create(CreateInstanceRequest(id: id, command: ["no-such-program"], image: try await Self.rootfs.value))
         _ = try await runtime.start(id)
         let done = try await waitFor(runtime, id, .exited)
         #expect(done.exitCode == 1 && done.reason == "Error", "\(done)")
@@ -149,11 +149,11 @@ import Testing
     @Test(.enabled(if: RuncRuntimeTests.canRunContainers && NetworkNamespace.available)) func aContainerJoinsItsNetworkNamespaceAndResolvConf() async throws {
         let runtime = try runtime()
         let id = uniqueID("netns")
-        let namespace = try NetworkNamespace()
+        let namespace = try await NetworkNamespace.make()
         defer { namespace.remove() }
         let resolv = directory.appendingPathComponent("resolv.conf")
         try "nameserver 10.244.0.1\nsearch capstan.local\n".write(to: resolv, atomically: true, encoding: .utf8)
-        let rootfs = try Self.rootfs.get()
+        let rootfs = try await Self.rootfs.value
         var request = CreateInstanceRequest(id: id, command: ["sh", "-c", "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; cat /etc/resolv.conf"], image: rootfs)
         request.networkNamespace = namespace.path
         request.resolvConf = resolv.path
@@ -241,14 +241,14 @@ import Testing
         #expect(listed.map(\.id) == [id])
         #expect(listed.first?.state == .running && listed.first?.labels == ["owner": "web"])
         #expect(listed.first?.pid == pid)
-        #expect(try runcList(root).contains(id))
+        #expect(try await runcList(root).contains(id))
         // Killing the container's process: the shim records the exit code even for the new runtime.
         try await second.kill(KillInstanceRequest(id: id, signal: SIGKILL))
         let exited = try await waitFor(second, id, .exited)
         #expect(exited.exitCode == 137, "\(exited)")
         try await second.remove(id)
         #expect(try await second.list().isEmpty)
-        #expect(try !runcList(root).contains(id))
+        #expect(try await !runcList(root).contains(id))
     }
 
     @Test(.enabled(if: RuncRuntimeTests.canRunContainers)) func removeCleansUpARunningContainer() async throws {
@@ -256,9 +256,9 @@ import Testing
         let runtime = try runtime(root: root)
         let id = uniqueID("doomed")
         _ = try await run(runtime, id, "while :; do sleep 0.05; done")
-        #expect(try runcList(root).contains(id))
+        #expect(try await runcList(root).contains(id))
         try await runtime.remove(id)
-        #expect(try !runcList(root).contains(id))
+        #expect(try await !runcList(root).contains(id))
         #expect(!FileManager.default.fileExists(atPath: "\(root)/instances/\(id)"))
         await #expect(throws: PluginError.self) { _ = try await runtime.status(id) }
         // Starting again after an exit reuses the bundle.
@@ -275,12 +275,12 @@ import Testing
         let umoci = try #require(Self.umoci)
         let layout = directory.appendingPathComponent("layout").path
         let scratch = directory.appendingPathComponent("scratch").path
-        try Fixtures.run(umoci, ["init", "--layout", layout])
-        try Fixtures.run(umoci, ["new", "--image", "\(layout):v1"])
-        try Fixtures.run(umoci, ["unpack", "--image", "\(layout):v1", scratch])
-        try Fixtures.run("/bin/cp", ["-a", "\(try Self.rootfs.get())/.", "\(scratch)/rootfs/"])
-        try Fixtures.run(umoci, ["repack", "--image", "\(layout):v1", scratch])
-        try Fixtures.run(umoci, ["config", "--image", "\(layout):v1", "--config.entrypoint", "sh", "--config.cmd", "-c", "--config.cmd", "echo $FLAVOR from $(pwd)", "--config.env", "FLAVOR=oci", "--config.workingdir", "/www"])
+        try await Fixtures.run(umoci, ["init", "--layout", layout])
+        try await Fixtures.run(umoci, ["new", "--image", "\(layout):v1"])
+        try await Fixtures.run(umoci, ["unpack", "--image", "\(layout):v1", scratch])
+        try await Fixtures.run("/bin/cp", ["-a", "\(try await Self.rootfs.value)/.", "\(scratch)/rootfs/"])
+        try await Fixtures.run(umoci, ["repack", "--image", "\(layout):v1", scratch])
+        try await Fixtures.run(umoci, ["config", "--image", "\(layout):v1", "--config.entrypoint", "sh", "--config.cmd", "-c", "--config.cmd", "echo $FLAVOR from $(pwd)", "--config.env", "FLAVOR=oci", "--config.workingdir", "/www"])
 
         let root = directory.appendingPathComponent("oci").path
         let runtime = try runtime(root: root)
@@ -307,7 +307,7 @@ import Testing
     func startLatency() async throws {
         let rounds = Int(ProcessInfo.processInfo.environment["CAPSTAN_RUNC_LATENCY"] ?? "") ?? 20
         let runtime = try runtime()
-        let rootfs = try Self.rootfs.get()
+        let rootfs = try await Self.rootfs.value
         var create: [Double] = []
         var total: [Double] = []
         for round in 0..<rounds {

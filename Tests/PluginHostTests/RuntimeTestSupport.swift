@@ -28,7 +28,13 @@ struct NetworkNamespace {
         geteuid() == 0 && ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].contains { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    init() throws { try Fixtures.run("/bin/sh", ["-c", "ip netns add \(name)"]) }
+    private init() {}
 
-    func remove() { _ = try? Fixtures.run("/bin/sh", ["-c", "ip netns del \(name)"]) }
+    static func make() async throws -> NetworkNamespace {
+        let namespace = NetworkNamespace()
+        try await Fixtures.run("/bin/sh", ["-c", "ip netns add \(namespace.name)"])
+        return namespace
+    }
+
+    func remove() { _ = try? Fixtures.runBlocking("/bin/sh", ["-c", "ip netns del \(name)"]) }
 }
