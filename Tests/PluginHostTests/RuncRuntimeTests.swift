@@ -191,7 +191,9 @@ import Testing
         let took = Date().timeIntervalSince(started)
         #expect(stopped.state == .exited && stopped.exitCode == 137 && stopped.signal == 9, "\(stopped)")
         #expect(stopped.reason == "Killed after grace period")
-        #expect(took >= 0.5 && took < 5, "stop took \(took) s")
+        // The upper bound only says it did not wait for the process (137 above is the kill); a
+        // loaded test process (2 cores, every suite at once) can take seconds more.
+        #expect(took >= 0.5 && took < 20, "stop took \(took) s")
         #expect(try await text(runtime, id).contains("got-term"))
         try await runtime.remove(id)
     }
