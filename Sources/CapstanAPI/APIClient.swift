@@ -175,7 +175,7 @@ public struct APIClient: Sendable {
         return AsyncThrowingStream { continuation in
             let task = Task {
                 var pending: [UInt8] = []
-                let decoder = JSONDecoder()
+                let decoder = APIClient.responseDecoder()
                 do {
                     for try await chunk in body {
                         pending.append(contentsOf: chunk.readableBytesView)
@@ -214,9 +214,19 @@ public struct APIClient: Sendable {
         }
     }
 
+    /// The decoder for what the server sends: objects it stored and validated. Unknown keys are
+    /// tolerated, as client-go does, so a client keeps working against a newer server that
+    /// added a field (requests, not answers, are where typos are refused); and the check,
+    /// a second pass over every object's keys, is not paid on every watch event.
+    static func responseDecoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.userInfo[.capstanTrustedDocument] = true
+        return decoder
+    }
+
     private func decode<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws(APIError) -> T {
         do {
-            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+            return try APIClient.responseDecoder().decode(T.self, from: Data(buffer.readableBytesView))
         } catch {
             throw APIError(status: 0, body: ErrorBody(code: 0, reason: "BadResponse", message: "the server's answer is not a \(T.self): \(error)"))
         }

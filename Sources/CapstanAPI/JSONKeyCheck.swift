@@ -13,45 +13,107 @@ public enum JSONKeyCheck {
     }
 
     public static func firstDuplicate(in data: Data) -> Duplicate? {
-        let bytes = [UInt8](data)
-        // One frame per open object or array: the keys seen so far (objects), and the key or
-        // index under which the frame sits in its parent.
-        struct Frame {
-            var isObject: Bool
-            var keys: Set<String> = []
-            var label: String
-            var index = 0
-            var expectingKey = true
-        }
-        var stack: [Frame] = []
+        data.withUnsafeBytes { raw in firstDuplicate(in: raw.bindMemory(to: UInt8.self)) }
+    }
+
+    /// A string in the input: its bytes between the quotes, and whether it has escapes.
+    private struct Span {
+        var start: Int
+        var end: Int
+        var escaped: Bool
+    }
+
+    /// One open object or array.
+    private struct Frame {
+        var isObject: Bool
+        /// Where the frame sits in its parent: a key (objects) or an index (arrays).
+        var key: Span?
+        var position: Int?
+        /// Arrays: the index of the current element. Objects: whether a key comes next.
         var index = 0
-        func path() -> String {
-            var text = ""
-            for frame in stack.dropFirst() {
-                if frame.label.hasPrefix("[") { text += frame.label } else { text += text.isEmpty ? frame.label : ".\(frame.label)" }
-            }
-            return text
+        var expectingKey = true
+        /// Where this object's keys begin in the shared key list.
+        var keysStart: Int
+        /// Past 32 keys, what they say, for a hashed look-up (an object of 100,000 keys must not
+        /// cost 100,000² comparisons).
+        var seen: Set<String>?
+    }
+
+    /// The check without copying the input or making a string per key: keys are compared as
+    /// bytes where neither has an escape (escaped ones compare by what they mean).
+    private static func firstDuplicate(in bytes: UnsafeBufferPointer<UInt8>) -> Duplicate? {
+        var stack: [Frame] = []
+        var keys: [Span] = []
+        var lastKey: Span?
+        var index = 0
+        func text(_ span: Span) -> String {
+            let raw = String(decoding: UnsafeBufferPointer(rebasing: bytes[span.start..<span.end]), as: UTF8.self)
+            guard span.escaped else { return raw }
+            // Escapes (\u0061 is "a") compare by what they mean.
+            return (try? JSONDecoder().decode(String.self, from: Data("\"\(raw)\"".utf8))) ?? raw
         }
-        var pendingLabel = ""
+        func same(_ a: Span, _ b: Span) -> Bool {
+            if a.escaped || b.escaped { return text(a) == text(b) }
+            let count = a.end - a.start
+            guard count == b.end - b.start else { return false }
+            return count == 0 || memcmp(bytes.baseAddress! + a.start, bytes.baseAddress! + b.start, count) == 0
+        }
+        func path() -> String {
+            var path = ""
+            for frame in stack.dropFirst() {
+                if let position = frame.position {
+                    path += "[\(position)]"
+                } else if let key = frame.key {
+                    path += path.isEmpty ? text(key) : ".\(text(key))"
+                }
+            }
+            return path
+        }
         while index < bytes.count {
             let c = bytes[index]
             switch c {
             case UInt8(ascii: "\""):
-                guard let (string, end) = readString(bytes, from: index) else { return nil }
-                index = end
-                if var top = stack.last, top.isObject, top.expectingKey {
-                    if !top.keys.insert(string).inserted { return Duplicate(path: path(), key: string) }
-                    top.expectingKey = false
-                    stack[stack.count - 1] = top
-                    pendingLabel = string
+                // The string's end: the next quote not escaped.
+                var end = index + 1
+                var escaped = false
+                while end < bytes.count, bytes[end] != UInt8(ascii: "\"") {
+                    if bytes[end] == UInt8(ascii: "\\") {
+                        escaped = true
+                        end += 1
+                    }
+                    end += 1
+                }
+                guard end < bytes.count else { return nil }
+                let span = Span(start: index + 1, end: end, escaped: escaped)
+                index = end + 1
+                // The frame is changed in place: a copy of it would share its set, and each
+                // insert would then copy the whole set.
+                let top = stack.count - 1
+                if top >= 0, stack[top].isObject, stack[top].expectingKey {
+                    let first = stack[top].keysStart
+                    if stack[top].seen != nil {
+                        let key = text(span)
+                        if !stack[top].seen!.insert(key).inserted { return Duplicate(path: path(), key: key) }
+                    } else {
+                        for other in keys[first...] where same(other, span) {
+                            return Duplicate(path: path(), key: text(span))
+                        }
+                        if keys.count - first == 32 { stack[top].seen = Set(keys[first...].map(text) + [text(span)]) }
+                    }
+                    keys.append(span)
+                    stack[top].expectingKey = false
+                    lastKey = span
                 }
                 continue
             case UInt8(ascii: "{"), UInt8(ascii: "["):
-                var label = pendingLabel
-                if let top = stack.last, !top.isObject { label = "[\(top.index)]" }
-                stack.append(Frame(isObject: c == UInt8(ascii: "{"), label: label))
+                var frame = Frame(isObject: c == UInt8(ascii: "{"), key: lastKey, position: nil, keysStart: keys.count)
+                if let top = stack.last, !top.isObject {
+                    frame.key = nil
+                    frame.position = top.index
+                }
+                stack.append(frame)
             case UInt8(ascii: "}"), UInt8(ascii: "]"):
-                _ = stack.popLast()
+                if let frame = stack.popLast() { keys.removeSubrange(frame.keysStart...) }
             case UInt8(ascii: ","):
                 if var top = stack.last {
                     if top.isObject { top.expectingKey = true } else { top.index += 1 }
@@ -59,35 +121,6 @@ public enum JSONKeyCheck {
                 }
             default:
                 break
-            }
-            index += 1
-        }
-        return nil
-    }
-
-    /// The string starting at `start` (a quote), unescaped, and the index after its closing quote.
-    private static func readString(_ bytes: [UInt8], from start: Int) -> (String, Int)? {
-        var index = start + 1
-        var raw: [UInt8] = []
-        var escaped = false
-        while index < bytes.count {
-            let c = bytes[index]
-            if escaped {
-                escaped = false
-                raw.append(c)
-            } else if c == UInt8(ascii: "\\") {
-                escaped = true
-                raw.append(c)
-            } else if c == UInt8(ascii: "\"") {
-                let text = String(decoding: raw, as: UTF8.self)
-                // Escapes (\u0061 is "a") compare by what they mean.
-                if raw.contains(UInt8(ascii: "\\")), let data = "\"\(text)\"".data(using: .utf8),
-                   let unescaped = try? JSONDecoder().decode(String.self, from: data) {
-                    return (unescaped, index + 1)
-                }
-                return (text, index + 1)
-            } else {
-                raw.append(c)
             }
             index += 1
         }

@@ -105,17 +105,21 @@ extension KeyedDecodingContainer {
     public func rejectUnknownKeys(_ known: some Sequence<String>, in decoder: any Decoder) throws {
         if decoder.userInfo[.capstanTrustedDocument] as? Bool == true { return }
         let all = try decoder.container(keyedBy: AnyCodingKey.self)
-        let knownSet = Set(known)
+        // A linear look over a dozen names costs less than hashing them into a set; sorting is
+        // only for what is reported.
+        let unknown = all.allKeys.filter { key in !known.contains(key.stringValue) }
+        if unknown.isEmpty { return }
+        let expected = Set(known).sorted().joined(separator: ", ")
         let collector = decoder.userInfo[.capstanUnknownKeys] as? UnknownKeys
-        for key in all.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) where !knownSet.contains(key.stringValue) {
+        for key in unknown.sorted(by: { $0.stringValue < $1.stringValue }) {
             if let collector {
                 let path = DecodingError.dataCorrupted(DecodingError.Context(codingPath: codingPath + [key], debugDescription: "")).problem.path
-                collector.add(ValidationProblem(path: path, message: "unknown key; expected one of: \(knownSet.sorted().joined(separator: ", "))"))
+                collector.add(ValidationProblem(path: path, message: "unknown key; expected one of: \(expected)"))
                 continue
             }
             throw DecodingError.dataCorrupted(DecodingError.Context(
                 codingPath: codingPath + [key],
-                debugDescription: "unknown key; expected one of: \(knownSet.sorted().joined(separator: ", "))"))
+                debugDescription: "unknown key; expected one of: \(expected)"))
         }
     }
 }
