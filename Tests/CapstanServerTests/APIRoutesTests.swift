@@ -1,4 +1,4 @@
-import CapstanAPI
+@testable import CapstanAPI
 import CapstanCore
 import CapstanStore
 import Foundation
@@ -158,6 +158,25 @@ import Testing
             }
             #expect(try store.revision == 0)
         }
+    }
+
+    /// Requests are strict; a client reading the server's answers is lenient (a newer server may
+    /// add a field an older CLI or agent does not know).
+    @Test func unknownKeysAreRefusedInRequestsAndToleratedInAnswers() async throws {
+        try await withAPI { client, store in
+            let body = #"{"kind":"Workload","metadata":{"name":"a"},"spec":{"replicas":1,"replicaz":2,"template":{"command":["x"]}}}"#
+            try await client.execute(uri: "/v1/workloads", method: .post, body: json(body)) { response in
+                #expect(response.status == .badRequest)
+                let message = try error(response).message
+                #expect(message.contains("spec.replicaz: unknown key"), "\(message)")
+            }
+            #expect(try store.revision == 0)
+        }
+        let answer = #"{"type":"Added","revision":3,"object":{"kind":"Workload","metadata":{"name":"a","futureField":1},"spec":{"template":{"command":["x"]},"futureSpec":{}}}}"#
+        let event = try APIClient.responseDecoder().decode(WatchEvent.self, from: Data(answer.utf8))
+        guard case .workload(let workload)? = event.object else { Issue.record("not a workload: \(event)"); return }
+        #expect(workload.metadata.name == "a" && workload.spec.template.command == ["x"])
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(WatchEvent.self, from: Data(answer.utf8)) }
     }
 
     @Test func aFractionalReplicasNamesTheField() async throws {
