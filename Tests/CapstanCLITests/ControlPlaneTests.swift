@@ -85,7 +85,7 @@ import Glibc
             #expect(FileManager.default.createFile(atPath: go, contents: nil))
             try await eventually("it becomes Ready", timeout: 20) { try await cluster.instances(of: "ready").first?.status.ready == true }
             guard case .workload(let workload) = try await cluster.api.get(.workload, "ready") else { Issue.record("no workload"); return }
-            try await eventually("the workload counts it", timeout: 5) {
+            try await eventually("the workload counts it", timeout: 20) {
                 guard case .workload(let w) = try await cluster.api.get(.workload, "ready") else { return false }
                 return w.status.readyReplicas == 1
             }

@@ -122,7 +122,7 @@ import Glibc
         metadata: {name: backend}
         spec:
           replicas: 2
-          restartBackoff: {initialSeconds: 5, maxSeconds: 5, resetAfterSeconds: 60}
+          restartBackoff: {initialSeconds: 20, maxSeconds: 20, resetAfterSeconds: 60}
           template:
             labels: {app: backend}
             command: ["sh", "-c", "mkdir -p www && echo \\"$CAPSTAN_INSTANCE\\" > www/index.html && exec busybox httpd -f -p 8080 -h www"]
@@ -280,18 +280,18 @@ import Glibc
         }
 
         // Endpoints follow readiness: kill -9 a backend and it leaves the endpoints at once (it
-        // restarts only after its 5 s backoff).
+        // restarts only after its 20 s backoff: a window a loaded test machine cannot miss).
         let victim = try #require(refreshed.first { $0.metadata.name != first.metadata.name })
         let pid = try #require(victim.status.pid)
         let killed = ContinuousClock.now
         kill(pid, SIGKILL)
-        try await eventually("the killed backend leaves the endpoints", timeout: 5) {
+        try await eventually("the killed backend leaves the endpoints", timeout: 15) {
             let endpoints = try await cluster.json(Endpoints.self, "get endpoints backend")
             return !endpoints.spec.addresses.contains { $0.instance == victim.metadata.name }
         }
         let left = ContinuousClock.now - killed
         print("killed backend left the endpoints after \(left) (polled through the CLI every 50 ms)")
-        #expect(left < .milliseconds(4500))   // before its restart, 5 s after the kill
+        #expect(left < .seconds(15))   // by readiness, not by its restart 20 s after the kill
         // New connections go to the live one only, and none is refused.
         let after = try await cluster.hosts.run(in: firstHost, "for i in 1 2 3 4; do nsenter --net=\(firstNamespace) \(busybox) wget -q -O - http://\(clusterIP):8080/ || echo failed; done")
         #expect(!after.output.contains("failed") && !after.output.contains(victim.metadata.name), "\(after.output)")
