@@ -23,6 +23,16 @@ public enum JSONKeyCheck {
         var escaped: Bool
     }
 
+    /// A key of an open object; an escaped one with what it means, decoded once.
+    private struct Key {
+        var span: Span
+        var unescaped: String?
+    }
+
+    /// Deeper input is left to the decoder, which refuses more than 512 levels: the frames kept
+    /// here stay bounded whatever a body holds.
+    static let maxDepth = 512
+
     /// One open object or array.
     private struct Frame {
         var isObject: Bool
@@ -43,7 +53,7 @@ public enum JSONKeyCheck {
     /// bytes where neither has an escape (escaped ones compare by what they mean).
     private static func firstDuplicate(in bytes: UnsafeBufferPointer<UInt8>) -> Duplicate? {
         var stack: [Frame] = []
-        var keys: [Span] = []
+        var keys: [Key] = []
         var lastKey: Span?
         var index = 0
         func text(_ span: Span) -> String {
@@ -52,11 +62,11 @@ public enum JSONKeyCheck {
             // Escapes (\u0061 is "a") compare by what they mean.
             return (try? JSONDecoder().decode(String.self, from: Data("\"\(raw)\"".utf8))) ?? raw
         }
-        func same(_ a: Span, _ b: Span) -> Bool {
-            if a.escaped || b.escaped { return text(a) == text(b) }
-            let count = a.end - a.start
-            guard count == b.end - b.start else { return false }
-            return count == 0 || memcmp(bytes.baseAddress! + a.start, bytes.baseAddress! + b.start, count) == 0
+        func same(_ a: Key, _ b: Key) -> Bool {
+            if a.unescaped != nil || b.unescaped != nil { return (a.unescaped ?? text(a.span)) == (b.unescaped ?? text(b.span)) }
+            let count = a.span.end - a.span.start
+            guard count == b.span.end - b.span.start else { return false }
+            return count == 0 || memcmp(bytes.baseAddress! + a.span.start, bytes.baseAddress! + b.span.start, count) == 0
         }
         func path() -> String {
             var path = ""
@@ -91,21 +101,25 @@ public enum JSONKeyCheck {
                 let top = stack.count - 1
                 if top >= 0, stack[top].isObject, stack[top].expectingKey {
                     let first = stack[top].keysStart
+                    let key = Key(span: span, unescaped: span.escaped ? text(span) : nil)
                     if stack[top].seen != nil {
-                        let key = text(span)
-                        if !stack[top].seen!.insert(key).inserted { return Duplicate(path: path(), key: key) }
+                        let said = key.unescaped ?? text(span)
+                        if !stack[top].seen!.insert(said).inserted { return Duplicate(path: path(), key: said) }
                     } else {
-                        for other in keys[first...] where same(other, span) {
-                            return Duplicate(path: path(), key: text(span))
+                        for other in keys[first...] where same(other, key) {
+                            return Duplicate(path: path(), key: key.unescaped ?? text(span))
                         }
-                        if keys.count - first == 32 { stack[top].seen = Set(keys[first...].map(text) + [text(span)]) }
+                        if keys.count - first == 32 {
+                            stack[top].seen = Set(keys[first...].map { $0.unescaped ?? text($0.span) } + [key.unescaped ?? text(span)])
+                        }
                     }
-                    keys.append(span)
+                    keys.append(key)
                     stack[top].expectingKey = false
                     lastKey = span
                 }
                 continue
             case UInt8(ascii: "{"), UInt8(ascii: "["):
+                if stack.count == maxDepth { return nil }
                 var frame = Frame(isObject: c == UInt8(ascii: "{"), key: lastKey, position: nil, keysStart: keys.count)
                 if let top = stack.last, !top.isObject {
                     frame.key = nil

@@ -120,7 +120,7 @@ import Glibc
                 return resized != nil
             }
             if resized?.status == true {
-                try await eventually("the running instance sees the bigger file system", timeout: 10) { try await reportedSize(cluster, first) > 3 * before }
+                try await eventually("the running instance sees the bigger file system", timeout: 20) { try await reportedSize(cluster, first) > 3 * before }
             } else {
                 #expect(resized?.reason == "FileSystemResizePending", "\(String(describing: resized))")
             }
@@ -137,7 +137,15 @@ import Glibc
             #expect(try await cluster.capstan("apply", "-f", manifests, "--wait", "--timeout", "60").status == 0)
             let second = try #require(try await cluster.instances(of: "kv").first).metadata.name
             try await eventually("the new instance counts 3", timeout: 15) { try await cluster.capstan("logs", second).output.contains("run 3") }
-            try await eventually("the new instance sees the grown file system", timeout: 10) { try await reportedSize(cluster, second) > 3 * before }
+            do {
+                try await eventually("the new instance sees the grown file system", timeout: 30) { try await reportedSize(cluster, second) > 3 * before }
+            } catch {
+                // What the instance printed and what the volume says, for whoever reads a failure.
+                let logs = (try? await cluster.capstan("logs", second).output) ?? "?"
+                let conditions = (try? await volume(cluster, volumeName).status.conditions) ?? []
+                Issue.record("the new instance's logs: \(logs.suffix(600))\nthe volume's conditions: \(conditions)")
+                throw error
+            }
             let grown = try await volume(cluster, volumeName)
             #expect(grown.status.conditions.first { $0.type == "Resized" }?.status == true)
 

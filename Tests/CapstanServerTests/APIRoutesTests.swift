@@ -160,6 +160,18 @@ import Testing
         }
     }
 
+    /// A body nested 100,000 deep (inside the size limit) is a 400, not a crash or a stack of
+    /// 100,000 frames.
+    @Test func deeplyNestedBodiesAreRefused() async throws {
+        try await withAPI { client, store in
+            let body = #"{"kind":"Workload","metadata":{"name":"a"},"spec":{"x":"# + String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000) + "}}"
+            try await client.execute(uri: "/v1/workloads", method: .post, body: json(body)) { response in
+                #expect(response.status == .badRequest)
+            }
+            #expect(try store.revision == 0)
+        }
+    }
+
     /// Requests are strict; a client reading the server's answers is lenient (a newer server may
     /// add a field an older CLI or agent does not know).
     @Test func unknownKeysAreRefusedInRequestsAndToleratedInAnswers() async throws {

@@ -34,6 +34,22 @@ import Testing
         #expect(check("{" + keys.prefix(40).joined(separator: ",") + ",\"k3\":1}") == .init(path: "", key: "k3"))
     }
 
+    /// Escaped keys are decoded once each, not once per comparison; nesting past 512 levels is
+    /// left to the decoder (which refuses it), so the check keeps at most 512 frames.
+    @Test func escapedKeysAndDeepNestingStayCheap() {
+        let object = "{" + (0..<32).map { #""\u006b\#($0)":0"# }.joined(separator: ",") + "}"
+        let many = "[" + Array(repeating: object, count: 2_000).joined(separator: ",") + "]"
+        let clock = ContinuousClock()
+        let started = clock.now
+        #expect(check(many) == nil)
+        #expect(check("[" + object + "," + object.dropLast() + #","\u006b7":1}]"#) == .init(path: "[1]", key: "k7"))
+        let deep = String(repeating: "[", count: 1_000_000) + String(repeating: "]", count: 1_000_000)
+        #expect(check(deep) == nil)
+        #expect(check(String(repeating: "[", count: 100) + #"{"a":1,"a":2}"# + String(repeating: "]", count: 100)) == .init(path: (0..<99).map { _ in "[0]" }.joined() + "[0]", key: "a"))
+        // Generous: this guards against quadratic work (minutes), not for speed.
+        #expect(clock.now - started < .seconds(30))
+    }
+
     @Test func malformedInputIsLeftToTheDecoder() {
         // What can be read is checked: a duplicate before the input breaks off is still one.
         #expect(check(#"{"a":1,"a":"#) == .init(path: "", key: "a"))
