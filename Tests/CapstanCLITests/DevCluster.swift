@@ -111,17 +111,46 @@ final class DevCluster: @unchecked Sendable {
 }
 
 /// Starts a cluster, runs `body`, and always tears the cluster down (its server and every
-/// instance it started) before returning, also when `body` throws.
+/// instance it started) before returning, also when `body` throws. At most
+/// ``ClusterSlots/width`` clusters run at once (see there); a test waits for a slot before its
+/// cluster starts, so the wait counts against none of its time limits.
 func withDevCluster(_ cluster: DevCluster? = nil, _ body: (DevCluster) async throws -> Void) async throws {
     let cluster = try cluster ?? DevCluster()
+    await ClusterSlots.shared.acquire()
     do {
         try await cluster.start()
         try await body(cluster)
     } catch {
         await cluster.tearDown()
+        await ClusterSlots.shared.release()
         throw error
     }
     await cluster.tearDown()
+    await ClusterSlots.shared.release()
+}
+
+/// A counting semaphore for `capstan dev` clusters. Every suite of the test process starts at
+/// once on this machine's 2 cores; forty clusters starting together (each a server, an agent,
+/// plugins and instances) made the waits of unrelated tests miss their bounds. Clusters never
+/// nest, so a cluster's test never waits for a second slot.
+actor ClusterSlots {
+    static let width = 4
+    static let shared = ClusterSlots()
+    private var free = width
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func acquire() async {
+        if free > 0 {
+            free -= 1
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    /// Hands the slot to the longest waiter, or frees it.
+    func release() {
+        if waiting.isEmpty { free += 1 } else { waiting.removeFirst().resume() }
+    }
 }
 
 struct DevClusterError: Error, CustomStringConvertible {
