@@ -46,6 +46,24 @@ public enum ProcessSpawner {
         return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
     }()
 
+    /// glibc's `pipe2`, which Swift does not import (it needs `_GNU_SOURCE`).
+    static let pipe2Function: (@convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32)? = {
+        guard let symbol = dlsym(nil, "pipe2") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32).self)
+    }()
+
+    /// Makes a pipe (`ends[0]` reads, `ends[1]` writes) whose ends are close-on-exec from their
+    /// creation: set afterwards, a process spawned at that moment elsewhere in the process (a
+    /// CNI plugin, another instance's shim) could inherit an end and hold it open.
+    public static func closeOnExecPipe(_ ends: inout [Int32]) -> Bool {
+        precondition(ends.count == 2)
+        if let pipe2 = pipe2Function {
+            return ends.withUnsafeMutableBufferPointer { pipe2($0.baseAddress!, O_CLOEXEC) } == 0
+        }
+        guard pipe(&ends) == 0 else { return false }
+        return fcntl(ends[0], F_SETFD, FD_CLOEXEC) == 0 && fcntl(ends[1], F_SETFD, FD_CLOEXEC) == 0
+    }
+
     /// Shims this process spawned and has not yet finished reaping, with who waits for that.
     static let unreaped = Mutex<[Int32: [CheckedContinuation<Void, Never>]]>([:])
 
@@ -88,12 +106,11 @@ public enum ProcessSpawner {
     public static func spawn(command: [String], environment: [String: String], workingDir: String?, folder: URL,
                              networkNamespace: String? = nil, resolvConf: String? = nil, mounts: [RuntimeMount] = []) async throws -> Spawned {
         var ends: [Int32] = [-1, -1]
-        guard pipe(&ends) == 0 else {
+        guard closeOnExecPipe(&ends) else {
             throw PluginError(.internal, "cannot make a pipe for the instance's shim: \(String(cString: strerror(errno)))")
         }
         let reader = ends[0]
         var writer = ends[1]
-        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         _ = fcntl(reader, F_SETFL, fcntl(reader, F_GETFL) | O_NONBLOCK)
         if writer == 3 {
             // dup2 onto itself would keep close-on-exec: move it out of the way first.

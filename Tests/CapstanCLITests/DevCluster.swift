@@ -1,6 +1,7 @@
 import CapstanAPI
 import CapstanCore
 import Foundation
+import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -121,6 +122,9 @@ func withDevCluster(_ cluster: DevCluster? = nil, _ body: (DevCluster) async thr
         try await cluster.start()
         try await body(cluster)
     } catch {
+        // The server's and agent's own account, for whoever reads a failure from CI.
+        let log = cluster.log
+        Issue.record("capstan dev's log, last 4,000 characters:\n\(log.suffix(4_000))")
         await cluster.tearDown()
         await ClusterSlots.shared.release()
         throw error

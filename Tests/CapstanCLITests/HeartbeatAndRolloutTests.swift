@@ -19,7 +19,7 @@ import Testing
             let first = try #require(try await lease())
             #expect(first.spec.holderIdentity == "node/e2e")
             let node = try await api.get(.node, "e2e")
-            try await eventually("the lease is renewed", timeout: 10) {
+            try await eventually("the lease is renewed", timeout: 20) {
                 (try await lease()?.spec.renewTime?.secondsSinceEpoch ?? 0) > (first.spec.renewTime?.secondsSinceEpoch ?? 0) + 0.5
             }
             // Renewals did not rewrite the Node: its revision is where registration left it.
