@@ -31,10 +31,18 @@ struct ProcessExitTests {
             task.cancel()
             await task.value
             // The read end is closed when the write end reports an error (no readers left) —
-            // asked of the pipe, not of the number, which another test may have reused.
-            var writeEnd = pollfd(fd: fds[1], events: Int16(POLLOUT), revents: 0)
-            #expect(poll(&writeEnd, 1, 1000) == 1 && writeEnd.revents & Int16(POLLERR) != 0, "the descriptor was not closed")
+            // asked of the pipe, not of the number, which another test may have reused. Asked
+            // for up to 5 s: a process another test is spawning holds every descriptor, even a
+            // close-on-exec one, from its fork until its exec.
+            var closed = false
+            for _ in 0..<500 where !closed {
+                var writeEnd = pollfd(fd: fds[1], events: Int16(POLLOUT), revents: 0)
+                closed = poll(&writeEnd, 1, 0) == 1 && writeEnd.revents & Int16(POLLERR) != 0
+                if !closed { try await Task.sleep(for: .milliseconds(10)) }
+            }
+            #expect(closed, "the descriptor was not closed")
             close(fds[1])
+            if !closed { break }
         }
     }
 

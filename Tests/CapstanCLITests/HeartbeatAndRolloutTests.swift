@@ -15,7 +15,11 @@ import Testing
                 guard case .lease(let lease)? = try await api.fetch(kind: "Lease", name: "e2e") else { return nil }
                 return lease
             }
-            try await eventually("the agent holds its node's lease", timeout: 10) { try await lease()?.spec.renewTime != nil }
+            // 45 s: twice in full runs of the suite the agent's first lease write did not land
+            // within 10 s of its registration, with nothing in its log (no error: a request
+            // that waited). Not understood yet; a request's own limit is 30 s, so this still
+            // fails if renewals never succeed.
+            try await eventually("the agent holds its node's lease", timeout: 45) { try await lease()?.spec.renewTime != nil }
             let first = try #require(try await lease())
             #expect(first.spec.holderIdentity == "node/e2e")
             let node = try await api.get(.node, "e2e")
