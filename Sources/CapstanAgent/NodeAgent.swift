@@ -212,6 +212,8 @@ public final class NodeAgent: Sendable {
         let interval = Double(options.heartbeatInterval.components.seconds) + Double(options.heartbeatInterval.components.attoseconds) / 1e18
         let duration = min(max(4 * interval, 1), FieldLimits.maxSeconds)
         var retried = false
+        var held = false
+        logger.info("node \(options.nodeName) renews its lease every \(interval) s")
         while !Task.isCancelled {
             let now = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
             do {
@@ -229,6 +231,10 @@ public final class NodeAgent: Sendable {
                     lease = stored
                 }
                 retried = false
+                if !held {
+                    held = true
+                    logger.info("node \(options.nodeName) holds its lease")
+                }
                 let wasFenced = renewal.withLock { state -> Bool in
                     let fenced = state.fenced
                     state = (ContinuousClock.now, false)
