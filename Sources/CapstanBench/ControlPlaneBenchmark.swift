@@ -41,8 +41,10 @@ enum ControlPlaneBenchmark {
             }
             if only == "writes" {
                 let environment = ProcessInfo.processInfo.environment
-                try await writesAndWatch(products: products, watchers: Int(environment["CAPSTAN_BENCH_WATCHERS"] ?? "") ?? 10,
-                                         total: Int(environment["CAPSTAN_BENCH_WRITES"] ?? "") ?? 20_000)
+                // Held to ranges: a negative count would trap in reserveCapacity.
+                let watchers = min(max(Int(environment["CAPSTAN_BENCH_WATCHERS"] ?? "") ?? 10, 0), 100)
+                let total = min(max(Int(environment["CAPSTAN_BENCH_WRITES"] ?? "") ?? 20_000, 1), 1_000_000)
+                try await writesAndWatch(products: products, watchers: watchers, total: total)
                 return
             }
             try await applyToRunning(products: products, runtime: "process", replicas: 100)
@@ -123,7 +125,16 @@ enum ControlPlaneBenchmark {
         // A steady load below saturation: the latency a watcher sees in a busy cluster that is
         // not overloaded. Open loop: each write has its due time, and latency counts from that
         // time, so a server that falls behind is charged for the writes it delays.
-        let rate = Double(ProcessInfo.processInfo.environment["CAPSTAN_BENCH_FANOUT_RATE"] ?? "") ?? 1_000
+        let asked = ProcessInfo.processInfo.environment["CAPSTAN_BENCH_FANOUT_RATE"]
+        var rate = 1_000.0
+        if let asked {
+            // A range, so no conversion below can trap (NaN, infinity, 0 or a negative rate).
+            guard let value = Double(asked), value >= 1, value <= 100_000 else {
+                print("CAPSTAN_BENCH_FANOUT_RATE=\(asked): give writes per second from 1 to 100000; the steady-rate fan-out is skipped\n")
+                return
+            }
+            rate = value
+        }
         let paced = try await fanOut(api, prefix: "p", writers: writers, watchers: watchers, total: min(total, max(1, Int(rate * 5))), rate: rate)
         print("watch fan-out at a steady \(Int(rate)) writes/s: \(watchers) watchers, \(paced.latencies.count) deliveries: p50 \(format(percentile(paced.latencies, 0.5), 2)) ms, p99 \(format(percentile(paced.latencies, 0.99), 2)) ms, max \(format(paced.latencies.last ?? 0, 2)) ms (from each write's due time to the watcher reading it)\n")
     }

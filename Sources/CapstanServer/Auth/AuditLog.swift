@@ -52,8 +52,9 @@ final class AuditLog: Sendable {
 
     /// `text` as a JSON string: quotes, backslashes and control characters escaped; `/` and
     /// non-ASCII left as they are (UTF-8).
+    private static let hex = Array("0123456789abcdef".utf8)
+
     static func appendQuoted(_ text: String, to bytes: inout [UInt8]) {
-        let hex = Array("0123456789abcdef".utf8)
         bytes.append(UInt8(ascii: "\""))
         for byte in text.utf8 {
             switch byte {
