@@ -67,6 +67,8 @@ public final class NodeAgent: Sendable {
     private let networkSync = Mutex<NetworkSync?>(nil)
     /// The cluster DNS resolv.conf instances in their own namespace get.
     private let resolvConf = Mutex<String?>(nil)
+    /// The cluster DNS server this agent started, if any (stopped when the agent stops).
+    private let clusterDNS = Mutex<ClusterDNS?>(nil)
     private let logger: Logger
 
     /// - Parameter server: the API's address (`http://host:port`); asked once, at start; nil
@@ -119,15 +121,23 @@ public final class NodeAgent: Sendable {
         logger.info("agent of node \(options.nodeName) registered with \(api.server), serving logs on \(ownAddress ?? "?")")
         let network = NetworkSync(api: api, nodeName: options.nodeName, plugins: plugins, events: events, logger: logger)
         networkSync.withLock { $0 = network }
-        await network.start(node: node)
-        let dns = startDNS(node: node, network: network, domain: await network.info?.clusterDomain)
-        defer { dns?.stop() }
-        resolvConf.withLock { $0 = dns?.resolvConf }
+        defer { clusterDNS.withLock { $0?.stop() } }
         try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { await network.run() }
+            // The lease first, on its own: a slow network set-up (a plugin's configure, the
+            // cluster's address plan) must not leave a registered node without a heartbeat.
             group.addTask { await self.heartbeat(api) }
             group.addTask { await self.fenceWhenCutOff(api, events: events) }
-            group.addTask { await self.follow(api, events: events) }
+            group.addTask {
+                await network.start(node: node)
+                let started = self.startDNS(node: node, network: network, domain: await network.info?.clusterDomain)
+                self.clusterDNS.withLock { $0 = started }
+                self.resolvConf.withLock { $0 = started?.resolvConf }
+                // Instances start once their network and resolv.conf are known.
+                await withDiscardingTaskGroup { followers in
+                    followers.addTask { await network.run() }
+                    followers.addTask { await self.follow(api, events: events) }
+                }
+            }
             group.addTask { await StorageSync(api: api, plugins: self.plugins, nodeName: self.options.nodeName, events: events, logger: self.logger, usage: self.volumeUsage,
                                       attacher: VolumeAttacher(api: api, plugins: self.plugins, nodeName: self.options.nodeName, directory: self.volumeDirectory, usage: self.volumeUsage, events: events)).run() }
             group.addTask {
