@@ -4,6 +4,7 @@
 // Table of contents
 //   Sources/CapstanSDK      nested packages: libCapstanSDK.so and (CapstanCore/) libCapstanCore.so, what plugins link
 //   Sources/PluginHost      dlopen loader, handshake checks, registry, operator config, C-ABI door
+//   Sources/CapstanJSON     Foundation's sorted-keys JSON, written without its intermediate tree
 //   Sources/CapstanStore    the object store (SQLite through GRDB), revisions, bus events
 //   Sources/CapstanScheduling  scheduling framework (profiles, per-GPU accounting) and trace simulator
 //   Sources/CFFI            libffi, for plugins written in C
@@ -84,7 +85,11 @@ let package = Package(
         .target(name: "CapstanScheduling", dependencies: [core, sdk], path: "Sources/CapstanScheduling"),
 
         // The cluster's objects in SQLite (GRDB): one global revision, every write on the event bus.
-        .target(name: "CapstanStore", dependencies: [core, "CapstanEtcd", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto")], path: "Sources/CapstanStore"),
+        // Foundation's sorted-keys JSON, byte for byte, without its intermediate tree: the
+        // store's and the API's encoder on every write.
+        .target(name: "CapstanJSON", path: "Sources/CapstanJSON"),
+        .testTarget(name: "CapstanJSONTests", dependencies: ["CapstanJSON", "CapstanAPI", "PluginHost", core], path: "Tests/CapstanJSONTests"),
+        .target(name: "CapstanStore", dependencies: [core, "CapstanEtcd", "CapstanJSON", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto")], path: "Sources/CapstanStore"),
         .testTarget(name: "CapstanStoreTests", dependencies: ["CapstanStore", "CapstanEtcd", core], path: "Tests/CapstanStoreTests"),
         .testTarget(name: "CapstanSchedulingTests", dependencies: ["CapstanScheduling", "PluginHost", core, sdk], path: "Tests/CapstanSchedulingTests"),
 
@@ -122,7 +127,7 @@ let package = Package(
         .target(
             name: "CapstanAPI",
             dependencies: [
-                core,
+                core, "CapstanJSON",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -138,7 +143,7 @@ let package = Package(
         .target(
             name: "CapstanServer",
             dependencies: [
-                "CapstanAPI", "CapstanStore", "CapstanEtcd", "CapstanScheduling", "PluginHost", core, sdk,
+                "CapstanAPI", "CapstanStore", "CapstanEtcd", "CapstanJSON", "CapstanScheduling", "PluginHost", core, sdk,
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -191,7 +196,7 @@ let package = Package(
         // direct call with the same code reached through the loaded .so.
         .executableTarget(
             name: "CapstanBench",
-            dependencies: ["PluginHost", "CapstanScheduling", "CapstanAPI", "CapstanAgent", "CapstanEtcd", core, sdk, "CapstanBinpack"],
+            dependencies: ["PluginHost", "CapstanScheduling", "CapstanAPI", "CapstanAgent", "CapstanEtcd", "CapstanJSON", core, sdk, "CapstanBinpack"],
             path: "Sources/CapstanBench",
             linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath=$ORIGIN"])]
         ),

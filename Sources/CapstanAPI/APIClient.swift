@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import CapstanCore
+import CapstanJSON
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -208,7 +209,7 @@ public struct APIClient: Sendable {
 
     private func encode(_ object: AnyResource) throws(APIError) -> ByteBuffer {
         do {
-            return ByteBuffer(bytes: try JSONEncoder().encode(object))
+            return ByteBuffer(bytes: try SortedJSON.encode(object))
         } catch {
             throw APIError(status: 0, body: ErrorBody(code: 0, reason: "BadRequest", message: "cannot encode \(object.kind) \"\(object.name)\": \(error)"))
         }

@@ -1,4 +1,5 @@
 import CapstanCore
+import CapstanJSON
 import Foundation
 
 /// The hash that names a workload's template generation (`hello-web-<hash>-0`): FNV-1a (64 bit)
@@ -12,9 +13,9 @@ public enum TemplateHash {
             var restartPolicy: RestartPolicy
             var restartBackoff: RestartBackoff
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        let data = (try? encoder.encode(Identity(template: spec.template, restartPolicy: spec.restartPolicy, restartBackoff: spec.restartBackoff))) ?? Data()
+        // SortedJSON writes what JSONEncoder's .sortedKeys wrote when these hashes were first
+        // given out: the same hash, so no rollout after an upgrade.
+        let data = (try? SortedJSON.encode(Identity(template: spec.template, restartPolicy: spec.restartPolicy, restartBackoff: spec.restartBackoff))) ?? []
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in data {
             hash ^= UInt64(byte)

@@ -1,4 +1,4 @@
-// Capstan benchmarks. Run in release:  swift build -c release && .build/release/capstan-bench [plugin-call|bus|scheduling|control-plane|network|storage|election|ha|all]
+// Capstan benchmarks. Run in release:  swift build -c release && .build/release/capstan-bench [plugin-call|bus|json|scheduling|control-plane|network|storage|election|ha|all]
 import CapstanBinpack
 import CapstanSDK
 import Foundation
@@ -11,6 +11,7 @@ let products = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbo
 print("# capstan-bench (\(ProcessInfo.processInfo.activeProcessorCount) cores, Swift \(SDKVersion.compilerVersion))\n")
 if which == "plugin-call" || which == "all" { PluginCallBenchmark.run(products: products) }
 if which == "bus" || which == "all" { await BusBenchmark.run() }
+if which == "json" || which == "all" { JSONBenchmark.run() }
 if which == "scheduling" || which == "all" { SchedulingBenchmark.run(products: products) }
 if which == "control-plane" || which == "all" { await ControlPlaneBenchmark.run(products: products) }
 if which == "network" || which == "all" { await NetworkBenchmark.run(products: products) }

@@ -1,4 +1,5 @@
 import CapstanCore
+import CapstanJSON
 import Foundation
 import GRDB
 import Synchronization
@@ -422,29 +423,27 @@ public final class ResourceStore: Sendable {
 
     /// The JSON of the object's spec alone, as ``encode(_:)`` writes it inside the object.
     static func specJSON(of object: AnyResource) throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
         switch object {
-        case .node(let r): return try encoder.encode(r.spec)
-        case .workload(let r): return try encoder.encode(r.spec)
-        case .instance(let r): return try encoder.encode(r.spec)
-        case .volume(let r): return try encoder.encode(r.spec)
-        case .volumeClaim(let r): return try encoder.encode(r.spec)
-        case .service(let r): return try encoder.encode(r.spec)
-        case .endpoints(let r): return try encoder.encode(r.spec)
-        case .event(let r): return try encoder.encode(r.spec)
-        case .secret(let r): return try encoder.encode(r.spec)
-        case .lease(let r): return try encoder.encode(r.spec)
-        case .storageClass(let r): return try encoder.encode(r.spec)
-        case .volumeSnapshot(let r): return try encoder.encode(r.spec)
+        case .node(let r): return try SortedJSON.data(r.spec)
+        case .workload(let r): return try SortedJSON.data(r.spec)
+        case .instance(let r): return try SortedJSON.data(r.spec)
+        case .volume(let r): return try SortedJSON.data(r.spec)
+        case .volumeClaim(let r): return try SortedJSON.data(r.spec)
+        case .service(let r): return try SortedJSON.data(r.spec)
+        case .endpoints(let r): return try SortedJSON.data(r.spec)
+        case .event(let r): return try SortedJSON.data(r.spec)
+        case .secret(let r): return try SortedJSON.data(r.spec)
+        case .lease(let r): return try SortedJSON.data(r.spec)
+        case .storageClass(let r): return try SortedJSON.data(r.spec)
+        case .volumeSnapshot(let r): return try SortedJSON.data(r.spec)
         @unknown default: return try encode(object)
         }
     }
 
+    /// The stored text: sorted keys, minified — Foundation's `.sortedKeys` output, byte for
+    /// byte (``SortedJSON``), which spec comparisons and watchers rely on.
     static func encode(_ object: AnyResource) throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return try encoder.encode(object)
+        try SortedJSON.data(object)
     }
 
     /// Stored documents were checked on the way in: no unknown-key scan on the way out.

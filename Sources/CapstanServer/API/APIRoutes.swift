@@ -1,8 +1,9 @@
 import AsyncHTTPClient
-import Crypto
 import CapstanAPI
 import CapstanCore
+import CapstanJSON
 import CapstanStore
+import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -373,7 +374,7 @@ struct APIRoutes: Sendable {
                         guard revision > from, event.object.kind == kind.kind, filter.matches(event.object) else { continue }
                         line = try encoded.line(event, revision: revision)
                     case .resync(let revision):
-                        var data = try JSONEncoder().encode(WatchEvent(type: .resync, revision: revision))
+                        var data = try SortedJSON.data(WatchEvent(type: .resync, revision: revision))
                         data.append(UInt8(ascii: "\n"))
                         line = ByteBuffer(bytes: data)
                         ended = true
@@ -623,9 +624,7 @@ func failureResponse(_ failure: APIFailure, headers extra: HTTPFields = [:]) -> 
 }
 
 private func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = .sortedKeys
-    return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try SortedJSON.encode(value))))
 }
 
 private func text(_ value: String) -> Response {

@@ -1,5 +1,6 @@
 import CapstanAPI
 import CapstanCore
+import CapstanJSON
 import CapstanStore
 import Foundation
 import NIOCore
@@ -41,7 +42,7 @@ final class EncodedEvents: Sendable {
         if let object = forms?.object(at: revision) {
             line = ByteBuffer(bytes: Self.line(object: object, change: event.change, revision: revision))
         } else {
-            var data = try JSONEncoder().encode(WatchEvent(event, revision: revision))
+            var data = try SortedJSON.encode(WatchEvent(event, revision: revision))
             data.append(UInt8(ascii: "\n"))
             line = ByteBuffer(bytes: data)
         }

@@ -1,0 +1,36 @@
+import CapstanAPI
+import CapstanCore
+import CapstanJSON
+import Foundation
+
+/// The store's encoder against Foundation's, on what the store writes most: a bound,
+/// running Instance as a workload makes it (the same text from both: the tests check that).
+enum JSONBenchmark {
+    static func run() {
+        var template = InstanceTemplate(command: ["sleep", "1000"], labels: ["app": "web"])
+        template.resources = ResourceRequirements(requests: ["cpu": "100m", "memory": "500Mi"])
+        var instance = Instance(name: "many-5d8f2c1a-1234", labels: ["capstan.dev/workload": "many", "app": "web"], spec: InstanceSpec(template: template, nodeName: "node-1234"))
+        instance.metadata.revision = 123_456
+        instance.metadata.generation = 1
+        instance.metadata.uid = UUID().uuidString.lowercased()
+        instance.metadata.creationTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
+        instance.status = InstanceStatus(phase: .running, ready: true, startedAt: Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970), addresses: ["10.0.0.2"], pid: 4242)
+        let object = AnyResource.instance(instance)
+        let count = 20_000
+        let foundation = JSONEncoder()
+        foundation.outputFormatting = .sortedKeys
+        var size = 0
+        var foundationRuns: [Double] = [], sortedRuns: [Double] = []
+        for _ in 0..<7 {
+            foundationRuns.append(measure { for _ in 0..<count { size &+= (try? foundation.encode(object))?.count ?? 0 } })
+            sortedRuns.append(measure { for _ in 0..<count { size &+= (try? SortedJSON.encode(object))?.count ?? 0 } })
+        }
+        let bytes = (try? SortedJSON.encode(object))?.count ?? 0
+        func perCall(_ runs: [Double]) -> String { "\(format(median(runs) * 1e6 / Double(count), 2)) µs (\(format(runs.min()! * 1e6 / Double(count), 2))–\(format(runs.max()! * 1e6 / Double(count), 2)))" }
+        print("## JSON: one stored Instance (\(bytes) bytes), sorted keys, \(count) encodes × 7 runs (median, range per encode)\n")
+        print("| encoder | per encode |\n|---|---|")
+        print("| Foundation JSONEncoder (.sortedKeys) | \(perCall(foundationRuns)) |")
+        print("| SortedJSON (CapstanJSON) | \(perCall(sortedRuns)) |")
+        print("\nspeed-up: \(format(median(foundationRuns) / median(sortedRuns), 1))× (checksum \(size % 10))\n")
+    }
+}
