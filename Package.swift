@@ -155,7 +155,7 @@ let package = Package(
             ],
             path: "Sources/CapstanServer"
         ),
-        .testTarget(name: "CapstanServerTests", dependencies: ["CapstanServer", "CapstanAPI", "CapstanStore", core, .product(name: "HummingbirdTesting", package: "hummingbird")], path: "Tests/CapstanServerTests"),
+        .testTarget(name: "CapstanServerTests", dependencies: ["CapstanServer", "CapstanAPI", "CapstanStore", "PluginHost", core, .product(name: "HummingbirdTesting", package: "hummingbird")], path: "Tests/CapstanServerTests"),
         // The node agent: registers its Node, runs bound instances through the runtime plugin,
         // restarts with backoff, probes, re-adopts after a restart, serves logs.
         .target(

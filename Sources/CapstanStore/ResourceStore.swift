@@ -328,32 +328,22 @@ public final class ResourceStore: Sendable {
             stored.metadata.uid = row["uid"]
             stored.metadata.creationTimestamp = (row["created"] as String?).flatMap(Timestamp.init(rfc3339:))
             stored.metadata.revision = revision
-            // The generation moves when the spec does. The stored spec's JSON (as SQLite renders
-            // the subtree: the same minified, sorted text our encoder wrote) is compared with the
-            // new spec's; a secret's stored body is sealed, so it is opened and compared whole.
+            // The generation moves when the spec does. The stored spec's JSON, as SQLite renders
+            // the subtree (the minified text our encoder wrote, escapes and numbers as they
+            // were), is compared with the new spec's JSON from the same encoder; a secret's
+            // stored body is sealed, so it is opened and its spec extracted first. The new
+            // generation is then in the one encode of the whole object.
             let previousGeneration = max(row["generation"] as Int64? ?? 0, 1)
-            stored.metadata.generation = previousGeneration
-            // One encode: the new spec is compared as SQLite renders it from the text just
-            // encoded, and a changed spec's generation is set in that text in place (the key is
-            // there already, so the text stays as the encoder writes it: sorted, minified).
-            var plain = try encode(stored)
-            let text = String(decoding: plain, as: UTF8.self)
-            let sameSpec: Bool
+            let newSpec = String(decoding: try specJSON(of: stored), as: UTF8.self)
+            let storedSpec: String?
             if sealed {
                 let before: Data = try cipher.openIfSealed(row["spec"] as Data? ?? Data())
-                sameSpec = try Bool.fetchOne(db.cachedStatement(sql: "SELECT json_extract(?, '$.spec') IS json_extract(?, '$.spec')"),
-                                             arguments: [String(decoding: before, as: UTF8.self), text]) ?? false
+                storedSpec = try String.fetchOne(db.cachedStatement(sql: "SELECT json_extract(?, '$.spec')"), arguments: [String(decoding: before, as: UTF8.self)])
             } else {
-                let newSpec = try String.fetchOne(db.cachedStatement(sql: "SELECT json_extract(?, '$.spec')"), arguments: [text])
-                sameSpec = newSpec != nil && newSpec == row["spec"] as String?
+                storedSpec = row["spec"]
             }
-            if !sameSpec {
-                stored.metadata.generation = previousGeneration &+ 1
-                guard let patched = try String.fetchOne(db.cachedStatement(sql: "SELECT json_set(?, '$.metadata.generation', ?)"), arguments: [text, previousGeneration &+ 1]) else {
-                    throw StoreError.storage("cannot set metadata.generation of \(object.kind) \"\(object.name)\"")
-                }
-                plain = Data(patched.utf8)
-            }
+            stored.metadata.generation = storedSpec == newSpec ? previousGeneration : previousGeneration &+ 1
+            let plain = try encode(stored)
             try db.cachedStatement(sql: "UPDATE objects SET body = ? WHERE kind = ? AND name = ?").execute(
                            arguments: [try sealWithinLimit(plain, stored, cipher), stored.kind, stored.name])
             return (stored, ResourceEvent(.modified, stored), sealed ? nil : Array(plain))

@@ -103,6 +103,25 @@ import Testing
         #expect(try store.update(.secret(changed)).metadata.generation == 2)
     }
 
+    /// The spec comparison reads the stored spec as SQLite renders it and the new one from the
+    /// encoder: escapes, slashes, non-ASCII text and fractional numbers must compare equal when
+    /// unchanged (or every status write would look like a spec change).
+    @Test func anUnchangedSpecWithEscapesAndFractionsKeepsItsGeneration() throws {
+        let store = try ResourceStore(path: directory + "/db.sqlite", bus: EventBus())
+        var template = InstanceTemplate(command: ["sh", "-c", "echo \"a/b\" \\ \t é 中 😀 \u{1}"], env: ["PATH": "/usr/bin:/bin", "Ünïcode": "ö"], workingDir: "/srv/app")
+        template.terminationGracePeriodSeconds = 0.1
+        template.livenessProbe = Probe(exec: ["test", "-f", "/tmp/ok"], periodSeconds: 1.5, timeoutSeconds: 0.3)
+        var object = Workload(name: "tricky", spec: WorkloadSpec(replicas: 1, template: template))
+        object.spec.restartBackoff = RestartBackoff(initialSeconds: 0.25)
+        guard case .workload(var stored) = try store.create(.workload(object)) else { return }
+        #expect(stored.metadata.generation == 1)
+        stored.status.readyReplicas = 1
+        guard case .workload(var updated) = try store.update(.workload(stored)) else { return }
+        #expect(updated.metadata.generation == 1, "an unchanged spec with escapes and fractions moved the generation")
+        updated.spec.template.env["PATH"] = "/bin"
+        #expect(try store.update(.workload(updated)).metadata.generation == 2)
+    }
+
     /// `performAll` queues many writes at once (they fill whole transactions) and answers each
     /// in order; one refused write fails alone.
     @Test func performAllAnswersEachWriteInOrder() async throws {

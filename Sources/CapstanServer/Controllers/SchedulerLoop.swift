@@ -258,32 +258,70 @@ final class SchedulerLoop: ServiceLifecycle.Service {
         // from the shared informer's changes; rebuilt from its cache on a resync.
         var cache = Cache()
         var listed = false
-        // Ends when the informer stops (graceful shutdown).
-        for await batch in feed.batches(every: .seconds(5)) {
-            for delivery in batch {
-                switch delivery {
-                case .event(let event):
-                    cache.apply(event)
-                case .resync:
-                    let failed = cache.failed
-                    cache = Cache()
-                    for event in informer.read({ $0.events(of: Self.watchedKinds) }) { cache.apply(event) }
-                    cache.failed = failed.filter { cache.pending[$0.key] != nil }
-                    if !listed {
-                        listed = true
-                        readiness?.ready("scheduler")
+        var passes = PassesInFlight()
+        await withDiscardingTaskGroup { group in
+            // Ends when the informer stops (graceful shutdown).
+            for await batch in feed.batches(every: .seconds(5)) {
+                for delivery in batch {
+                    switch delivery {
+                    case .event(let event):
+                        cache.apply(event)
+                    case .resync:
+                        let failed = cache.failed
+                        cache = Cache()
+                        for event in informer.read({ $0.events(of: Self.watchedKinds) }) { cache.apply(event) }
+                        cache.failed = failed.filter { cache.pending[$0.key] != nil }
+                        if !listed {
+                            listed = true
+                            readiness?.ready("scheduler")
+                        }
                     }
                 }
+                // Bindings written since (their events are in this batch): release what the
+                // store refused, here on the loop, which alone calls the plugins.
+                settle(&passes)
+                guard listed else { continue }
+                pass(&cache, &passes, &group)
             }
-            guard listed else { continue }
-            await pass(&cache)
         }
+        settle(&passes)
         // Stay until this service's own turn to stop, so the group never sees it end early.
         try? await gracefulShutdown()
     }
 
-    /// Places every pending instance that is due.
-    func pass(_ cache: inout Cache) async {
+    /// Passes whose bindings are still being written: the framework each placed with (to
+    /// release a refused binding's placement through it: the reserve contract), by pass.
+    struct PassesInFlight {
+        var next = 0
+        var frameworks: [Int: (bindings: [(Placement, SchedulingFramework)], chunksLeft: Int)] = [:]
+    }
+
+    /// Binding chunks the store has answered: (pass, positions of refused bindings in it).
+    private let answered = Mutex<[(pass: Int, refused: [Int])]>([])
+
+    /// Releases the placements whose binding the store refused, and forgets finished passes.
+    private func settle(_ passes: inout PassesInFlight) {
+        let done = answered.withLock { answered in
+            defer { answered.removeAll() }
+            return answered
+        }
+        for (pass, refused) in done {
+            guard var entry = passes.frameworks[pass] else { continue }
+            for position in refused {
+                let (placement, framework) = entry.bindings[position]
+                framework.release(placement)
+            }
+            entry.chunksLeft -= 1
+            passes.frameworks[pass] = entry.chunksLeft > 0 ? entry : nil
+        }
+    }
+
+    /// Places every pending instance that is due, and queues the bindings to the store without
+    /// waiting for them: the cache counts a placement at once, so the next pass (on the next
+    /// batch of changes: more instances created meanwhile) places around it while the store
+    /// writes. A refused binding (the instance changed meanwhile) is released by ``settle(_:)``;
+    /// the change that made the store refuse it comes back through the feed.
+    func pass(_ cache: inout Cache, _ passes: inout PassesInFlight, _ group: inout DiscardingTaskGroup) {
         let clock = ContinuousClock()
         let now = clock.now
         let due = cache.pending.values.filter { instance in
@@ -294,9 +332,28 @@ final class SchedulerLoop: ServiceLifecycle.Service {
         var byProfile: [String?: [Instance]] = [:]
         for instance in due { byProfile[instance.spec.template.scheduler, default: []].append(instance) }
 
-        var bindings: [(Instance, Placement, SchedulingFramework)] = []
+        let passNumber = passes.next
+        passes.next &+= 1
+        var bindings: [(Placement, SchedulingFramework)] = []
+        var chunks = 0
+        var pendingWrites: [StoreOperation] = []
         var failures: [(Instance, String)] = []
         let workload = cache.workload()
+        let (writer, metrics) = (self.writer, self.metrics)
+        // Every `bindingChunk` placements go to the store as one group of writes (whole
+        // transactions), while the pass goes on placing.
+        func flush() {
+            guard !pendingWrites.isEmpty else { return }
+            let (writes, first) = (pendingWrites, bindings.count - pendingWrites.count)
+            pendingWrites.removeAll(keepingCapacity: true)
+            chunks += 1
+            group.addTask {
+                let results = await writer.performAll(writes)
+                let refused = results.indices.filter { if case .failure = results[$0] { true } else { false } }
+                metrics.recordBindings(bound: results.count - refused.count, failed: refused.count)
+                self.answered.withLock { $0.append((passNumber, refused.map { $0 + first })) }
+            }
+        }
         for (profileName, instances) in byProfile.sorted(by: { ($0.key ?? "") < ($1.key ?? "") }) {
             guard let profile = host.schedulingProfile(named: profileName) else {
                 let wanted = profileName ?? host.defaultScheduler ?? "(default)"
@@ -326,42 +383,29 @@ final class SchedulerLoop: ServiceLifecycle.Service {
                 metrics.recordDecision(profile: profile.name, placed: decision.placement != nil, duration: clock.now - started)
                 switch decision {
                 case .placed(let placement):
-                    bindings.append((instance, placement, framework))
-                    // Count it at once, so the next profile's snapshots see it.
-                    cache.apply(ResourceEvent(.modified, .instance(bound(instance, to: placement))))
+                    let placed = bound(instance, to: placement)
+                    bindings.append((placement, framework))
+                    pendingWrites.append(.update(.instance(placed)))
+                    // Count it at once: the rest of this pass and the next ones see it.
+                    cache.apply(ResourceEvent(.modified, .instance(placed)))
+                    if pendingWrites.count >= Self.bindingChunk { flush() }
                 case .unschedulable(let why):
                     failures.append((instance, why.description))
                 }
             }
             metrics.add(framework.metrics)
         }
-        let decided = clock.now
+        flush()
+        if chunks > 0 { passes.frameworks[passNumber] = (bindings, chunks) }
         for (instance, _) in failures { cache.failed[instance.metadata.name] = (cache.generation, now) }
-        defer {
-            if Self.trace { FileHandle.standardError.write(Data("pass: \(due.count) due, \(bindings.count) placed in \(decided - now), bound in \(clock.now - decided)\n".utf8)) }
+        for (instance, reason) in failures {
+            group.addTask { await self.markUnschedulable(instance, reason: reason) }
         }
-        // The pass's bindings go to the store together: whole transactions, not one task each.
-        let failedBindings = await withTaskGroup(of: [Int].self) { group in
-            let writes = bindings.map { StoreOperation.update(.instance(bound($0.0, to: $0.1))) }
-            group.addTask {
-                let results = await self.writer.performAll(writes)
-                return results.indices.filter { if case .failure = results[$0] { true } else { false } }
-            }
-            for (instance, reason) in failures {
-                group.addTask { await self.markUnschedulable(instance, reason: reason); return [] }
-            }
-            var failed: [Int] = []
-            for await positions in group { failed += positions }
-            return failed
-        }
-        metrics.recordBindings(bound: bindings.count - failedBindings.count, failed: failedBindings.count)
-        // Every placement is either bound or unreserved (the framework's reserve contract); the
-        // feed brings the instance's real state back into the cache.
-        for position in failedBindings {
-            let (_, placement, framework) = bindings[position]
-            framework.release(placement)
-        }
+        if Self.trace { FileHandle.standardError.write(Data("pass \(passNumber): \(due.count) due, \(bindings.count) placed in \(clock.now - now), bindings queued in \(chunks) group(s)\n".utf8)) }
     }
+
+    /// Placements queued to the store as one group of writes while the pass goes on.
+    static let bindingChunk = 512
 
     private func bound(_ instance: Instance, to placement: Placement) -> Instance {
         var bound = instance

@@ -114,7 +114,9 @@ final class SharedInformer: ServiceLifecycle.Service, Sendable {
         /// Node → the names of the instances bound to it.
         private(set) var instancesByNode: [String: Set<String>] = [:]
         /// `Kind/name` of an owner → the names of the instances it owns.
-        private(set) var instancesByOwner: [String: Set<String>] = [:]
+        /// Instances by owner, each with what the workload plan reads of it (kept here, so a
+        /// plan over 10,000 members does not copy 10,000 instances out of the cache).
+        private(set) var instancesByOwner: [String: [String: OwnedMember]] = [:]
         /// Volume → the claim it is bound to.
         private(set) var claimsByVolume: [String: String] = [:]
         /// Address key (`node/<podCIDR>`, `svc/<clusterIP>`, ``AddressAllocator/keys(of:)``) →
@@ -137,7 +139,7 @@ final class SharedInformer: ServiceLifecycle.Service, Sendable {
             switch object {
             case .instance(let instance):
                 if let node = instance.spec.nodeName { instancesByNode[node, default: []].insert(instance.metadata.name) }
-                if let owner = instance.metadata.owner { instancesByOwner[owner, default: []].insert(instance.metadata.name) }
+                if let owner = instance.metadata.owner { instancesByOwner[owner, default: [:]][instance.metadata.name] = OwnedMember(instance) }
             case .volumeClaim(let claim):
                 if let volume = claim.spec.volumeName { claimsByVolume[volume] = claim.metadata.name }
             default:
@@ -154,7 +156,7 @@ final class SharedInformer: ServiceLifecycle.Service, Sendable {
                     if instancesByNode[node]?.isEmpty == true { instancesByNode[node] = nil }
                 }
                 if let owner = instance.metadata.owner {
-                    instancesByOwner[owner]?.remove(instance.metadata.name)
+                    instancesByOwner[owner]?[instance.metadata.name] = nil
                     if instancesByOwner[owner]?.isEmpty == true { instancesByOwner[owner] = nil }
                 }
             case .volumeClaim(let claim):
@@ -184,7 +186,7 @@ final class SharedInformer: ServiceLifecycle.Service, Sendable {
 
         /// The instances `owner` (`Workload/web`) owns.
         func instances(ownedBy owner: String) -> [Instance] {
-            (instancesByOwner[owner] ?? []).compactMap { instance($0) }
+            (instancesByOwner[owner] ?? [:]).keys.compactMap { instance($0) }
         }
 
         /// The instances bound to `node`.

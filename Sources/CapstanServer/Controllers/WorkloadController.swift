@@ -274,19 +274,20 @@ struct OwnedMember: PlanMember {
     let templateHash: String?
     let isReady: Bool
     let isTerminating: Bool
+
+    init(_ instance: Instance) {
+        memberName = instance.metadata.name
+        templateHash = instance.metadata.labels[WellKnown.templateHashLabel]
+        isReady = instance.status.ready
+        isTerminating = instance.metadata.deletionTimestamp != nil
+    }
 }
 
 extension SharedInformer.Cache {
-    /// The instances `owner` owns, as the workload plan reads them.
+    /// The instances `owner` owns, as the workload plan reads them (kept by the informer's
+    /// owner index).
     func members(ownedBy owner: String) -> [OwnedMember] {
-        guard let names = instancesByOwner[owner], let instances = objects["Instance"] else { return [] }
-        var members: [OwnedMember] = []
-        members.reserveCapacity(names.count)
-        for name in names {
-            guard case .instance(let instance)? = instances[name] else { continue }
-            members.append(OwnedMember(memberName: name, templateHash: instance.metadata.labels[WellKnown.templateHashLabel],
-                                       isReady: instance.status.ready, isTerminating: instance.metadata.deletionTimestamp != nil))
-        }
-        return members
+        guard let members = instancesByOwner[owner] else { return [] }
+        return Array(members.values)
     }
 }
