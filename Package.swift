@@ -203,7 +203,7 @@ let package = Package(
         // The parsers of untrusted input as fuzz targets, and `capstan-fuzz`, which runs them
         // under libFuzzer (Sources/CapstanFuzz/fuzz.sh builds it with -sanitize=fuzzer) or
         // replays inputs through them.
-        .target(name: "CapstanFuzzTargets", dependencies: ["CapstanAPI", "PluginHost", "CapstanSupervision", core], path: "Sources/CapstanFuzzTargets"),
+        .target(name: "CapstanFuzzTargets", dependencies: ["CapstanAPI", "CapstanJSON", "PluginHost", "CapstanSupervision", core], path: "Sources/CapstanFuzzTargets"),
         .target(name: "CFuzzerDriver", path: "Sources/CFuzzerDriver"),
         .executableTarget(name: "CapstanFuzz", dependencies: ["CapstanFuzzTargets", "CFuzzerDriver"], path: "Sources/CapstanFuzz", exclude: ["fuzz.sh"]),
         .testTarget(name: "CapstanFuzzTargetsTests", dependencies: ["CapstanFuzzTargets"], path: "Tests/CapstanFuzzTargetsTests"),

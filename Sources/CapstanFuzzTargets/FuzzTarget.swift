@@ -1,5 +1,6 @@
 import CapstanAPI
 import CapstanCore
+import CapstanJSON
 import CapstanSupervision
 import Foundation
 import PluginHost
@@ -23,20 +24,30 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// What the runtimes read back from disk: /proc/PID/stat lines and the shim's number files.
     case runtimeRecord = "runtime-record"
 
+    /// The store's encoder must write exactly Foundation's sorted-keys bytes (stored specs are
+    /// compared as text): any input that makes them differ is a finding.
+    static func encodeBothWays(_ object: AnyResource) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let foundation = try? encoder.encode(object)
+        let sorted = try? SortedJSON.encode(object)
+        precondition(foundation.map(Array.init) == sorted, "SortedJSON and JSONEncoder(.sortedKeys) wrote different text for \(object.kind) \"\(object.name)\"")
+    }
+
     /// Runs one input.
     public func run(_ bytes: [UInt8]) {
         let text = String(decoding: bytes, as: UTF8.self)
         switch self {
         case .manifestYAML:
             if let objects = try? ManifestReader.parse(text, source: "fuzz") {
-                for object in objects { _ = try? JSONEncoder().encode(object) }
+                for object in objects { Self.encodeBothWays(object) }
             }
         case .manifestJSON:
             let data = Data(bytes)
             _ = JSONKeyCheck.firstDuplicate(in: data)
             if let object = try? JSONDecoder().decode(AnyResource.self, from: data) {
                 _ = object.validate()
-                _ = try? JSONEncoder().encode(object)
+                Self.encodeBothWays(object)
                 if case .workload(let workload) = object { _ = TemplateHash.of(workload.spec) }
             }
         case .quantity:
