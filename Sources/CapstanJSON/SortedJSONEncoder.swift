@@ -172,41 +172,33 @@ private final class Writer: Encoder {
     // MARK: Containers
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
-        let index = state.pointee.frames.count - 1
-        if index < 0 { state.pointee.failed = true; return KeyedEncodingContainer(Keyed<Key>(writer: self, frame: -1)) }
-        switch state.pointee.frames[index].kind {
-        case .none:
-            state.pointee.frames[index].kind = .keyed
-            state.pointee.out.append(UInt8(ascii: "{"))
-            state.pointee.frames[index].contentStart = state.pointee.out.count
-        case .keyed: break
-        case .unkeyed, .single: state.pointee.failed = true
-        }
-        return KeyedEncodingContainer(Keyed<Key>(writer: self, frame: index))
+        KeyedEncodingContainer(Keyed<Key>(writer: self, frame: open(.keyed, bracket: UInt8(ascii: "{"))))
     }
 
     func unkeyedContainer() -> any UnkeyedEncodingContainer {
-        let index = state.pointee.frames.count - 1
-        if index < 0 { state.pointee.failed = true; return Unkeyed(writer: self, frame: -1) }
-        switch state.pointee.frames[index].kind {
-        case .none:
-            state.pointee.frames[index].kind = .unkeyed
-            state.pointee.out.append(UInt8(ascii: "["))
-            state.pointee.frames[index].contentStart = state.pointee.out.count
-        case .unkeyed: break
-        case .keyed, .single: state.pointee.failed = true
-        }
-        return Unkeyed(writer: self, frame: index)
+        Unkeyed(writer: self, frame: open(.unkeyed, bracket: UInt8(ascii: "[")))
     }
 
     func singleValueContainer() -> any SingleValueEncodingContainer {
+        Single(writer: self, frame: open(.single, bracket: nil))
+    }
+
+    /// Makes the innermost frame a container of `kind` (writing its opening bracket), or finds
+    /// it one already (a type may ask twice); returns the frame, -1 when there is none. Asking
+    /// for another kind than the frame's, or a second single value, is a misuse: Foundation
+    /// encodes instead.
+    private func open(_ kind: Kind, bracket: UInt8?) -> Int {
         let index = state.pointee.frames.count - 1
-        if index < 0 { state.pointee.failed = true; return Single(writer: self, frame: -1) }
-        switch state.pointee.frames[index].kind {
-        case .none: state.pointee.frames[index].kind = .single
-        case .single, .keyed, .unkeyed: state.pointee.failed = true
+        guard index >= 0 else { state.pointee.failed = true; return -1 }
+        let current = state.pointee.frames[index].kind
+        if current == .none {
+            state.pointee.frames[index].kind = kind
+            if let bracket { state.pointee.out.append(bracket) }
+            state.pointee.frames[index].contentStart = state.pointee.out.count
+        } else if current != kind || kind == .single {
+            state.pointee.failed = true
         }
-        return Single(writer: self, frame: index)
+        return index
     }
 
     /// True when `frame` is the innermost open container (anything else is a misuse: a
