@@ -1,5 +1,6 @@
 import CapstanAPI
 import CapstanCore
+import CapstanJSON
 import CapstanEtcd
 import Foundation
 import Synchronization
@@ -215,8 +216,10 @@ enum HABenchmark {
                             let stream = etcd.watch(Array("/bench/objects/".utf8), rangeEnd: EtcdClient.prefixEnd(Array("/bench/objects/".utf8)), startRevision: start + 1, prevKV: true)
                             return { @Sendable () async -> Int in
                                 var seen = 0
-                                // Following means reading the objects, as the API watchers do.
-                                let decoder = JSONDecoder()
+                                // Following means reading the objects, as the API watchers do,
+                                // with the decoder they use.
+                                var decoder = FastJSONDecoder()
+                                decoder.userInfo[.capstanTrustedDocument] = true
                                 do {
                                     for try await batch in stream {
                                         for event in batch where (try? decoder.decode(AnyResource.self, from: Data(event.kv.value))) != nil { seen += 1 }

@@ -32,5 +32,30 @@ enum JSONBenchmark {
         print("| Foundation JSONEncoder (.sortedKeys) | \(perCall(foundationRuns)) |")
         print("| SortedJSON (CapstanJSON) | \(perCall(sortedRuns)) |")
         print("\nspeed-up: \(format(median(foundationRuns) / median(sortedRuns), 1))× (checksum \(size % 10))\n")
+        decoding(object, count: count, perCall: perCall)
+    }
+
+    /// Both decoders on the same stored text: as a watcher reads it (trusted: no unknown-key
+    /// check) and as the server reads a request (strict).
+    private static func decoding(_ object: AnyResource, count: Int, perCall: ([Double]) -> String) {
+        guard let stored = try? SortedJSON.data(object) else { return }
+        var checksum = 0
+        print("## JSON: the same Instance decoded, \(count) decodes × 7 runs (median, range per decode)\n")
+        print("| document | Foundation JSONDecoder | FastJSONDecoder (CapstanJSON) | speed-up |\n|---|---|---|---|")
+        for trusted in [true, false] {
+            let foundation = JSONDecoder()
+            var fast = FastJSONDecoder()
+            if trusted {
+                foundation.userInfo[.capstanTrustedDocument] = true
+                fast.userInfo[.capstanTrustedDocument] = true
+            }
+            var foundationRuns: [Double] = [], fastRuns: [Double] = []
+            for _ in 0..<7 {
+                foundationRuns.append(measure { for _ in 0..<count { checksum &+= (try? foundation.decode(AnyResource.self, from: stored))?.name.count ?? 0 } })
+                fastRuns.append(measure { for _ in 0..<count { checksum &+= (try? fast.decode(AnyResource.self, from: stored))?.name.count ?? 0 } })
+            }
+            print("| \(trusted ? "trusted (as a watcher reads it)" : "strict (as the server reads a request)") | \(perCall(foundationRuns)) | \(perCall(fastRuns)) | \(format(median(foundationRuns) / median(fastRuns), 1))× |")
+        }
+        print("\n(checksum \(checksum % 10))\n")
     }
 }

@@ -45,7 +45,13 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .manifestJSON:
             let data = Data(bytes)
             _ = JSONKeyCheck.firstDuplicate(in: data)
-            if let object = try? JSONDecoder().decode(AnyResource.self, from: data) {
+            let object = try? JSONDecoder().decode(AnyResource.self, from: data)
+            let fast = try? FastJSONDecoder().decode(AnyResource.self, from: data)
+            precondition((object == nil) == (fast == nil), "FastJSONDecoder \(fast == nil ? "refused" : "decoded") what JSONDecoder \(object == nil ? "refused" : "decoded")")
+            if let object, let fast {
+                precondition((try? SortedJSON.encode(object)) == (try? SortedJSON.encode(fast)), "FastJSONDecoder and JSONDecoder decoded different objects")
+            }
+            if let object {
                 _ = object.validate()
                 Self.encodeBothWays(object)
                 if case .workload(let workload) = object { _ = TemplateHash.of(workload.spec) }

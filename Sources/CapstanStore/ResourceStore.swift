@@ -438,7 +438,7 @@ public final class ResourceStore: Sendable {
 
     /// Stored documents were checked on the way in: no unknown-key scan on the way out.
     static func decode(_ data: Data, _ cipher: SecretCipher) throws -> AnyResource {
-        let decoder = JSONDecoder()
+        var decoder = FastJSONDecoder()
         decoder.userInfo[.capstanTrustedDocument] = true
         return try decoder.decode(AnyResource.self, from: try cipher.openIfSealed(data))
     }
