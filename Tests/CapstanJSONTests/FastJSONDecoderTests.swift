@@ -37,11 +37,8 @@ import Testing
     }
 
     @Test func everyExampleManifestDecodesAsFoundationDecodesIt() throws {
-        let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Examples")
-        let files = FileManager.default.enumerator(atPath: examples.path)?.compactMap { $0 as? String }.filter { $0.hasSuffix(".yaml") && !$0.hasSuffix("capstan.yaml") } ?? []
         var objects = 0
-        for file in files.sorted() {
-            guard let read = try? ManifestReader.read(file: examples.appendingPathComponent(file).path) else { continue }
+        for (file, read) in ExampleManifests.all() {
             for object in read {
                 let json = try SortedJSON.encode(object)
                 try Self.expectSame(AnyResource.self, json, "\(file), strict", fast: true)
@@ -58,18 +55,7 @@ import Testing
     }
 
     @Test func aRunningInstanceAndItsWatchEventDecodeOnTheFastPath() throws {
-        let template = InstanceTemplate(command: ["sh", "-c", "echo \"hi\" > /tmp/x"], labels: ["app": "web", "tier": "front/end"], image: "busybox",
-                                        env: ["Z": "1", "A": "two words é 😀", "PATH": "/bin:/usr/bin"], workingDir: "/srv",
-                                        resources: ResourceRequirements(requests: ["cpu": "250m", "memory": "64Mi", "gpu-milli": "500"], limits: ["memory": "128Mi"]),
-                                        ports: [PortSpec(name: "http", containerPort: 8080, hostPort: 30080, protocol: "tcp")],
-                                        volumeMounts: [VolumeMount(claim: "data", mountPath: "/data")], runtime: "runc", scheduler: "fgd",
-                                        gpuModels: ["A100", "V100"], terminationGracePeriodSeconds: 0.25)
-        var instance = Instance(name: "web-abc-0", labels: ["capstan.dev/workload": "web"], spec: InstanceSpec(template: template, nodeName: "node-1"))
-        instance.metadata.revision = 42
-        instance.metadata.generation = 3
-        instance.metadata.creationTimestamp = Timestamp(secondsSinceEpoch: 1_790_000_000.125)
-        instance.status = InstanceStatus(phase: .running, ready: true, restarts: 2, exitCode: -137, reason: "Killed", message: "killed after \"grace\"\n",
-                                         startedAt: Timestamp(secondsSinceEpoch: 1_790_000_001), addresses: ["10.0.0.2"], pid: 1234)
+        let instance = ExampleManifests.runningInstance()
         try Self.expectSame(AnyResource.self, try SortedJSON.encode(AnyResource.instance(instance)), "an instance", fast: true)
         try Self.expectSame(WatchEvent.self, try SortedJSON.encode(WatchEvent(ResourceEvent(.modified, .instance(instance)), revision: 42)), "a watch event", fast: true, trusted: true)
     }
