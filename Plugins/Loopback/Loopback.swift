@@ -278,12 +278,19 @@ actor Loopback: StorageProvisioner {
         }
         guard let device else { throw PluginError(.internal, "losetup attached \(image) but no loop device shows it in /sys/block") }
         try fail("stage.attach")
-        let mounts = Mounts.read()
+        var mounts = Mounts.read()
         if let existing = mounts.first(where: { $0.mountPoint == request.stagingPath }) {
             guard existing.device == device.number else {
                 throw PluginError(.failedPrecondition, "staging path \(request.stagingPath) already has another file system mounted (\(existing.source)); unmount it")
             }
-            return
+            // Staged already (a staging mount can outlive its instances, across an agent
+            // restart). A growth left for the next stage is done now when nothing is published
+            // from it: unmount, grow, mount again — else the next instance would get the old
+            // file system while the volume says it grew.
+            guard let grown = record.fileSystemBytes, grown < record.sizeBytes,
+                  !mounts.contains(where: { $0.device == device.number && $0.mountPoint != request.stagingPath }) else { return }
+            try Mounts.unmount(request.stagingPath)
+            mounts = Mounts.read()
         }
         if let grown = record.fileSystemBytes, grown < record.sizeBytes, !mounts.contains(where: { $0.device == device.number }) {
             // An expansion that happened while it was mounted, without online resize.
