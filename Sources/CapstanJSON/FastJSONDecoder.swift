@@ -57,7 +57,7 @@ public struct FastJSONDecoder: Sendable {
             return nil
         }
         if parser.sawNonASCII, String(validating: UnsafeBufferPointer(start: base, count: bytes.count), as: UTF8.self) == nil { return nil }
-        return parser.tokens.withUnsafeBufferPointer { tokens in
+        return parser.tokens.withUnsafeMutableBufferPointer { tokens in
             parser.keys.withUnsafeBufferPointer { keys in
                 let reader = Reader(bytes: base, keys: keys.baseAddress ?? base, tokens: tokens, userInfo: userInfo)
                 do {
@@ -85,7 +85,8 @@ private enum Kind: UInt8 {
 /// one step.
 private struct Token {
     var kind: Kind
-    /// First byte: a string's after its opening quote, a number's first character.
+    /// First byte: a string's after its opening quote, a number's first character. For an
+    /// object, the member its next key lookup compares first (the one after the last found).
     var start: Int32
     /// A string's or a number's length in bytes; a container's count of members.
     var length: Int32
@@ -273,6 +274,8 @@ private struct Parser {
         }
         tokens[at].length = members
         tokens[at].end = Int32(tokens.count)
+        // An object's start is where its key lookups begin: its first member.
+        tokens[at].start = Int32(at + 1)
         if members > 1 { try refuseDuplicateKeys(object: at) }
     }
 
@@ -329,13 +332,14 @@ private final class Reader {
     let bytes: UnsafePointer<UInt8>
     /// The unescaped bytes of keys written with escapes (``Kind/escapedKey``).
     let keys: UnsafePointer<UInt8>
-    let tokens: UnsafeBufferPointer<Token>
+    /// Mutable only for an object's ``Token/start``, where its key lookups resume.
+    let tokens: UnsafeMutableBufferPointer<Token>
     let userInfo: [CodingUserInfoKey: Any]
     /// Set where Foundation must decide even if the decode goes on to succeed (a type may
     /// catch the error thrown with it).
     @exclusivity(unchecked) var mustFallBack = false
 
-    init(bytes: UnsafePointer<UInt8>, keys: UnsafePointer<UInt8>, tokens: UnsafeBufferPointer<Token>, userInfo: [CodingUserInfoKey: any Sendable]) {
+    init(bytes: UnsafePointer<UInt8>, keys: UnsafePointer<UInt8>, tokens: UnsafeMutableBufferPointer<Token>, userInfo: [CodingUserInfoKey: any Sendable]) {
         self.bytes = bytes
         self.keys = keys
         self.tokens = tokens
@@ -491,18 +495,9 @@ private struct ValueDecoder: Decoder {
     func singleValueContainer() throws -> any SingleValueDecodingContainer { Single(reader: reader, index: index) }
 }
 
-private final class Keyed<Key: CodingKey>: KeyedDecodingContainerProtocol {
+private struct Keyed<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let reader: Reader
     let object: Int
-    /// The member to compare first: the one after the last found.
-    @exclusivity(unchecked) private var hint: Int
-    @exclusivity(unchecked) private var hintPosition: Int32 = 0
-
-    init(reader: Reader, object: Int) {
-        self.reader = reader
-        self.object = object
-        self.hint = object + 1
-    }
 
     var codingPath: [any CodingKey] { [] }
 
@@ -525,20 +520,20 @@ private final class Keyed<Key: CodingKey>: KeyedDecodingContainerProtocol {
         let tokens = reader.tokens
         let members = tokens[object].length
         if members == 0 { return nil }
+        let end = Int(tokens[object].end)
+        let reader = self.reader, object = self.object
         var name = key.stringValue
         return name.withUTF8 { wanted -> Int? in
-            var member = hint
-            var position = hintPosition
+            // The member after the last one found, kept in the object's token (``Token/start``).
+            var member = Int(tokens[object].start)
             for _ in 0..<members {
                 let token = tokens[member]
+                let next = Int(tokens[member + 1].end)
                 if Int(token.length) == wanted.count, wanted.count == 0 || memcmp(reader.keyBytes(token), wanted.baseAddress!, wanted.count) == 0 {
-                    let value = member + 1
-                    position += 1
-                    if position == members { hint = object + 1; hintPosition = 0 } else { hint = Int(tokens[value].end); hintPosition = position }
-                    return value
+                    reader.tokens[object].start = Int32(next == end ? object + 1 : next)
+                    return member + 1
                 }
-                position += 1
-                if position == members { member = object + 1; position = 0 } else { member = Int(tokens[member + 1].end) }
+                member = next == end ? object + 1 : next
             }
             return nil
         }
