@@ -75,7 +75,7 @@ public final class EtcdObjectStore: Sendable {
     public func create(_ object: AnyResource, fence: [EtcdClient.Compare] = []) async throws(StoreError) -> AnyResource {
         if case .failure(let error) = ResourceStore.check(object) { throw error }
         var stored = object
-        stored.metadata.uid = UUID().uuidString.lowercased()
+        stored.metadata.uid = ObjectUID.make()
         stored.metadata.creationTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
         stored.metadata.revision = nil
         stored.metadata.generation = 1

@@ -298,7 +298,7 @@ public final class ResourceStore: Sendable {
                 throw StoreError.alreadyExists(kind: object.kind, name: object.name)
             }
             var stored = object
-            stored.metadata.uid = UUID().uuidString.lowercased()
+            stored.metadata.uid = ObjectUID.make()
             stored.metadata.creationTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
             stored.metadata.revision = revision
             stored.metadata.generation = 1
