@@ -25,7 +25,7 @@ public final class EtcdClient: Sendable {
 
     /// The TLS this client speaks to every member with; nil: plain HTTP.
     public let tls: EtcdTLS?
-    /// This client's two pools (``pool(tls:streaming:)``), looked up once: the key hashes the
+    /// This client's two pools (``pool(tls:streaming:failsOver:)``), looked up once: the key hashes the
     /// PEM files, which no request should pay for.
     private let unary: HTTPClient
     private let streaming: HTTPClient
@@ -33,6 +33,8 @@ public final class EtcdClient: Sendable {
     private struct PoolKey: Hashable {
         var tls: EtcdTLS?
         var streaming: Bool
+        /// Several members: a connection refused moves on to the next member at once.
+        var failsOver: Bool
     }
 
     /// HTTP clients, one for unary calls and one for watches per TLS setting: shared by every
@@ -41,15 +43,20 @@ public final class EtcdClient: Sendable {
     /// pool of their own and never queue the unary calls (a lease renewal above all) behind them.
     private static let pools = Mutex<[PoolKey: HTTPClient]>([:])
 
-    private static func pool(tls: EtcdTLS?, streaming: Bool) -> HTTPClient {
+    private static func pool(tls: EtcdTLS?, streaming: Bool, failsOver: Bool) -> HTTPClient {
         pools.withLock { pools in
-            let key = PoolKey(tls: tls, streaming: streaming)
+            let key = PoolKey(tls: tls, streaming: streaming, failsOver: failsOver)
             if let client = pools[key] { return client }
             var configuration = HTTPClient.Configuration(timeout: .init(connect: .seconds(2)))
             configuration.tlsConfiguration = tls?.configuration
             if streaming {
                 configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
             }
+            // AsyncHTTPClient retries a refused connection with backoff until its connect
+            // timeout, and under load well past it: a dead first member cost every call 2-10 s
+            // before the next member was tried. With several members, ``send`` tries the next
+            // at once instead (as etcd's own client does); with one, the retries stay.
+            configuration.connectionPool.retryConnectionEstablishment = !failsOver
             let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
             pools[key] = client
             return client
@@ -69,8 +76,8 @@ public final class EtcdClient: Sendable {
         }
         self.timeout = timeout
         self.tls = tls
-        unary = Self.pool(tls: tls, streaming: false)
-        streaming = Self.pool(tls: tls, streaming: true)
+        unary = Self.pool(tls: tls, streaming: false, failsOver: self.endpoints.count > 1)
+        streaming = Self.pool(tls: tls, streaming: true, failsOver: self.endpoints.count > 1)
     }
 
     /// `etcd://host:port[,host:port…]` (or `http://…` / `https://…`, comma-separated) as
