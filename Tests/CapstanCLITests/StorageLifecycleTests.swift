@@ -124,7 +124,9 @@ import Glibc
             } else {
                 #expect(resized?.reason == "FileSystemResizePending", "\(String(describing: resized))")
             }
-            #expect(try await claim(cluster, "data").status.capacity == (try Quantity(parsing: "64Mi")))
+            // The claim follows its volume (the volume controller copies the capacity over).
+            let grownSize = try Quantity(parsing: "64Mi")
+            try await eventually("the claim reports the new capacity", timeout: 20) { try await claim(cluster, "data").status.capacity == grownSize }
 
             // Server and agent restart: the instance is re-adopted, still counting 2.
             cluster.stop()
