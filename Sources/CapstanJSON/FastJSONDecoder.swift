@@ -10,17 +10,21 @@ import Foundation
 /// bytes, starting after the last key found (synthesized `Decodable` types and dictionaries
 /// ask for keys in the order they appear, so most lookups compare one key).
 ///
-/// What it leaves to Foundation: malformed JSON, escaped or non-UTF-8 keys, a key twice in one
-/// object, a number with a fraction or an exponent read as an integer, an integer that does
-/// not fit, a `Float`, a non-finite number, the types Foundation treats specially (`Date`,
-/// `Data`, `URL`, `Decimal`), super-decoders — and every decode that throws. When one is met,
+/// What it leaves to Foundation: malformed JSON, keys outside ASCII (Swift compares strings by
+/// canonical equivalence, not bytes), a key twice in one object, a number with a fraction or an
+/// exponent read as an integer, an integer that does not fit, a number too large or too small
+/// for a `Double`, `Float`, `Int128`, the types Foundation treats specially (`Date`, `Data`,
+/// `URL`, `Decimal`), super-decoders, key lookups past a budget linear in the document's size
+/// — and every decode that throws. When one is met,
 /// the document is decoded again by `JSONDecoder` with the same `userInfo`, so the value, or
 /// the error and its message, are exactly Foundation's. The fast path throws, on its own
 /// account, only where Foundation throws too (a value of another JSON type, a missing key, a
 /// null), so a type that catches an error and tries another reading reads the same way.
 ///
 /// Decoding must have no side effects beyond the value: a type that records what it sees in
-/// `userInfo` would record it twice when Foundation takes over.
+/// `userInfo` would record it twice when Foundation takes over. `codingPath` is always empty
+/// (it only names fields in errors, and errors are Foundation's), and a type must not keep the
+/// decoder or a container after its `init(from:)` returns (they point into the document).
 public struct FastJSONDecoder: Sendable {
     /// Handed to the types decoded, as `JSONDecoder.userInfo` is.
     public var userInfo: [CodingUserInfoKey: any Sendable] = [:]
@@ -91,6 +95,9 @@ private struct Token {
     /// A string's or a number's length in bytes; a container's count of members.
     var length: Int32
     var end: Int32
+    /// For an object, the member its last key lookup found (0: none yet), compared first: a
+    /// type may ask for one key twice (`try?` one reading, then another).
+    var previous: Int32 = 0
 }
 
 /// Thrown inside the parser and the reader when Foundation must decide.
@@ -150,16 +157,20 @@ private struct Parser {
         index += length
     }
 
+    /// Whether the last string read had a byte outside ASCII (raw, not escaped).
+    private var lastStringNonASCII = false
+
     private mutating func parseString() throws(Fallback) {
         index += 1
         let start = index
         var escaped = false
+        lastStringNonASCII = false
         while true {
             guard index < count else { throw Fallback() }
             let byte = base[index]
             if byte == UInt8(ascii: "\"") { break }
             if byte < 0x20 { throw Fallback() }
-            if byte >= 0x80 { sawNonASCII = true }
+            if byte >= 0x80 { sawNonASCII = true; lastStringNonASCII = true }
             if byte == UInt8(ascii: "\\") {
                 escaped = true
                 index += 1
@@ -258,7 +269,10 @@ private struct Parser {
                 skipWhitespace()
                 guard index < count, base[index] == UInt8(ascii: "\"") else { throw Fallback() }
                 try parseString()
-                // Keys are compared as bytes: an escaped one is compared unescaped.
+                // Keys are compared as bytes: an escaped one is compared unescaped. Swift
+                // compares strings by canonical equivalence ("é" written as one scalar or as
+                // two is one key; KELVIN SIGN is "K"): a key outside ASCII is Foundation's.
+                if lastStringNonASCII { throw Fallback() }
                 if tokens[tokens.count - 1].kind == .escapedString { try unescapeKey(tokens.count - 1) }
                 skipWhitespace()
                 guard index < count, base[index] == UInt8(ascii: ":") else { throw Fallback() }
@@ -281,7 +295,7 @@ private struct Parser {
 
     private mutating func unescapeKey(_ at: Int) throws(Fallback) {
         let token = tokens[at]
-        guard let bytes = Reader.unescape(UnsafeBufferPointer(start: base + Int(token.start), count: Int(token.length))) else { throw Fallback() }
+        guard let bytes = Reader.unescape(UnsafeBufferPointer(start: base + Int(token.start), count: Int(token.length))), bytes.allSatisfy({ $0 < 0x80 }) else { throw Fallback() }
         tokens[at] = Token(kind: .escapedKey, start: Int32(keys.count), length: Int32(bytes.count), end: token.end)
         keys.append(contentsOf: bytes)
     }
@@ -338,10 +352,16 @@ private final class Reader {
     /// Set where Foundation must decide even if the decode goes on to succeed (a type may
     /// catch the error thrown with it).
     @exclusivity(unchecked) var mustFallBack = false
+    /// Members compared in key lookups so far, and how many the document may cost before
+    /// Foundation's hashed lookups take over: linear in its size, whatever order a type asks
+    /// for keys in (an object of 300,000 members looked up backwards would be quadratic).
+    @exclusivity(unchecked) var comparisons = 0
+    let comparisonBudget: Int
 
     init(bytes: UnsafePointer<UInt8>, keys: UnsafePointer<UInt8>, tokens: UnsafeMutableBufferPointer<Token>, userInfo: [CodingUserInfoKey: any Sendable]) {
         self.bytes = bytes
         self.keys = keys
+        self.comparisonBudget = 32 * tokens.count + 4_096
         self.tokens = tokens
         self.userInfo = userInfo
     }
@@ -457,12 +477,17 @@ private final class Reader {
         guard token.kind == .integer || token.kind == .number else { throw mismatch(Double.self, at: index) }
         let text = String(decoding: UnsafeBufferPointer(start: bytes + Int(token.start), count: Int(token.length)), as: UTF8.self)
         guard let value = Double(text), value.isFinite else { throw fallBack() }
+        // A literal too small for a Double parses as 0, which Foundation refuses: only a
+        // literal whose digits are all zero is 0 here.
+        if value == 0, text.utf8.prefix(while: { $0 != UInt8(ascii: "e") && $0 != UInt8(ascii: "E") }).contains(where: { $0 >= UInt8(ascii: "1") && $0 <= UInt8(ascii: "9") }) {
+            throw fallBack()
+        }
         return value
     }
 
     func decode<T: Decodable>(_ type: T.Type, at index: Int) throws -> T {
         // Foundation decodes these its own way (base64, strings, strategies).
-        if type == Data.self || type == Date.self || type == URL.self || type == Decimal.self || type == Float.self {
+        if type == Data.self || type == Date.self || type == URL.self || type == Decimal.self || type == Float.self || type == Int128.self || type == UInt128.self {
             throw fallBack()
         }
         return try T(from: ValueDecoder(reader: self, index: index))
@@ -522,19 +547,33 @@ private struct Keyed<Key: CodingKey>: KeyedDecodingContainerProtocol {
         if members == 0 { return nil }
         let end = Int(tokens[object].end)
         let reader = self.reader, object = self.object
+        if reader.mustFallBack { return nil }  // Foundation decides: stop working
         var name = key.stringValue
         return name.withUTF8 { wanted -> Int? in
-            // The member after the last one found, kept in the object's token (``Token/start``).
-            var member = Int(tokens[object].start)
-            for _ in 0..<members {
+            func matches(_ member: Int) -> Bool {
                 let token = tokens[member]
+                return Int(token.length) == wanted.count && (wanted.count == 0 || memcmp(reader.keyBytes(token), wanted.baseAddress!, wanted.count) == 0)
+            }
+            let previous = Int(tokens[object].previous)
+            if previous != 0, matches(previous) { return previous + 1 }
+            // Then from the member after the last one found (``Token/start``), round the object.
+            var member = Int(tokens[object].start)
+            if reader.comparisons > reader.comparisonBudget {
+                reader.mustFallBack = true
+                return nil
+            }
+            for _ in 0..<members {
+                reader.comparisons += 1
                 let next = Int(tokens[member + 1].end)
-                if Int(token.length) == wanted.count, wanted.count == 0 || memcmp(reader.keyBytes(token), wanted.baseAddress!, wanted.count) == 0 {
+                if matches(member) {
                     reader.tokens[object].start = Int32(next == end ? object + 1 : next)
+                    reader.tokens[object].previous = Int32(member)
                     return member + 1
                 }
                 member = next == end ? object + 1 : next
             }
+            // Not here as bytes; a key outside ASCII may still be here as Swift compares it.
+            if wanted.contains(where: { $0 >= 0x80 }) { reader.mustFallBack = true }
             return nil
         }
     }
@@ -569,6 +608,8 @@ private struct Keyed<Key: CodingKey>: KeyedDecodingContainerProtocol {
     func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 { try reader.integer(try value(key), as: type) }
     func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 { try reader.integer(try value(key), as: type) }
     func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try reader.integer(try value(key), as: type) }
+    func decode(_ type: Int128.Type, forKey key: Key) throws -> Int128 { throw reader.fallBack() }
+    func decode(_ type: UInt128.Type, forKey key: Key) throws -> UInt128 { throw reader.fallBack() }
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T { try reader.decode(type, at: try value(key)) }
 
     func decodeIfPresent(_ type: Bool.Type, forKey key: Key) throws -> Bool? { try present(key).map(reader.bool) }
@@ -585,6 +626,8 @@ private struct Keyed<Key: CodingKey>: KeyedDecodingContainerProtocol {
     func decodeIfPresent(_ type: UInt16.Type, forKey key: Key) throws -> UInt16? { try present(key).map { try reader.integer($0, as: type) } }
     func decodeIfPresent(_ type: UInt32.Type, forKey key: Key) throws -> UInt32? { try present(key).map { try reader.integer($0, as: type) } }
     func decodeIfPresent(_ type: UInt64.Type, forKey key: Key) throws -> UInt64? { try present(key).map { try reader.integer($0, as: type) } }
+    func decodeIfPresent(_ type: Int128.Type, forKey key: Key) throws -> Int128? { throw reader.fallBack() }
+    func decodeIfPresent(_ type: UInt128.Type, forKey key: Key) throws -> UInt128? { throw reader.fallBack() }
     func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? { try present(key).map { try reader.decode(type, at: $0) } }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
@@ -651,6 +694,10 @@ private struct Unkeyed: UnkeyedDecodingContainer {
     mutating func decode(_ type: UInt16.Type) throws -> UInt16 { take(try reader.integer(try current(type), as: type)) }
     mutating func decode(_ type: UInt32.Type) throws -> UInt32 { take(try reader.integer(try current(type), as: type)) }
     mutating func decode(_ type: UInt64.Type) throws -> UInt64 { take(try reader.integer(try current(type), as: type)) }
+    mutating func decode(_ type: Int128.Type) throws -> Int128 { throw reader.fallBack() }
+    mutating func decode(_ type: UInt128.Type) throws -> UInt128 { throw reader.fallBack() }
+    mutating func decodeIfPresent(_ type: Int128.Type) throws -> Int128? { throw reader.fallBack() }
+    mutating func decodeIfPresent(_ type: UInt128.Type) throws -> UInt128? { throw reader.fallBack() }
     mutating func decode<T: Decodable>(_ type: T.Type) throws -> T { take(try reader.decode(type, at: try current(type))) }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws -> KeyedDecodingContainer<NestedKey> {
@@ -685,5 +732,7 @@ private struct Single: SingleValueDecodingContainer {
     func decode(_ type: UInt16.Type) throws -> UInt16 { try reader.integer(index, as: type) }
     func decode(_ type: UInt32.Type) throws -> UInt32 { try reader.integer(index, as: type) }
     func decode(_ type: UInt64.Type) throws -> UInt64 { try reader.integer(index, as: type) }
+    func decode(_ type: Int128.Type) throws -> Int128 { throw reader.fallBack() }
+    func decode(_ type: UInt128.Type) throws -> UInt128 { throw reader.fallBack() }
     func decode<T: Decodable>(_ type: T.Type) throws -> T { try reader.decode(type, at: index) }
 }

@@ -76,7 +76,8 @@ import Testing
         try Self.expectSame(Text.self, Array(#"{"text":"x","other":""#.utf8) + [0xC3] + Array(#""}"#.utf8), "a skipped value that is not UTF-8", fast: false)
         // Keys are compared unescaped (Foundation writes every slash as `\/`).
         try Self.expectSame(Text.self, Array(#"{"t\u0065xt":"x"}"#.utf8), "an escaped key", fast: true)
-        try Self.expectSame([String: String].self, Array(#"{"capstan.dev\/workload":"web","":"empty","\ud83d\ude00":"smile"}"#.utf8), "keys with escapes", fast: true)
+        try Self.expectSame([String: String].self, Array(#"{"capstan.dev\/workload":"web","":"empty","\u0041":"A"}"#.utf8), "keys with escapes", fast: true)
+        try Self.expectSame([String: String].self, Array(#"{"\ud83d\ude00":"smile"}"#.utf8), "an escaped key outside ASCII", fast: false)
         try Self.expectSame([String: String].self, Array(#"{"a/b":"1","a\/b":"2"}"#.utf8), "one key written two ways", fast: false)
         try Self.expectSame([String: String].self, Array(#"{"\ud83d":"lone"}"#.utf8), "a key with a lone surrogate", fast: false)
     }
@@ -142,5 +143,63 @@ import Testing
         let map = Dictionary(uniqueKeysWithValues: (0..<5_000).map { ("key-\($0)", "value \($0)") })
         try Self.expectSame([String: String].self, try SortedJSON.encode(map), "5,000 keys", fast: true)
         try Self.expectSame([[String: String]].self, try SortedJSON.encode([map, [:]]), "a list of maps", fast: true)
+    }
+
+    @Test func doublesTooSmallForADoubleAreFoundationsToRefuse() throws {
+        for json in [#"{"double":1e-400}"#, #"{"double":-1e-400}"#, #"{"double":2e-324}"#, #"{"double":0.000001e-330}"#] {
+            try Self.expectSame(Numbers.self, Array(json.utf8), json, fast: false)
+        }
+        for json in [#"{"double":0.0e5}"#, #"{"double":-0.0}"#, #"{"double":0E-400}"#, #"{"double":5e-324}"#] {
+            try Self.expectSame(Numbers.self, Array(json.utf8), json, fast: true)
+        }
+    }
+
+    /// Swift compares keys by canonical equivalence, not bytes: keys outside ASCII are Foundation's.
+    private struct Kelvin: Codable {
+        var value: Int
+        enum CodingKeys: String, CodingKey { case value = "\u{212A}" }
+    }
+
+    @Test func keysOutsideASCIIAreComparedAsSwiftComparesThem() throws {
+        try Self.expectSame([String: String].self, Array(#"{"\u00e9":"first","e\u0301":"second"}"#.utf8), "é written two ways", fast: false)
+        try Self.expectSame([String: String].self, Array(#"{"é":"raw"}"#.utf8), "a raw key outside ASCII", fast: false)
+        try Self.expectSame(Kelvin.self, Array(#"{"K":1}"#.utf8), "KELVIN SIGN asked for, K written", fast: false)
+    }
+
+    private struct Wide: Codable {
+        var big: Int128
+        var small: UInt128?
+        // JSONEncoder writes neither: the comparison goes through their text.
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            try container.encode("\(big) \(small.map(String.init) ?? "-")")
+        }
+    }
+
+    @Test func int128IsFoundationsToRead() throws {
+        try Self.expectSame(Wide.self, Array(#"{"big":5,"small":7}"#.utf8), "Int128 and UInt128", fast: false)
+    }
+
+    /// Asks for every key of an object in reverse order: quadratic in a scan, so past the
+    /// lookup budget Foundation's hashed lookups take over (same value, linear work).
+    private struct Backwards: Codable {
+        var values: [String: Int]
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: AnyCodingKey.self)
+            var values: [String: Int] = [:]
+            for key in container.allKeys.reversed() { values[key.stringValue] = try container.decode(Int.self, forKey: key) }
+            self.values = values
+        }
+        func encode(to encoder: any Encoder) throws { try values.encode(to: encoder) }
+    }
+
+    @Test func keyLookupsStayLinearWhateverTheOrder() throws {
+        let members = (0..<20_000).map { "\"k\($0)\":\($0)" }.joined(separator: ",")
+        // ResourceList reads each key twice (a string, else a number): the key found last is
+        // compared first, so this stays on the fast path.
+        try Self.expectSame(ResourceList.self, Array("{\(members)}".utf8), "20,000 numeric quantities", fast: true)
+        try Self.expectSame(Backwards.self, Array("{\(members)}".utf8), "20,000 keys asked for backwards", fast: false)
+        let few = (0..<40).map { "\"k\($0)\":\($0)" }.joined(separator: ",")
+        try Self.expectSame(Backwards.self, Array("{\(few)}".utf8), "40 keys asked for backwards", fast: true)
     }
 }
