@@ -90,7 +90,11 @@ struct EtcdTests {
         try await withEtcd { (server: EtcdServer, _: EtcdClient) async throws in
             try await EtcdServer.withDeadPort { (dead: Int) async throws in
                 let client = EtcdClient(endpoints: ["http://127.0.0.1:\(dead)", server.endpoint])
+                let started = ContinuousClock.now
                 #expect(try await client.put(bytes("k"), bytes("v")) > 0)
+                // Moved on at the refusal: retrying the dead member costs its 2 s connect
+                // timeout at least (and, under load, up to the whole 10 s deadline).
+                #expect(ContinuousClock.now - started < .milliseconds(1_900), "the put took \(ContinuousClock.now - started)")
                 #expect(try await client.range(bytes("k")).kvs.count == 1)
             }
             #expect(throws: EtcdError.self) { try EtcdClient.endpoints(from: "etcd://nohost") }
