@@ -1,7 +1,7 @@
 import CapstanAPI
 import CapstanCore
-import CapstanJSON
 import CapstanEtcd
+import CapstanJSON
 import Foundation
 import Synchronization
 #if canImport(Glibc)

@@ -7,17 +7,18 @@ import Foundation
 /// Foundation's decoder was half of a watching client's CPU and a tenth of the server's. It
 /// builds a dictionary with a `String` per key for every object it decodes and tracks a coding
 /// path for every value; this one reads a flat token array once and finds a key by comparing
-/// bytes, starting after the last key found (synthesized `Decodable` types and dictionaries
-/// ask for keys in the order they appear, so most lookups compare one key).
+/// bytes: first the key found last (a type may ask for one key twice), then from the one after
+/// it (synthesized `Decodable` types and dictionaries ask for keys in the order they appear,
+/// so most lookups compare one key).
 ///
 /// What it leaves to Foundation: malformed JSON, keys outside ASCII (Swift compares strings by
 /// canonical equivalence, not bytes), a key twice in one object, a number with a fraction or an
 /// exponent read as an integer, an integer that does not fit, a number too large or too small
 /// for a `Double`, `Float`, `Int128`, the types Foundation treats specially (`Date`, `Data`,
 /// `URL`, `Decimal`), super-decoders, key lookups past a budget linear in the document's size
-/// — and every decode that throws. When one is met,
-/// the document is decoded again by `JSONDecoder` with the same `userInfo`, so the value, or
-/// the error and its message, are exactly Foundation's. The fast path throws, on its own
+/// — and every decode that throws. When one is met, the document is decoded again by
+/// `JSONDecoder` with the same `userInfo`, so the value, or the error and its message, are
+/// exactly Foundation's. The fast path throws, on its own
 /// account, only where Foundation throws too (a value of another JSON type, a missing key, a
 /// null), so a type that catches an error and tries another reading reads the same way.
 ///
