@@ -44,7 +44,8 @@ enum ControlPlaneBenchmark {
                 // Held to ranges: a negative count would trap in reserveCapacity.
                 let watchers = min(max(Int(environment["CAPSTAN_BENCH_WATCHERS"] ?? "") ?? 10, 0), 100)
                 let total = min(max(Int(environment["CAPSTAN_BENCH_WRITES"] ?? "") ?? 20_000, 1), 1_000_000)
-                try await writesAndWatch(products: products, watchers: watchers, total: total)
+                let writers = min(max(Int(environment["CAPSTAN_BENCH_WRITERS"] ?? "") ?? 16, 1), 256)
+                try await writesAndWatch(products: products, writers: writers, watchers: watchers, total: total)
                 return
             }
             try await applyToRunning(products: products, runtime: "process", replicas: 100)

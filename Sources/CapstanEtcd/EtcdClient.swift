@@ -57,6 +57,8 @@ public final class EtcdClient: Sendable {
             // before the next member was tried. With several members, ``send`` tries the next
             // at once instead (as etcd's own client does); with one, the retries stay.
             configuration.connectionPool.retryConnectionEstablishment = !failsOver
+            // No tracing: see HTTPClients (the span attributes cost CPU even with no tracer).
+            configuration.tracing.tracer = nil
             let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
             pools[key] = client
             return client

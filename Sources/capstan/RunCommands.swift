@@ -152,7 +152,7 @@ struct ListenAddress: ExpressibleByArgument, Sendable {
 
 enum Runner {
     static let bootstrap: Void = LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
+        var handler = StderrLogHandler(label: label)
         handler.logLevel = ProcessInfo.processInfo.environment["CAPSTAN_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
         return handler
     }

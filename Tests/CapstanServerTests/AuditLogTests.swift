@@ -25,4 +25,33 @@ import Testing
         #expect((object["path"] as? String)?.count == 512)
         #expect(object["time"] as? String == "1970-01-01T00:00:00Z")
     }
+
+    /// Lines recorded at once from many tasks (no lock of ours: appends) come out whole, each
+    /// on its own line, in a file only its owner reads.
+    @Test func concurrentRecordsAreWholeLinesInAFileOnlyItsOwnerReads() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("audit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("audit.log").path
+        do {
+            let log = AuditLog(path: path)
+            await withTaskGroup(of: Void.self) { group in
+                for task in 0..<8 {
+                    group.addTask {
+                        for index in 0..<250 { log.record(principal: "admin:t\(task)", method: "POST", path: "/v1/events/e\(task)-\(index)", code: 201) }
+                    }
+                }
+            }
+        }
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 2_000)
+        var paths = Set<String>()
+        for line in lines {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            paths.insert(try #require(object["path"] as? String))
+        }
+        #expect(paths.count == 2_000)
+        let mode = try #require(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+        #expect(mode & 0o077 == 0, "audit.log is \(String(mode, radix: 8)); it must be 0600")
+    }
 }

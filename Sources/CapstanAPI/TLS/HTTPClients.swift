@@ -31,6 +31,9 @@ public enum HTTPClients {
             // A refused connection or a failed TLS handshake is an answer: report it at once
             // instead of retrying until the request's deadline (callers retry where they mean to).
             configuration.connectionPool.retryConnectionEstablishment = false
+            // No tracing (Capstan bootstraps no tracer): with the default no-op tracer the client
+            // still built every request's span attributes, 4 % of a busy client's CPU.
+            configuration.tracing.tracer = nil
             let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
             clients[key] = client
             return client
