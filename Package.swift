@@ -88,7 +88,7 @@ let package = Package(
         // Foundation's sorted-keys JSON, byte for byte, without its intermediate tree: the
         // store's and the API's encoder on every write.
         .target(name: "CapstanJSON", path: "Sources/CapstanJSON"),
-        .testTarget(name: "CapstanJSONTests", dependencies: ["CapstanJSON", "CapstanAPI", "PluginHost", core], path: "Tests/CapstanJSONTests"),
+        .testTarget(name: "CapstanJSONTests", dependencies: ["CapstanJSON", "CapstanAPI", "PluginHost", core, .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio")], path: "Tests/CapstanJSONTests"),
         .target(name: "CapstanStore", dependencies: [core, "CapstanEtcd", "CapstanJSON", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto")], path: "Sources/CapstanStore"),
         .testTarget(name: "CapstanStoreTests", dependencies: ["CapstanStore", "CapstanEtcd", core], path: "Tests/CapstanStoreTests"),
         .testTarget(name: "CapstanSchedulingTests", dependencies: ["CapstanScheduling", "PluginHost", core, sdk], path: "Tests/CapstanSchedulingTests"),

@@ -162,7 +162,7 @@ public struct APIClient: Sendable {
     /// Every change to objects of `kind` after `revision`, in order, until the stream ends
     /// (server shutdown, or a ``WatchEvent/EventType/resync``). Throws an ``APIError`` with
     /// status 410 when `revision` is older than the server still holds: relist and watch again.
-    public func watch(_ kind: ResourceKind, after revision: UInt64, query: [String: String] = [:]) async throws(APIError) -> AsyncThrowingStream<WatchEvent, any Error> {
+    public func watch(_ kind: ResourceKind, after revision: UInt64, query: [String: String] = [:]) async throws(APIError) -> WatchStream {
         var query = query
         query["revision"] = String(revision)
         let response = try await send(.GET, "/v1/watch/\(kind.plural)", query: query, body: nil) { request in
@@ -172,34 +172,7 @@ public struct APIClient: Sendable {
             let body = (try? await response.body.collect(upTo: 1 << 20)) ?? ByteBuffer()
             throw errorFrom(status: response.status, body: body)
         }
-        let body = response.body
-        return AsyncThrowingStream { continuation in
-            let task = Task {
-                var pending: [UInt8] = []
-                let decoder = APIClient.responseDecoder()
-                do {
-                    for try await chunk in body {
-                        pending.append(contentsOf: chunk.readableBytesView)
-                        // A chunk often holds many lines (the server writes what it has at
-                        // once): each is decoded in place, and the consumed prefix is dropped
-                        // once per chunk, not once per line.
-                        var start = pending.startIndex
-                        while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
-                            if newline > start {
-                                let line = start..<newline
-                                continuation.yield(try pending.withUnsafeBytes { try decoder.decode(WatchEvent.self, fromBytes: UnsafeRawBufferPointer(rebasing: $0[line])) })
-                            }
-                            start = newline + 1
-                        }
-                        pending.removeSubrange(..<start)
-                    }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
-                }
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
+        return WatchStream(body: response.body)
     }
 
     // MARK: Plumbing

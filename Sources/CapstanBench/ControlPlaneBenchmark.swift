@@ -120,8 +120,14 @@ enum ControlPlaneBenchmark {
         let capacity: ResourceList = ["cpu": "4", "memory": "4Gi"]
         _ = try await server.nodeAPI("bench-node").create(.node(Node(name: "bench-node", spec: NodeSpec(), status: NodeStatus(capacity: capacity, allocatable: capacity))))
         // As fast as the writers go: throughput, and the latency of a saturated server.
+        // CPU time per write, of the server and of this client: steadier on this VM than the
+        // rate, which moves with what else the host runs.
+        let serverBefore = HABenchmark.cpu(of: server.process.processIdentifier)
+        let clientBefore = HABenchmark.cpu(of: getpid())
         let saturated = try await fanOut(api, prefix: "e", writers: writers, watchers: watchers, total: total, rate: nil)
-        print("API writes: \(total) creates from \(writers) concurrent clients in \(format(saturated.seconds, 2)) s = \(Int(Double(total) / saturated.seconds)) writes/s (each acknowledged after its fsync)")
+        let serverCPU = HABenchmark.cpu(of: server.process.processIdentifier) - serverBefore
+        let clientCPU = HABenchmark.cpu(of: getpid()) - clientBefore
+        print("API writes: \(total) creates from \(writers) concurrent clients in \(format(saturated.seconds, 2)) s = \(Int(Double(total) / saturated.seconds)) writes/s (each acknowledged after its fsync); CPU per write: server \(Int(serverCPU * 1e6 / Double(total))) µs, benchmark client \(Int(clientCPU * 1e6 / Double(total))) µs (with its \(watchers) watchers)")
         print("watch fan-out at that saturation: \(watchers) watchers, \(saturated.latencies.count) deliveries: p50 \(format(percentile(saturated.latencies, 0.5), 2)) ms, p99 \(format(percentile(saturated.latencies, 0.99), 2)) ms (from before the write was sent to the watcher reading it)")
         // A steady load below saturation: the latency a watcher sees in a busy cluster that is
         // not overloaded. Open loop: each write has its due time, and latency counts from that

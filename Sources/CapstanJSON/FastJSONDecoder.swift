@@ -28,13 +28,23 @@ import Foundation
 /// decoder or a container after its `init(from:)` returns (they point into the document).
 public struct FastJSONDecoder: Sendable {
     /// Handed to the types decoded, as `JSONDecoder.userInfo` is.
-    public var userInfo: [CodingUserInfoKey: any Sendable] = [:]
+    public var userInfo: [CodingUserInfoKey: any Sendable] = [:] {
+        didSet { converted = ConvertedUserInfo(values: userInfo) }
+    }
+    /// `userInfo` as `Decoder.userInfo` hands it out, converted once, not on every decode.
+    private var converted = ConvertedUserInfo(values: [:])
+    private var decoderUserInfo: [CodingUserInfoKey: Any] { converted.values }
+
+    /// Sendable: each value was a `Sendable` one in ``userInfo``, only its static type is `Any`.
+    private struct ConvertedUserInfo: @unchecked Sendable {
+        let values: [CodingUserInfoKey: Any]
+    }
 
     public init() {}
 
     /// The value `JSONDecoder().decode(type, from: data)` gives, or its error.
     public func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
-        if let value = data.withUnsafeBytes({ FastJSONDecoder.decodeWithoutFallback(type, from: $0, userInfo: userInfo) }) {
+        if let value = data.withUnsafeBytes({ FastJSONDecoder.decodeWithoutFallback(type, from: $0, userInfo: decoderUserInfo) }) {
             return value
         }
         return try foundation().decode(type, from: data)
@@ -43,7 +53,7 @@ public struct FastJSONDecoder: Sendable {
     /// ``decode(_:from:)`` of bytes that stay valid for the call (a network buffer, say),
     /// without copying them first.
     public func decode<T: Decodable>(_ type: T.Type, fromBytes bytes: UnsafeRawBufferPointer) throws -> T {
-        if let value = FastJSONDecoder.decodeWithoutFallback(type, from: bytes, userInfo: userInfo) { return value }
+        if let value = FastJSONDecoder.decodeWithoutFallback(type, from: bytes, userInfo: decoderUserInfo) { return value }
         return try foundation().decode(type, from: Data(bytes))
     }
 
@@ -55,7 +65,7 @@ public struct FastJSONDecoder: Sendable {
 
     /// The value decoded without Foundation, or nil where Foundation must decide (for tests:
     /// that the fast path is the one taken).
-    static func decodeWithoutFallback<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer, userInfo: [CodingUserInfoKey: any Sendable]) -> T? {
+    static func decodeWithoutFallback<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer, userInfo: [CodingUserInfoKey: Any]) -> T? {
         guard bytes.count > 0, bytes.count < Int(Int32.max), let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
         var parser = Parser(base: base, count: bytes.count)
         guard (try? parser.parseDocument()) != nil else {
@@ -359,7 +369,7 @@ private final class Reader {
     @exclusivity(unchecked) var comparisons = 0
     let comparisonBudget: Int
 
-    init(bytes: UnsafePointer<UInt8>, keys: UnsafePointer<UInt8>, tokens: UnsafeMutableBufferPointer<Token>, userInfo: [CodingUserInfoKey: any Sendable]) {
+    init(bytes: UnsafePointer<UInt8>, keys: UnsafePointer<UInt8>, tokens: UnsafeMutableBufferPointer<Token>, userInfo: [CodingUserInfoKey: Any]) {
         self.bytes = bytes
         self.keys = keys
         self.comparisonBudget = 32 * tokens.count + 4_096
@@ -491,7 +501,31 @@ private final class Reader {
         if type == Data.self || type == Date.self || type == URL.self || type == Decimal.self || type == Float.self || type == Int128.self || type == UInt128.self {
             throw fallBack()
         }
+        // Labels and annotations: read straight from the tokens, without a keyed container
+        // (whose generic metadata the runtime looks up for every one). Keys are ASCII and
+        // unique here (the parser leaves anything else to Foundation), so this is the
+        // dictionary Foundation makes; a value that is not a string throws, and Foundation
+        // reports it.
+        if type == [String: String].self {
+            return unsafeBitCast(try stringDictionary(index), to: T.self)
+        }
         return try T(from: ValueDecoder(reader: self, index: index))
+    }
+
+    func stringDictionary(_ index: Int) throws -> [String: String] {
+        let token = tokens[index]
+        guard token.kind == .object else { throw mismatch([String: String].self, at: index) }
+        var dictionary: [String: String] = [:]
+        if token.length == 0 { return dictionary }
+        dictionary.reserveCapacity(Int(token.length))
+        var member = index + 1
+        for _ in 0..<token.length {
+            let key = tokens[member]
+            let name = String(decoding: UnsafeBufferPointer(start: keyBytes(key), count: Int(key.length)), as: UTF8.self)
+            dictionary[name] = try string(member + 1)
+            member = Int(tokens[member + 1].end)
+        }
+        return dictionary
     }
 
     func keyed<Key: CodingKey>(_ index: Int, by: Key.Type) throws -> KeyedDecodingContainer<Key> {

@@ -60,6 +60,28 @@ import Testing
         try Self.expectSame(WatchEvent.self, try SortedJSON.encode(WatchEvent(ResourceEvent(.modified, .instance(instance)), revision: 42)), "a watch event", fast: true, trusted: true)
     }
 
+    private struct Labels: Codable { var labels: [String: String] }
+
+    /// Labels and annotations are read without a keyed container; the dictionary, or the
+    /// error, is Foundation's.
+    @Test func stringDictionariesDecodeOnTheFastPathAsFoundationDoes() throws {
+        let cases: [(String, Bool)] = [
+            (#"{"labels":{}}"#, true),
+            (#"{"labels":{"app":"web","capstan.dev\/workload":"a\/b \"q\"","tier":"é😀"}}"#, true),
+            (#"{"labels":{"n":1}}"#, true),          // not a string: Foundation's error
+            (#"{"labels":{"n":null}}"#, true),
+            (#"{"labels":["a"]}"#, true),
+            (#"{"labels":{"é":"x"}}"#, false),       // a key outside ASCII is Foundation's
+            (#"{"labels":{"a":"x","a":"y"}}"#, false),  // so is a key twice
+        ]
+        for (json, fast) in cases {
+            // A document that throws is decoded again by Foundation, so only one that decodes
+            // can be on the fast path.
+            let decodes = (try? JSONDecoder().decode(Labels.self, from: Data(json.utf8))) != nil
+            try Self.expectSame(Labels.self, Array(json.utf8), json, fast: fast && decodes)
+        }
+    }
+
     private struct Text: Codable { var text: String }
 
     @Test func stringsAreUnescapedAsFoundationUnescapesThem() throws {

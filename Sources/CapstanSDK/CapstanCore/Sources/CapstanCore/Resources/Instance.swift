@@ -27,7 +27,7 @@ public struct InstanceSpec: ResourceSpec {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         template = try container.decode(InstanceTemplate.self, forKey: .template)
         nodeName = try container.decodeIfPresent(String.self, forKey: .nodeName)
         restartPolicy = try container.decodeIfPresent(RestartPolicy.self, forKey: .restartPolicy) ?? .always

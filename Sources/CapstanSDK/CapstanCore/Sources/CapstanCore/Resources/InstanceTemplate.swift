@@ -52,7 +52,7 @@ public struct InstanceTemplate: Codable, Sendable, Hashable {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         labels = try container.decodeIfPresent([String: String].self, forKey: .labels) ?? [:]
         image = try container.decodeIfPresent(String.self, forKey: .image)
         command = try container.decodeIfPresent([String].self, forKey: .command) ?? []

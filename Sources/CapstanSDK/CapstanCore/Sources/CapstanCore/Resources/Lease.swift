@@ -23,7 +23,7 @@ public struct LeaseSpec: ResourceSpec {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         holderIdentity = try container.decodeIfPresent(String.self, forKey: .holderIdentity)
         leaseDurationSeconds = try container.decodeIfPresent(Double.self, forKey: .leaseDurationSeconds) ?? 40
         renewTime = try container.decodeIfPresent(Timestamp.self, forKey: .renewTime)

@@ -116,7 +116,7 @@ public struct NodeStatus: Codable, Sendable, Hashable {
     /// gives only `allocatable`).
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         capacity = try container.decodeIfPresent(ResourceList.self, forKey: .capacity) ?? [:]
         allocatable = try container.decodeIfPresent(ResourceList.self, forKey: .allocatable) ?? [:]
         gpus = try container.decodeIfPresent([GPUDevice].self, forKey: .gpus) ?? []

@@ -37,7 +37,7 @@ public struct Probe: Codable, Sendable, Hashable {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         exec = try container.decodeIfPresent([String].self, forKey: .exec)
         httpGet = try container.decodeIfPresent(HTTPGetAction.self, forKey: .httpGet)
         tcpSocket = try container.decodeIfPresent(TCPSocketAction.self, forKey: .tcpSocket)

@@ -50,7 +50,7 @@ public struct Resource<Spec: ResourceSpec>: Codable, Sendable, Hashable, Validat
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         apiVersion = try container.decodeIfPresent(String.self, forKey: .apiVersion) ?? capstanAPIVersion
         kind = try container.decodeIfPresent(String.self, forKey: .kind) ?? Spec.kind
         metadata = try container.decode(ObjectMeta.self, forKey: .metadata)
@@ -105,7 +105,7 @@ public struct ObjectMeta: Codable, Sendable, Hashable {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         name = try container.decode(String.self, forKey: .name)
         labels = try container.decodeIfPresent([String: String].self, forKey: .labels) ?? [:]
         annotations = try container.decodeIfPresent([String: String].self, forKey: .annotations) ?? [:]

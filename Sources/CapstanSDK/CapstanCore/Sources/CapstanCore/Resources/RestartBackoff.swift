@@ -16,7 +16,7 @@ public struct RestartBackoff: Codable, Sendable, Hashable {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         initialSeconds = try container.decodeIfPresent(Double.self, forKey: .initialSeconds) ?? 1
         maxSeconds = try container.decodeIfPresent(Double.self, forKey: .maxSeconds) ?? 300
         resetAfterSeconds = try container.decodeIfPresent(Double.self, forKey: .resetAfterSeconds) ?? 600
@@ -66,7 +66,7 @@ public struct RolloutStrategy: Codable, Sendable, Hashable {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         maxSurge = try container.decodeIfPresent(Int.self, forKey: .maxSurge) ?? 1
         maxUnavailable = try container.decodeIfPresent(Int.self, forKey: .maxUnavailable) ?? 0
     }

@@ -19,7 +19,7 @@ public struct SecretSpec: ResourceSpec {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         var data: [String: [UInt8]] = [:]
         for (key, text) in try container.decodeIfPresent([String: String].self, forKey: .data) ?? [:] {
             guard let bytes = Base64.decode(text) else {
@@ -83,7 +83,7 @@ public struct SecretMount: Codable, Sendable, Hashable {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         secret = try container.decode(String.self, forKey: .secret)
         mountPath = try container.decodeIfPresent(String.self, forKey: .mountPath)
         env = try container.decodeIfPresent([String: String].self, forKey: .env) ?? [:]

@@ -34,7 +34,7 @@ public struct SecurityContext: Codable, Sendable, Hashable {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         runAsUser = try container.decodeIfPresent(Int.self, forKey: .runAsUser)
         runAsGroup = try container.decodeIfPresent(Int.self, forKey: .runAsGroup)
         readOnlyRootFilesystem = try container.decodeIfPresent(Bool.self, forKey: .readOnlyRootFilesystem)
@@ -68,7 +68,7 @@ public struct CapabilityChanges: Codable, Sendable, Hashable {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         add = try container.decodeIfPresent([String].self, forKey: .add) ?? []
         drop = try container.decodeIfPresent([String].self, forKey: .drop) ?? []
     }

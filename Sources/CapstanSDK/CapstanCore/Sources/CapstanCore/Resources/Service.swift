@@ -41,7 +41,7 @@ public struct ServiceSpec: ResourceSpec {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         selector = try container.decodeIfPresent([String: String].self, forKey: .selector) ?? [:]
         ports = try container.decodeIfPresent([ServicePort].self, forKey: .ports) ?? []
         loadBalancer = try container.decodeIfPresent(String.self, forKey: .loadBalancer)
@@ -160,7 +160,7 @@ public struct ServicePort: Codable, Sendable, Hashable {
     /// `targetPort` is a number or a port name, and defaults to `port`.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         name = try container.decodeIfPresent(String.self, forKey: .name)
         port = try container.decode(Int.self, forKey: .port)
         `protocol` = try container.decodeIfPresent(String.self, forKey: .protocol)?.lowercased()

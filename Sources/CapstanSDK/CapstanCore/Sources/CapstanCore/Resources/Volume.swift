@@ -76,7 +76,7 @@ public struct VolumeSpec: ResourceSpec {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         provisioner = try container.decode(String.self, forKey: .provisioner)
         volumeHandle = try container.decode(String.self, forKey: .volumeHandle)
         capacity = try container.decode(Quantity.self, forKey: .capacity)
@@ -186,7 +186,7 @@ public struct VolumeClaimSpec: ResourceSpec {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         provisioner = try container.decodeIfPresent(String.self, forKey: .provisioner)
         storageClassName = try container.decodeIfPresent(String.self, forKey: .storageClassName)
         size = try container.decode(Quantity.self, forKey: .size)
@@ -239,7 +239,7 @@ public struct VolumeClaimDataSource: Codable, Sendable, Hashable {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         kind = try container.decodeIfPresent(String.self, forKey: .kind) ?? VolumeSnapshotSpec.kind
         name = try container.decode(String.self, forKey: .name)
     }
@@ -264,7 +264,7 @@ public struct VolumeSnapshotSpec: ResourceSpec {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         source = try container.decode(String.self, forKey: .source)
     }
 
@@ -390,7 +390,7 @@ public struct StorageClassSpec: ResourceSpec {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         provisioner = try container.decode(String.self, forKey: .provisioner)
         parameters = try container.decodeIfPresent([String: String].self, forKey: .parameters) ?? [:]
         reclaimPolicy = try container.decodeIfPresent(ReclaimPolicy.self, forKey: .reclaimPolicy)

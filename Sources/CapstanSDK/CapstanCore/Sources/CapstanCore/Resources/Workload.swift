@@ -26,7 +26,7 @@ public struct WorkloadSpec: ResourceSpec {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        try container.rejectUnknownKeys(CodingKeys.allCases.map(\.rawValue), in: decoder)
+        try container.rejectUnknownKeys(in: decoder)
         replicas = try container.decodeIfPresent(Int.self, forKey: .replicas) ?? 1
         template = try container.decode(InstanceTemplate.self, forKey: .template)
         restartPolicy = try container.decodeIfPresent(RestartPolicy.self, forKey: .restartPolicy) ?? .always

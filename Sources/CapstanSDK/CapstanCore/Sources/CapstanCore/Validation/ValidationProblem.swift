@@ -123,3 +123,13 @@ extension KeyedDecodingContainer {
         }
     }
 }
+
+extension KeyedDecodingContainer where Key: CaseIterable & RawRepresentable, Key.RawValue == String {
+    /// ``rejectUnknownKeys(_:in:)`` with the container's own keys as the known ones, listed only
+    /// when they are needed: a trusted document (every object a client reads from the server)
+    /// builds nothing.
+    func rejectUnknownKeys(in decoder: any Decoder) throws {
+        if decoder.userInfo[.capstanTrustedDocument] as? Bool == true { return }
+        try rejectUnknownKeys(Key.allCases.map(\.rawValue), in: decoder)
+    }
+}
