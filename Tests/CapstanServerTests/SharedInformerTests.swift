@@ -64,6 +64,39 @@ import Testing
         #expect(informer.read { $0.workloadNames() } == ["web"])
     }
 
+    /// A feed asking for some kinds gets only their changes (and every resync): a burst of
+    /// Events does not wake the loops that pass over them.
+    @Test func aFeedForSomeKindsIsNotWokenByOthers() async throws {
+        let store = try store()
+        let informer = SharedInformer(writer: StoreWriter(store: store))
+        let instances = informer.feed(kinds: ["Instance"])
+        let none = informer.feed(kinds: [])
+        let all = informer.feed()
+        let running = Task { try await informer.run() }
+        defer { running.cancel() }
+        var instanceBatches = instances.batches(every: .seconds(60)).makeAsyncIterator()
+        var noneBatches = none.batches(every: .seconds(60)).makeAsyncIterator()
+        var allBatches = all.batches(every: .seconds(60)).makeAsyncIterator()
+        for batch in [await instanceBatches.next(), await noneBatches.next(), await allBatches.next()] {
+            #expect(batch?.contains { if case .resync = $0 { true } else { false } } == true, "every feed gets the resync")
+        }
+        for index in 0..<5 {
+            _ = try store.create(.event(Event(name: "e\(index)", spec: EventSpec(involvedObject: "Node/n1", reason: "Test", message: "m", source: "test"))))
+        }
+        _ = try store.create(instance("a", node: nil, owner: nil))
+        var seenByAll: [String] = []
+        while seenByAll.count < 6, let batch = await allBatches.next() {
+            for case .event(let event) in batch { seenByAll.append(event.object.kind) }
+        }
+        #expect(seenByAll == Array(repeating: "Event", count: 5) + ["Instance"])
+        // The Instance came after the Events: had they been delivered, they would be here first.
+        let batch = await instanceBatches.next() ?? []
+        #expect(batch.map { if case .event(let event) = $0 { event.object.kind } else { "resync" } } == ["Instance"])
+        // Nothing for the feed that takes no changes: its next batch would be its 60 s tick.
+        none.deliver(.resync)
+        #expect(await noneBatches.next()?.count == 1, "only the resync queued here since")
+    }
+
     /// A consumer busy with one batch gets everything that arrived meanwhile as the next batch,
     /// not as many small ones (one scheduling pass for 10,000 instances, not thousands).
     @Test func aBusyConsumerGetsOneBatchOfWhatArrivedMeanwhile() async throws {

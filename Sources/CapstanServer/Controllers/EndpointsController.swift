@@ -23,7 +23,8 @@ final class EndpointsController: ServiceLifecycle.Service {
 
     init(writer: StoreWriter, informer: SharedInformer, readiness: ReadinessGate? = nil) {
         (self.writer, self.informer, self.readiness) = (writer, informer, readiness)
-        feed = informer.feed()
+        // Endpoints follow instances and services; their own changes are compared too.
+        feed = informer.feed(kinds: ["Instance", "Service", "Endpoints"])
         recorder = EventRecorder(writer: writer, source: "endpoints-controller")
     }
 

@@ -31,7 +31,8 @@ final class NodeLifecycleController: ServiceLifecycle.Service {
 
     init(writer: StoreWriter, informer: SharedInformer, options: ControlPlane.Options, readiness: ReadinessGate? = nil) {
         (self.writer, self.informer, self.options, self.readiness) = (writer, informer, options, readiness)
-        feed = informer.feed()
+        // Its checks run once a period on what the informer holds then: changes need not wake it.
+        feed = informer.feed(kinds: [])
         recorder = EventRecorder(writer: writer, source: "node-lifecycle")
     }
 
@@ -74,8 +75,9 @@ final class NodeLifecycleController: ServiceLifecycle.Service {
     }
 
     func run() async throws {
-        // Ends when the informer stops (graceful shutdown). Changes only wake it; the checks run
-        // once a period, on what the informer holds then.
+        // Ends when the informer stops (graceful shutdown). Its feed takes no changes, only
+        // resyncs; the checks run on each tick (an empty batch, once a period), on what the
+        // informer holds then.
         let clock = ContinuousClock()
         var lastCheck = clock.now - period
         var listed = false
@@ -84,7 +86,7 @@ final class NodeLifecycleController: ServiceLifecycle.Service {
                 listed = true
                 readiness?.ready("nodes")
             }
-            guard listed, clock.now - lastCheck >= period else { continue }
+            guard listed, batch.isEmpty || clock.now - lastCheck >= period else { continue }
             lastCheck = clock.now
             let cache = informer.read { Cache($0) }
             await check(cache, now: Date().timeIntervalSince1970)

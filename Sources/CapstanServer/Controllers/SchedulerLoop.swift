@@ -42,7 +42,7 @@ final class SchedulerLoop: ServiceLifecycle.Service {
         self.readiness = readiness
         self.writer = writer
         self.informer = informer
-        self.feed = informer.feed()
+        self.feed = informer.feed(kinds: Set(Self.watchedKinds))
         self.host = host
         self.metrics = metrics
         self.retryPeriod = retryPeriod

@@ -36,9 +36,11 @@ final class SharedInformer: ServiceLifecycle.Service, Sendable {
     }
 
     /// A new consumer. Before the first list its first batch waits for it; after, it starts
-    /// with a `.resync`.
-    func feed() -> Feed {
-        let feed = Feed()
+    /// with a `.resync`. With `kinds`, only changes to objects of those kinds are delivered
+    /// (resyncs always are): a loop is not woken for what it passes over — under write load,
+    /// Events alone woke every loop once per store transaction.
+    func feed(kinds: Set<String>? = nil) -> Feed {
+        let feed = Feed(kinds: kinds)
         let listed = feeds.withLock { state in
             state.all.append(feed)
             return state.listed
@@ -81,7 +83,7 @@ final class SharedInformer: ServiceLifecycle.Service, Sendable {
                 listed = try await relist()
                 item = .resync
             }
-            for feed in feeds.withLock({ $0.all }) { feed.deliver(item) }
+            for feed in feeds.withLock({ $0.all }) where feed.wants(item) { feed.deliver(item) }
         }
         for feed in feeds.withLock({ $0.all }) { feed.finish() }
         try? await gracefulShutdown()
@@ -209,9 +211,17 @@ final class SharedInformer: ServiceLifecycle.Service, Sendable {
         private let queue = Mutex<(items: [Delivery], finished: Bool)>(([], false))
         private let wakes: AsyncStream<Void>
         private let wake: AsyncStream<Void>.Continuation
+        /// The kinds whose changes it takes; nil: all.
+        let kinds: Set<String>?
 
-        init() {
+        init(kinds: Set<String>? = nil) {
+            self.kinds = kinds
             (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        }
+
+        func wants(_ item: Delivery) -> Bool {
+            guard let kinds, case .event(let event) = item else { return true }
+            return kinds.contains(event.object.kind)
         }
 
         func deliver(_ item: Delivery) {

@@ -28,7 +28,7 @@ final class VolumeController: ServiceLifecycle.Service {
 
     init(writer: StoreWriter, informer: SharedInformer) {
         (self.writer, self.informer) = (writer, informer)
-        feed = informer.feed()
+        feed = informer.feed(kinds: ["Volume", "VolumeClaim", "StorageClass", "Node", "VolumeSnapshot"])
         recorder = EventRecorder(writer: writer, source: "volume-controller")
     }
 

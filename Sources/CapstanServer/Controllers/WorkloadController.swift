@@ -30,7 +30,7 @@ final class WorkloadController: ServiceLifecycle.Service {
         self.readiness = readiness
         self.writer = writer
         self.informer = informer
-        self.feed = informer.feed()
+        self.feed = informer.feed(kinds: ["Workload", "Instance"])
         self.recorder = EventRecorder(writer: writer, source: "workload-controller")
     }
 
