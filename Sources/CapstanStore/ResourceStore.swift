@@ -294,17 +294,19 @@ public final class ResourceStore: Sendable {
     private static func apply(_ operation: StoreOperation, _ db: Database, revision: UInt64, cipher: SecretCipher) throws -> (AnyResource, ResourceEvent, [UInt8]?) {
         switch operation {
         case .create(let object):
-            if try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM objects WHERE kind = ? AND name = ?"), arguments: [object.kind, object.name]) != nil {
-                throw StoreError.alreadyExists(kind: object.kind, name: object.name)
-            }
             var stored = object
             stored.metadata.uid = ObjectUID.make()
             stored.metadata.creationTimestamp = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
             stored.metadata.revision = revision
             stored.metadata.generation = 1
             let plain = try encode(stored)
-            try db.cachedStatement(sql: "INSERT INTO objects (kind, name, body) VALUES (?, ?, ?)").execute(
+            // One statement: an object already there is left as it is, and nothing changed
+            // says so (no separate look first).
+            try db.cachedStatement(sql: "INSERT INTO objects (kind, name, body) VALUES (?, ?, ?) ON CONFLICT (kind, name) DO NOTHING").execute(
                            arguments: [stored.kind, stored.name, try sealWithinLimit(plain, stored, cipher)])
+            if db.changesCount == 0 {
+                throw StoreError.alreadyExists(kind: object.kind, name: object.name)
+            }
             return (stored, ResourceEvent(.added, stored), stored.kind == SecretSpec.kind ? nil : Array(plain))
         case .update(let object):
             // Only what the update keeps or checks: no decode of the whole stored object on the
