@@ -57,6 +57,14 @@ public struct FastJSONDecoder: Sendable {
         return try foundation().decode(type, from: Data(bytes))
     }
 
+    /// The value decoded without Foundation, or nil where Foundation must decide: malformed
+    /// JSON, a key twice in one object, a key outside ASCII, any error, and the rest listed
+    /// above. A caller with checks of its own for such documents (a clear "key twice" error)
+    /// runs them only when this is nil.
+    public func decodeOnFastPath<T: Decodable>(_ type: T.Type, from data: Data) -> T? {
+        data.withUnsafeBytes { FastJSONDecoder.decodeWithoutFallback(type, from: $0, userInfo: decoderUserInfo) }
+    }
+
     private func foundation() -> JSONDecoder {
         let decoder = JSONDecoder()
         decoder.userInfo = userInfo

@@ -60,6 +60,24 @@ import Testing
         try Self.expectSame(WatchEvent.self, try SortedJSON.encode(WatchEvent(ResourceEvent(.modified, .instance(instance)), revision: 42)), "a watch event", fast: true, trusted: true)
     }
 
+    /// The public fast path: a value for what it decodes alone, nil for what Foundation must
+    /// judge — the API relies on it to skip its own duplicate-key scan.
+    @Test func theFastPathAloneGivesNilWhereFoundationMustJudge() throws {
+        let decoder = FastJSONDecoder()
+        let event = Event(name: "e", spec: EventSpec(involvedObject: "Node/n", reason: "R", message: "m", source: "s"))
+        let plain = String(decoding: try SortedJSON.encode(AnyResource.event(event)), as: UTF8.self)
+        #expect(plain.contains(#""name":"e""#) && plain.contains(#""reason":"R""#) && plain.contains(#""kind":"Event""#))
+        #expect(decoder.decodeOnFastPath(AnyResource.self, from: Data(plain.utf8))?.name == "e")
+        for json in [
+            plain.replacingOccurrences(of: #""name":"e""#, with: #""name":"e","name":"f""#),  // a key twice
+            plain.replacingOccurrences(of: #""name":"e""#, with: #""colour":"red","name":"e""#),  // unknown key (strict)
+            plain.replacingOccurrences(of: #""kind":"Event""#, with: #""kind":"Evnt""#),  // an error
+            String(plain.dropLast()),  // malformed
+        ] {
+            #expect(decoder.decodeOnFastPath(AnyResource.self, from: Data(json.utf8)) == nil, "\(json)")
+        }
+    }
+
     private struct Labels: Codable { var labels: [String: String] }
 
     /// Labels and annotations are read without a keyed container; the dictionary, or the

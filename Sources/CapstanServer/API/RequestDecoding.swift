@@ -26,7 +26,8 @@ enum RequestDecoding {
         }
         let data = Data(buffer.readableBytesView)
         if data.isEmpty { throw APIFailure.badRequest("the request has no body; send the object as JSON or YAML") }
-        let isYAML = (request.headers[.contentType] ?? "").contains("yaml")
+        // (`utf8.firstRange`: Foundation's `contains` of a string was a tenth of this function.)
+        let isYAML = (request.headers[.contentType] ?? "").utf8.firstRange(of: "yaml".utf8) != nil
         if isYAML {
             guard let text = String(data: data, encoding: .utf8) else { throw APIFailure.badRequest("the YAML body is not UTF-8") }
             do {
@@ -34,6 +35,11 @@ enum RequestDecoding {
             } catch {
                 throw APIFailure.badRequest("malformed YAML object: \(error.description)")
             }
+        }
+        // Most bodies: one parse. The fast path takes no document with a key twice in one
+        // object (nor anything else Foundation must judge); only the rest are checked below.
+        if let object = FastJSONDecoder().decodeOnFastPath(AnyResource.self, from: data) {
+            return object
         }
         if let duplicate = JSONKeyCheck.firstDuplicate(in: data) {
             throw APIFailure.badRequest("malformed JSON object: \(duplicate.path.isEmpty ? "" : "\(duplicate.path): ")the key \"\(duplicate.key)\" appears more than once in one object")
