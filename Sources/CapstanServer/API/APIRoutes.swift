@@ -371,7 +371,11 @@ struct APIRoutes: Sendable {
                     switch delivery {
                     case .event(let revision, let event):
                         // A bus behind the asked revision repeats what the client has seen.
-                        guard revision > from, event.object.kind == kind.kind, filter.matches(event.object) else { continue }
+                        guard revision > from else { continue }
+                        // Read once: each read of `event.object` from CapstanCore is a copy of the
+                        // whole object (a retain of each of its fields), per event and watcher.
+                        let object = event.object
+                        guard object.kind == kind.kind, filter.matches(object) else { continue }
                         line = try encoded.line(event, revision: revision)
                     case .resync(let revision):
                         var data = try SortedJSON.data(WatchEvent(type: .resync, revision: revision))
