@@ -39,6 +39,10 @@ enum ControlPlaneBenchmark {
                 try await applyToRunning(products: products, runtime: "process", replicas: 100)
                 return
             }
+            if only == "runc" {
+                try await applyToRunning(products: products, runtime: "runc", replicas: 100)
+                return
+            }
             if only == "writes" {
                 let environment = ProcessInfo.processInfo.environment
                 // Held to ranges: a negative count would trap in reserveCapacity.
@@ -79,6 +83,12 @@ enum ControlPlaneBenchmark {
             build.standardOutput = FileHandle.nullDevice
             try build.run()
             build.waitUntilExit()
+            // Without its rootfs every container fails at once, and a time measured then is no
+            // start: refuse rather than print it.
+            guard build.terminationStatus == 0, FileManager.default.fileExists(atPath: rootfs + "/bin/busybox") else {
+                print("runc: skipped — \(script) did not build a busybox rootfs in \(rootfs) (exit \(build.terminationStatus)); run the benchmark from the checkout's .build\n")
+                return
+            }
             template.runtime = "runc"
             template.image = rootfs
         }
