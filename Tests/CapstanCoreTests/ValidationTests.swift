@@ -62,6 +62,25 @@ import Testing
         }
     }
 
+    /// Events were decoded by synthesized Codable and dropped a key they did not know.
+    @Test func anEventsUnknownSpecKeyIsRefusedAndAKnownOneStillReads() throws {
+        let json = #"{"kind": "Event", "metadata": {"name": "e"}, "spec": {"involvedObject": "Node/n", "reason": "R", "message": "m", "type": "Normal", "source": "s", "count": 2, "colour": "red"}}"#
+        do {
+            _ = try decode(json)
+            Issue.record("expected an unknown-key error")
+        } catch let error as DecodingError {
+            #expect(error.problem.path == "spec.colour")
+            #expect(error.problem.message.contains("unknown key"))
+        }
+        guard case .event(let event) = try decode(json.replacingOccurrences(of: #", "colour": "red""#, with: #", "lastTimestamp": "2026-12-01T00:00:00Z""#)) else {
+            Issue.record("not an Event")
+            return
+        }
+        #expect(event.spec.count == 2 && event.spec.lastTimestamp != nil && event.spec.type == .normal)
+        // `count` is still required, as it was.
+        #expect(throws: DecodingError.self) { try decode(json.replacingOccurrences(of: #", "count": 2, "colour": "red""#, with: "")) }
+    }
+
     @Test func unknownKindIsRefused() {
         #expect(throws: DecodingError.self) { try decode(#"{"kind": "Pod", "metadata": {"name": "p"}, "spec": {}}"#) }
     }

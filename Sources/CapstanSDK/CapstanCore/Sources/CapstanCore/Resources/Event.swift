@@ -25,6 +25,22 @@ public struct EventSpec: ResourceSpec {
         self.count = count
         self.lastTimestamp = lastTimestamp
     }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case involvedObject, reason, message, type, source, count, lastTimestamp }
+
+    /// As the synthesized decoding (the same fields required), and like every other spec a key
+    /// it does not know is refused in a request body, not dropped.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        try container.rejectUnknownKeys(in: decoder)
+        involvedObject = try container.decode(String.self, forKey: .involvedObject)
+        reason = try container.decode(String.self, forKey: .reason)
+        message = try container.decode(String.self, forKey: .message)
+        type = try container.decode(EventType.self, forKey: .type)
+        source = try container.decode(String.self, forKey: .source)
+        count = try container.decode(Int.self, forKey: .count)
+        lastTimestamp = try container.decodeIfPresent(Timestamp.self, forKey: .lastTimestamp)
+    }
 }
 
 public enum EventType: String, Codable, Sendable, Hashable {
