@@ -63,14 +63,19 @@ public struct StderrLogHandler: LogHandler {
     /// mix: the kernel serializes writes to one file, and a pipe takes up to 4 KiB at once.
     @Sendable static func writeToStandardError(_ line: String) {
         var line = line
-        line.withUTF8 { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let written = write(STDERR_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
-                if written < 0 && errno == EINTR { continue }
-                guard written > 0 else { return }
-                offset += written
-            }
-        }
+        line.withUTF8 { bytes in _ = writeAll(STDERR_FILENO, UnsafeRawBufferPointer(bytes)) }
     }
+}
+
+/// Writes all of `bytes` to `descriptor` (again after a signal or a short write); false when the
+/// file refuses them (a full disk, a closed pipe).
+func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
+    var offset = 0
+    while offset < bytes.count {
+        let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+        if written < 0 && errno == EINTR { continue }
+        guard written > 0 else { return false }
+        offset += written
+    }
+    return true
 }

@@ -76,16 +76,8 @@ final class AuditLog: Sendable {
     func record(principal: String, method: String, path: String, code: Int) {
         guard descriptor >= 0 else { return }
         let line = Self.line(time: time(nil), principal: principal, method: method, path: path, code: code)
-        line.withUnsafeBytes { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
-                if written < 0 && errno == EINTR { continue }
-                // A full disk or a failing device: the request has been answered, so the line
-                // is dropped (as before) rather than failing it after the fact.
-                guard written > 0 else { return }
-                offset += written
-            }
-        }
+        // A full disk or a failing device: the request has been answered, so the line is
+        // dropped (as before) rather than failing it after the fact.
+        line.withUnsafeBytes { bytes in _ = writeAll(descriptor, bytes) }
     }
 }
