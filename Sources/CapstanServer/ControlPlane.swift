@@ -137,7 +137,7 @@ public final class ControlPlane: Sendable {
             writer = StoreWriter(store: try ResourceStore(path: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("capstan.db").path, bus: bus, acceptRollback: options.acceptRollback))
             leadership = LeadershipState(server: serverName, leading: true)
         }
-        audit = AuditLog(path: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("audit.log").path)
+        audit = try AuditLog(path: URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("audit.log").path)
         if options.tls {
             let pki = URL(fileURLWithPath: options.dataDirectory).appendingPathComponent("pki").path
             do {

@@ -34,7 +34,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("audit.log").path
         do {
-            let log = AuditLog(path: path)
+            let log = try AuditLog(path: path)
             await withTaskGroup(of: Void.self) { group in
                 for task in 0..<8 {
                     group.addTask {
@@ -53,5 +53,16 @@ import Testing
         #expect(paths.count == 2_000)
         let mode = try #require(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
         #expect(mode & 0o077 == 0, "audit.log is \(String(mode, radix: 8)); it must be 0600")
+    }
+
+    /// A log that cannot be opened stops the server with the file's name, rather than letting it
+    /// run without an audit trail.
+    @Test func aLogThatCannotBeOpenedIsAnErrorNamingIt() {
+        let path = "/nonexistent-\(UUID().uuidString)/audit.log"
+        #expect {
+            _ = try AuditLog(path: path)
+        } throws: { error in
+            "\(error)".contains("cannot open the audit log \(path)")
+        }
     }
 }

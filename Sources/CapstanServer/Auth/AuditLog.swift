@@ -1,3 +1,4 @@
+import CapstanStore
 import Foundation
 
 /// One JSON line per mutating request — who, what, when, the answer — appended to
@@ -5,18 +6,20 @@ import Foundation
 final class AuditLog: Sendable {
     let path: String
     /// Opened for appending: each line is one `write(2)`, placed at the end by the kernel, so
-    /// concurrent requests need no lock of ours (one was contended under load). -1 when the file
-    /// could not be opened: the server then runs without an audit log, as it did before.
+    /// concurrent requests need no lock of ours (one was contended under load).
     private let descriptor: Int32
 
-    init(path: String) {
+    /// Opens (creating it 0600) the log at `path`; a server must not run without its audit log,
+    /// so a file that cannot be opened is an error that names it.
+    init(path: String) throws(StoreError) {
         self.path = path
         descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw .storage("cannot open the audit log \(path) for appending: \(String(cString: strerror(errno))); check the data directory's owner and permissions")
+        }
     }
 
-    deinit {
-        if descriptor >= 0 { close(descriptor) }
-    }
+    deinit { close(descriptor) }
 
     /// One line: `{"code":…,"method":…,"path":…,"principal":…,"time":…}` (keys sorted, time in
     /// UTC to the second, ISO 8601). Built by hand: it is written for every mutating request,
@@ -74,7 +77,6 @@ final class AuditLog: Sendable {
     }
 
     func record(principal: String, method: String, path: String, code: Int) {
-        guard descriptor >= 0 else { return }
         let line = Self.line(time: time(nil), principal: principal, method: method, path: path, code: code)
         // A full disk or a failing device: the request has been answered, so the line is
         // dropped (as before) rather than failing it after the fact.

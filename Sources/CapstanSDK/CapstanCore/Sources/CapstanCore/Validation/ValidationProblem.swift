@@ -104,6 +104,11 @@ extension KeyedDecodingContainer {
     /// Skipped when the decoder's `userInfo[.capstanTrustedDocument]` is `true`.
     public func rejectUnknownKeys(_ known: some Sequence<String>, in decoder: any Decoder) throws {
         if decoder.userInfo[.capstanTrustedDocument] as? Bool == true { return }
+        try rejectUnknownKeysChecked(known, in: decoder)
+    }
+
+    /// The check itself, for a document known not to be trusted.
+    func rejectUnknownKeysChecked(_ known: some Sequence<String>, in decoder: any Decoder) throws {
         let all = try decoder.container(keyedBy: AnyCodingKey.self)
         // A linear look over a dozen names costs less than hashing them into a set; sorting is
         // only for what is reported.
@@ -130,6 +135,6 @@ extension KeyedDecodingContainer where Key: CaseIterable & RawRepresentable, Key
     /// builds nothing.
     func rejectUnknownKeys(in decoder: any Decoder) throws {
         if decoder.userInfo[.capstanTrustedDocument] as? Bool == true { return }
-        try rejectUnknownKeys(Key.allCases.map(\.rawValue), in: decoder)
+        try rejectUnknownKeysChecked(Key.allCases.map(\.rawValue), in: decoder)
     }
 }
